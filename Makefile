@@ -1,0 +1,38 @@
+# Two commands on a fresh machine with Python 3.11:
+#   make run    set everything up and start the program on the bundled demonstration study
+#   make test   set everything up and run the whole test suite (lint, import contracts, pytest)
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test lint system-deps clean
+
+setup: $(STAMP)
+
+# Re-install when the dependencies change.
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[gui,train,dev]'
+	touch $@
+
+run: setup
+	$(BIN)/tfesi info "$$($(BIN)/python -c 'from tfesi_desktop.core.paths import demo_study; print(demo_study())')"
+
+# Debian packages the tests need (a real window under Xvfb, PDF rendering); installed when
+# missing and we may (root), otherwise listed.
+system-deps:
+	@sh scripts/system-deps.sh
+
+lint: setup
+	$(BIN)/ruff check tfesi_desktop tests scripts
+	$(BIN)/lint-imports
+
+test: setup system-deps lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Debian packages the test suite needs beyond Python: Xvfb and the xcb libraries for a real Qt
+# window, poppler-utils to render and read PDF reports. Installs what is missing when run as
+# root (as CI does); otherwise says what to install.
+set -eu
+need="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 poppler-utils"
+missing=""
+for p in $need; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing:$missing"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+else
+    echo "missing Debian packages:$missing (install them with apt-get; tests that need them skip)" >&2
+fi

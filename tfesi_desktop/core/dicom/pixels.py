@@ -1,0 +1,100 @@
+"""Decode one slice to modality values, lazily and with a small cache.
+
+Modality values: stored values through the modality LUT (RescaleSlope/Intercept, or a
+ModalityLUTSequence), with MONOCHROME1 turned around so that bright means bright. Compressed
+transfer syntaxes (JPEG baseline/lossless, JPEG-LS, JPEG 2000, RLE) decode through the pylibjpeg
+plugins that pydicom finds by itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pydicom
+from pydicom.pixels import apply_modality_lut, pixel_array
+
+from ..errors import DicomReadError
+from .model import SliceRef, Stack
+
+CACHE_SLICES = 48
+_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _decode(ref: SliceRef) -> np.ndarray:
+    try:
+        arr = pixel_array(ref.path, index=ref.frame)
+    except Exception as e:  # noqa: BLE001 - decoders raise many kinds; all mean "cannot decode"
+        reason = str(e).split("\n")[0][:300]
+        raise DicomReadError(f"The image in this file cannot be decoded ({type(e).__name__}: "
+                             f"{reason}).", ref.path) from e
+    if arr.ndim == 3:  # colour (RGB after pydicom's YBR conversion): luminance-like mean
+        arr = arr.mean(axis=-1)
+    if arr.ndim != 2:
+        raise DicomReadError(f"Unexpected image shape {arr.shape}.", ref.path)
+    if ref.modality_lut_sequence:  # rare in MR: a lookup table instead of slope/intercept
+        ds = pydicom.dcmread(ref.path, stop_before_pixels=True)
+        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+        return -values if ref.monochrome1 else values
+    stored = arr.astype(np.float64)
+    if ref.monochrome1:
+        # turn stored values around within their own range, before the modality LUT
+        stored = (-1.0 - stored) if ref.signed else (float(2 ** ref.bits_stored - 1) - stored)
+    slope, intercept = ref.rescale
+    return (stored * slope + intercept).astype(np.float32)
+
+
+def modality_values(ref: SliceRef) -> np.ndarray:
+    """The slice as float32 modality values, shape (rows, columns), read-only.
+
+    Decoded on first use and kept in a small least-recently-used cache (thread-safe).
+    """
+    try:
+        mtime = ref.path.stat().st_mtime_ns
+    except OSError as e:
+        raise DicomReadError("This file can no longer be read (was it moved or deleted?).",
+                             ref.path) from e
+    key = (str(ref.path), ref.frame, mtime)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    values = _decode(ref)
+    values.flags.writeable = False
+    with _lock:
+        _cache[key] = values
+        while len(_cache) > CACHE_SLICES:
+            _cache.popitem(last=False)
+    return values
+
+
+def default_window(stack: Stack, *, sample: int = 8) -> tuple[float, float]:
+    """(centre, width) to show a stack first: the first window in the tags (turned around for
+    MONOCHROME1), else percentiles 1 and 99.5 of up to ``sample`` slices of the series."""
+    ref = stack.slices[len(stack.slices) // 2]
+    if ref.window is not None:
+        c, w = ref.window
+        if ref.monochrome1 and not ref.modality_lut_sequence:
+            slope, b = ref.rescale
+            top = -1.0 if ref.signed else float(2 ** ref.bits_stored - 1)
+            c = slope * top + 2 * b - c
+        return c, w
+    n = len(stack.slices)
+    idx = np.unique(np.linspace(0, n - 1, min(sample, n)).astype(int))
+    vals = np.concatenate([modality_values(stack.slices[i]).ravel()[::4] for i in idx])
+    lo, hi = np.percentile(vals, [1.0, 99.5])
+    return float((lo + hi) / 2), float(max(hi - lo, 1e-6))
+
+
+def canonical_values(ref: SliceRef) -> np.ndarray:
+    """Modality values of an axial slice in radiological orientation (anterior up, patient's right
+    on the image's left), whatever the stored orientation. Raises GeometryError without geometry."""
+    from ..errors import GeometryError
+
+    if ref.geometry is None:
+        raise GeometryError("This image has no orientation information, so the patient's left "
+                            "and right cannot be told apart.", ref.path)
+    return ref.geometry.canonical_transform().apply(modality_values(ref))
