@@ -125,6 +125,158 @@ def cmd_synth(args) -> int:
     return 0
 
 
+# --- tfesi predict -----------------------------------------------------------------------------
+
+def _roi_arg(text: str) -> tuple[int, int, int, int]:
+    try:
+        parts = [int(v) for v in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 4:
+        raise TfesiError(f"--roi must be four integers X,Y,W,H (got {text!r}).")
+    return tuple(parts)
+
+
+def _load_predictor(model: str | None):
+    from .core.bundle import default_bundle_path
+    from .core.runtime import Predictor
+
+    return Predictor(Path(model) if model else default_bundle_path())
+
+
+def run_prediction(args):
+    """Scan, pick series and slice, predict: shared by predict and report."""
+    from .core.dicom import scan
+    from .core.runtime import predict_slice
+
+    result = scan(args.path)
+    stack = result.find_stack(args.series)
+    index = stack.find_slice(args.slice)
+    predictor = _load_predictor(args.model)
+    pred, mi = predict_slice(predictor, stack, index, _roi_arg(args.roi), args.side,
+                             level=args.level, allow_side_mismatch=args.allow_side_mismatch)
+    return result, stack, index, predictor, pred, mi
+
+
+def prediction_json(predictor, pred) -> dict:
+    b = predictor.bundle
+    return {
+        "probability_favourable": round(pred.probability, 6),
+        "label": pred.label, "threshold": pred.threshold, "logit": round(pred.logit, 6),
+        "outcome_definition": ">= 50 % NRS pain reduction at 2 months after TFESI",
+        "validated_performance": b.validated_performance(), "disclaimer": b.disclaimer(),
+        **pred.provenance,
+    }
+
+
+def cmd_predict(args) -> int:
+    _, stack, index, predictor, pred, _ = run_prediction(args)
+    out = prediction_json(predictor, pred)
+    if args.heatmap:
+        from .core.dicom import default_window, modality_values
+        from .core.render import overlay, save_png, windowed
+
+        ref = stack.slices[index]
+        grey = windowed(modality_values(ref), *default_window(stack))
+        demo = "; SYNTHETIC DEMO MODEL" if predictor.bundle.synthetic else ""
+        save_png(overlay(grey, pred.cam_roi, pred.provenance["roi"]), args.heatmap,
+                 labels=ref.geometry.edge_letters(), scale=2 if grey.shape[0] <= 256 else 1,
+                 caption=f"Grad-CAM, relative attention; P(favourable) = "
+                         f"{pred.probability:.2f}{demo}")
+        out["heatmap"] = str(args.heatmap)
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"Probability of a favourable outcome (>= 50 % pain reduction at 2 months): "
+          f"{100 * pred.probability:.1f} %  ->  {pred.label} (threshold {pred.threshold:.2f})")
+    print(predictor.bundle.validated_performance())
+    print(predictor.bundle.disclaimer())
+    print(f"model {out['model_name']} {out['model_version']} sha256 {out['model_sha256']}")
+    print(f"preprocessing v{out['preprocessing_version']}; study {out['study_uid']}; series "
+          f"{out['series_uid']}; SOP instance {out['sop_instance_uid']}"
+          + (f" frame {out['frame']}" if out["frame"] is not None else ""))
+    print(f"slice {index}, ROI {out['roi']}, side {out['side']}, level {out['level'] or '-'}, "
+          f"{out['time']}")
+    return 0
+
+
+# --- tfesi train -------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from .core.training.train import TrainConfig, bundle_from_directory, train
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise TfesiError("This bundle folder exists; choose another or add --force.", out)
+    if args.imagenet_weights and not Path(args.imagenet_weights).is_file():
+        raise TfesiError("The ImageNet weights file does not exist.", args.imagenet_weights)
+    name = args.name or out.name
+    if args.from_trained:
+        card = bundle_from_directory(args.from_trained, args.manifest, out, name=name,
+                                     version=args.version, precision=args.precision,
+                                     overwrite=args.force)
+    else:
+        if not args.imagenet_weights and args.variant != "from-scratch":
+            print("notice: no --imagenet-weights given: the network starts from random weights "
+                  "(the paper used ImageNet initialisation). The card records this.",
+                  file=sys.stderr)
+        cfg = TrainConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
+                          learning_rate=args.learning_rate,
+                          validation_fraction=args.validation_fraction, seed=args.seed,
+                          imagenet_weights=args.imagenet_weights, devices=args.devices or [])
+        card = train(args.manifest, out, cfg, name=name, version=args.version,
+                     precision=args.precision, overwrite=args.force,
+                     progress=lambda m: print(m, file=sys.stderr, flush=True))
+    v = card["metrics"]["validation"]
+    print(json.dumps({"bundle": str(out), "validation": v}, indent=1))
+    return 0
+
+
+# --- tfesi model -------------------------------------------------------------------------------
+
+def cmd_model_info(args) -> int:
+    from .core.bundle import default_bundle_path, load_bundle
+
+    b = load_bundle(args.bundle or default_bundle_path())
+    if args.json:
+        print(json.dumps(b.card, indent=1))
+        return 0
+    c = b.card
+    print(f"{b.name} {b.version}  ({b.path})")
+    print(f"  {b.disclaimer()}")
+    print(f"  intended use: {c.get('intended_use', '-')}")
+    print(f"  {b.validated_performance()}")
+    arch = c.get("architecture", {})
+    print(f"  network: {arch.get('base')} ({arch.get('variant')}), {arch.get('parameters'):,} "
+          f"parameters, ImageNet initialisation: {arch.get('imagenet_initialization')}")
+    t = c.get("training", {})
+    if t:
+        print(f"  training: {t.get('data')}; {t.get('train')} train / {t.get('validation')} "
+              f"validation; {t.get('optimizer')} lr {t.get('learning_rate')}, batch "
+              f"{t.get('batch_size')}, {t.get('epochs')} epochs")
+    print(f"  preprocessing version {c['preprocessing_version']}, threshold {b.threshold}")
+    print(f"  model SHA-256 {b.sha256}")
+    for lim in c.get("limitations", []):
+        print(f"  limitation: {lim}")
+    return 0
+
+
+# --- tfesi bench -------------------------------------------------------------------------------
+
+def cmd_bench(args) -> int:
+    from .core.bench import run_bench
+
+    figures = run_bench(model=args.model, repeat=args.repeat, quick=args.quick,
+                        progress=None if args.json else
+                        (lambda m: print(m, file=sys.stderr, flush=True)))
+    if args.json:
+        print(json.dumps(figures, indent=1))
+    else:
+        for k, v in figures.items():
+            print(f"{k:45s} {v}")
+    return 0
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +304,64 @@ def build_parser() -> argparse.ArgumentParser:
                    "storage, uncompressed or RLE-compressed")
     s.add_argument("--force", action="store_true", help="write into a non-empty folder")
     s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("predict", help="predict the outcome for an ROI on one slice")
+    _prediction_args(s)
+    s.add_argument("--heatmap", metavar="OUT.png", help="write the slice with the Grad-CAM map")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("train", help="train a model bundle on a manifest (paper's protocol)")
+    s.add_argument("manifest", help="manifest CSV (format: README)")
+    s.add_argument("--out", required=True, help="bundle folder to write")
+    s.add_argument("--variant", choices=("original", "no-regularization", "from-scratch"),
+                   default="original")
+    s.add_argument("--epochs", type=int, default=26)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--learning-rate", type=float, default=1e-5)
+    s.add_argument("--validation-fraction", type=float, default=0.2)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--imagenet-weights", metavar="PATH",
+                   help="local efficientnetv2-b0_notop.h5 (nothing is downloaded)")
+    s.add_argument("--precision", choices=("float32", "float16"), default="float32",
+                   help="weights of the LiteRT export (float16 halves the file)")
+    s.add_argument("--name", help="model name for the card (default: the folder's name)")
+    s.add_argument("--version", default="1.0.0")
+    s.add_argument("--devices", nargs="*", metavar="DEV",
+                   help="train with tf.distribute.MirroredStrategy over these devices")
+    s.add_argument("--from-trained", metavar="DIR",
+                   help="bundle a model trained elsewhere (model.keras + record.json)")
+    s.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("model", help="model bundles")
+    msub = s.add_subparsers(dest="model_command", required=True, parser_class=_Parser)
+    m = msub.add_parser("info", help="print a bundle's card (default: the model in use)")
+    m.add_argument("bundle", nargs="?")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_model_info)
+
+    s = sub.add_parser("bench", help="measure prediction speed, start-up and training")
+    s.add_argument("--model", help="bundle (default: the model in use)")
+    s.add_argument("--repeat", type=int, default=200, help="timed predictions")
+    s.add_argument("--quick", action="store_true", help="fewer repeats, no training figure")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_bench)
     return p
+
+
+def _prediction_args(s) -> None:
+    s.add_argument("path", help="study folder, DICOMDIR, ZIP file or DICOM file")
+    s.add_argument("--series", help="Series Instance UID (default: the proposed axial T2)")
+    s.add_argument("--slice", required=True, help="slice index (from 0) or SOP Instance UID")
+    s.add_argument("--roi", required=True, metavar="X,Y,W,H",
+                   help="ROI in stored pixels: column and row of the top-left corner, size")
+    s.add_argument("--side", required=True, choices=("left", "right"),
+                   help="injection side (the patient's)")
+    s.add_argument("--level", choices=("C5", "C6", "C7", "C8"))
+    s.add_argument("--model", help="model bundle folder (default: installed or demo model)")
+    s.add_argument("--allow-side-mismatch", action="store_true",
+                   help="go on although the ROI is on the other side of the midline")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,110 @@
+"""`tfesi predict` as a user runs it: JSON, heat map picture, and every bad input as error."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfesi_desktop.core.manifest import read_manifest
+from tfesi_desktop.core.paths import demo_manifest, demo_study
+
+pytest.importorskip("tensorflow")  # the session bundles are exported with TensorFlow
+
+
+@pytest.fixture(scope="module")
+def demo_case():
+    (case,) = read_manifest(demo_manifest())
+    return case
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "tfesi_desktop.cli", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def _args(case, model, **over):
+    roi = ",".join(map(str, case.roi))
+    a = dict(slice=case.slice_key, roi=roi, side=case.side, level="C6", model=model)
+    a.update(over)
+    out = ["predict", demo_study()]
+    for k, v in a.items():
+        out += [f"--{k}", v]
+    return out
+
+
+def test_predict_json_is_traceable(test_bundle, demo_case, tmp_path):
+    model = test_bundle
+    png = tmp_path / "heat.png"
+    r = _run(*_args(demo_case, model), "--json", "--heatmap", png)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert 0 <= out["probability_favourable"] <= 1
+    assert out["label"] in ("favourable", "poor") and out["threshold"] == 0.5
+    assert out["sop_instance_uid"] == demo_case.slice_key
+    assert out["series_uid"] == demo_case.series_uid
+    assert out["roi"] == list(demo_case.roi) and out["side"] == demo_case.side
+    assert out["level"] == "C6" and out["preprocessing_version"] == 1
+    assert len(out["model_sha256"]) == 64 and out["model_name"] == "test-original"
+    assert "synthetic" in out["disclaimer"]
+    # the picture: colour only inside the ROI (plus its outline), grey elsewhere
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    scale = img.shape[1] // 256
+    x, y, w, h = (v * scale for v in demo_case.roi)
+    inside = img[y + 3 * scale:y + h - 3 * scale, x + 3 * scale:x + w - 3 * scale]
+    outside = img[: 256 * scale, :][:, : max(x - 2, 1)]
+    chroma_in = np.abs(inside[..., 0] - inside[..., 2]).mean()
+    chroma_out = np.abs(outside[..., 0] - outside[..., 2]).mean()
+    assert chroma_in > 10 and chroma_out < 1
+
+
+def test_predict_by_index_gives_the_same_result(test_bundle, demo_case):
+    from tfesi_desktop.core.dicom import scan
+
+    model = test_bundle
+    stack = scan(demo_study()).find_stack(demo_case.series_uid)
+    index = stack.find_slice(demo_case.slice_key)
+    a = json.loads(_run(*_args(demo_case, model), "--json").stdout)
+    b = json.loads(_run(*_args(demo_case, model, slice=str(index)), "--json").stdout)
+    assert a["probability_favourable"] == b["probability_favourable"]
+    assert b["slice_index"] == index
+
+
+def test_bad_inputs_are_clear_errors(test_bundle, demo_case, tmp_path):
+    model = test_bundle
+    x, y, w, h = demo_case.roi
+    other = "right" if demo_case.side == "left" else "left"
+    cases = {
+        "reaches outside": _args(demo_case, model, roi=f"{250},{y},{w},{h}"),
+        "at least 16": _args(demo_case, model, roi=f"{x},{y},10,{h}"),
+        "four integers": _args(demo_case, model, roi="1,2,3"),
+        "Slice 99 does not exist": _args(demo_case, model, slice="99"),
+        "No slice with SOP": _args(demo_case, model, slice="1.2.3"),
+        "the injection side is": _args(demo_case, model, side=other),  # ROI on the other side
+        "does not exist": ["predict", tmp_path / "nothing", "--slice", "0", "--roi",
+                           "0,0,20,20", "--side", "left"],
+        "no card.json": _args(demo_case, tmp_path),
+    }
+    for expect, args in cases.items():
+        r = _run(*args)
+        assert r.returncode == 2, (expect, r.stderr)
+        assert r.stderr.strip().splitlines()[-1].startswith("error:"), expect
+        assert expect.lower() in r.stderr.lower(), (expect, r.stderr)
+        assert "Traceback" not in r.stderr
+    # the side check can be overridden on purpose
+    r = _run(*_args(demo_case, model, side=other), "--allow-side-mismatch", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["roi_side"] == demo_case.side
+
+
+def test_predicting_needs_no_tensorflow(test_bundle, demo_case):
+    """The desktop program's path (LiteRT + NumPy) works where TensorFlow cannot be imported."""
+    model = test_bundle
+    code = (
+        "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+        "from tfesi_desktop.cli import main\n"
+        f"sys.exit(main({[str(a) for a in _args(demo_case, model)] + ['--json']!r}))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "probability_favourable" in r.stdout

@@ -1,0 +1,142 @@
+"""``tfesi bench``: the speed figures, measured in one run on this machine.
+
+Prediction figures use the bundled (or given) model on the demo study's ROI: LiteRT + NumPy
+Grad-CAM (what the program runs) beside Keras's ``model.predict`` on the same input when
+TensorFlow is installed, so the ratio is measured on the same machine at the same time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+_FIRST_PREDICTION = """
+import sys, time
+from tfesi_desktop.core.bench import demo_prediction_inputs
+from tfesi_desktop.core.runtime import Predictor, predict
+from tfesi_desktop.core.preprocess import slice_input
+ref, roi, side = demo_prediction_inputs()
+p = Predictor(sys.argv[1])
+predict(p, slice_input(ref, roi, side))
+print("done", flush=True)
+"""
+
+
+def demo_prediction_inputs():
+    """(slice, roi, side) of the demo study's manifest row."""
+    from .dicom import scan
+    from .manifest import read_manifest
+    from .paths import demo_manifest
+
+    (case,) = read_manifest(demo_manifest())
+    stack = scan(case.study_path).find_stack(case.series_uid)
+    return stack.slices[stack.find_slice(case.slice_key)], case.roi, case.side
+
+
+def _ms(values) -> tuple[float, float]:
+    v = np.asarray(values) * 1000
+    return round(float(np.median(v)), 3), round(float(np.percentile(v, 90)), 3)
+
+
+def run_bench(*, model: str | None = None, repeat: int = 200, quick: bool = False,
+              progress=None) -> dict:
+    from .bundle import KERAS_FILE, default_bundle_path, load_bundle
+    from .preprocess import slice_input
+    from .runtime import Predictor, predict
+
+    say = progress or (lambda m: None)
+    path = Path(model) if model else default_bundle_path()
+    figures: dict = {"model": str(path), "machine_cores": _cores()}
+
+    say("process start to first prediction ...")
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", _FIRST_PREDICTION, str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0 or "done" not in r.stdout:
+        raise RuntimeError(f"first-prediction process failed: {r.stderr[-500:]}")
+    figures["process_start_to_first_prediction_s"] = round(time.perf_counter() - t0, 3)
+
+    loads = []
+    for _ in range(3 if quick else 5):
+        t = time.perf_counter()
+        predictor = Predictor(load_bundle(path))
+        loads.append(time.perf_counter() - t)
+    figures["model_load_ms_median"] = _ms(loads)[0]
+
+    ref, roi, side = demo_prediction_inputs()
+    prep = []
+    for _ in range(5 if quick else 20):
+        t = time.perf_counter()
+        mi = slice_input(ref, roi, side)
+        prep.append(time.perf_counter() - t)
+    figures["model_input_ms_median"] = _ms(prep)[0]
+
+    say("prediction + Grad-CAM ...")
+    n = max(10, repeat // 10 if quick else repeat)
+    for _ in range(10):
+        predict(predictor, mi)
+    lat = []
+    for _ in range(n):
+        t = time.perf_counter()
+        predict(predictor, mi)
+        lat.append(time.perf_counter() - t)
+    med, p90 = _ms(lat)
+    figures["predict_gradcam_ms_median"] = med
+    figures["predict_gradcam_ms_p90"] = p90
+    figures["predict_gradcam_runs"] = n
+
+    if importlib.util.find_spec("tensorflow") and (path / KERAS_FILE).exists():
+        say("Keras model.predict on the same input (TensorFlow) ...")
+        from .training.timing import keras_predict_seconds, training_images_per_second
+
+        kt = keras_predict_seconds(path / KERAS_FILE, mi.image, 10 if quick else 30)
+        figures["keras_model_predict_ms_median"] = _ms(kt)[0]
+        figures["speedup_vs_keras_predict"] = round(
+            figures["keras_model_predict_ms_median"] / med, 1)
+        if not quick:
+            say("training throughput ...")
+            figures["training_images_per_s"] = training_images_per_second()
+    else:
+        figures["keras_model_predict_ms_median"] = None
+
+    say("DICOM header scan and decode ...")
+    figures.update(_dicom_figures(50 if quick else 200))
+    return figures
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _dicom_figures(n_files: int) -> dict:
+    """Scan the headers of an n-file axial series and decode one slice (synthetic, 256x256)."""
+    import dataclasses
+
+    from .dicom import modality_values, scan
+    from .dicom import pixels as pixels_module
+    from .synth.cohort import draw_patient, write_study
+
+    with tempfile.TemporaryDirectory(prefix="tfesi-bench-") as tmp:
+        p = draw_patient(0, 0, matrix=256)
+        p = dataclasses.replace(p, n_slices=n_files, narrowest_index=n_files // 2)
+        write_study(p, Path(tmp))
+        files = sorted(Path(tmp).glob("*"))
+        t = time.perf_counter()
+        res = scan(tmp)
+        scan_s = time.perf_counter() - t
+        ref = res.find_stack().slices[n_files // 2]
+        pixels_module._cache.clear()
+        t = time.perf_counter()
+        modality_values(ref)
+        decode_s = time.perf_counter() - t
+        return {f"scan_headers_{len(files)}_files_s": round(scan_s, 3),
+                "decode_one_slice_ms": round(decode_s * 1000, 2),
+                "decode_transfer_syntax": p.storage.transfer_syntax}

@@ -1,0 +1,121 @@
+"""Grad-CAM for the paper's head, in NumPy, from the head's weights (no autodiff needed).
+
+The network ends in global average pooling over the ``top_activation`` feature map A (4x4x1280),
+then Dense(1024) -> ReLU -> [BatchNormalization, at inference an affine map] -> Dense(1) = logit.
+So the gradient of the logit with respect to A[i, j, k] is the same at every position:
+``(1/16) * d logit / d pooled[k]``, and Grad-CAM's channel weights are that gradient,
+``W1 @ (relu'(z) * bn_scale * w2) / 16``. The map is ``ReLU(sum_k alpha_k A[:, :, k])`` for the
+favourable class (the logit) and with ``-alpha`` for the poor class, normalised to 0..1 (all zero,
+not NaN, when nothing is positive). TensorFlow's GradientTape on the Keras model is the reference
+(tests/test_model.py).
+
+Upsampling to the 100x100 input follows the pixel-centre convention: feature cell ``i`` has its
+centre at input coordinate ``(i + 0.5) * 25 - 0.5``; values between centres are bilinear, beyond
+the outermost centres constant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """One BLAS thread for the head's small products: BLAS threads spinning beside LiteRT's
+    doubled the latency (DESIGN.md). The controller is made once; entering it is cheap."""
+    return _blas().limit(limits=1, user_api="blas")
+
+
+@dataclass(frozen=True)
+class Head:
+    """The head's weights: dense (W1, b1), optional batch norm (scale, shift at inference),
+    logit (w2, b2)."""
+
+    w1: np.ndarray  # (1280, 1024)
+    b1: np.ndarray  # (1024,)
+    bn_scale: np.ndarray | None  # gamma / sqrt(var + eps), (1024,)
+    bn_shift: np.ndarray | None  # beta - mean * scale
+    w2: np.ndarray  # (1024,)
+    b2: float
+
+    @classmethod
+    def load(cls, path: str | Path) -> Head:
+        """Read head.npz (float32, as stored: float32 products are twice as fast)."""
+        with np.load(path) as z:
+            bn = "bn_scale" in z.files
+            return cls(z["w1"], z["b1"], z["bn_scale"] if bn else None,
+                       z["bn_shift"] if bn else None, z["w2"].reshape(-1),
+                       float(z["b2"].reshape(-1)[0]))
+
+    def save(self, path: str | Path) -> None:
+        arrays = dict(w1=self.w1.astype(np.float32), b1=self.b1.astype(np.float32),
+                      w2=self.w2.astype(np.float32), b2=np.float32(self.b2))
+        if self.bn_scale is not None:
+            arrays.update(bn_scale=self.bn_scale.astype(np.float32),
+                          bn_shift=self.bn_shift.astype(np.float32))
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    def logit(self, pooled: np.ndarray) -> float:
+        """The logit from the pooled feature vector (1280,) (a check on the runtime's)."""
+        with _one_blas_thread():
+            a = np.maximum(pooled @ self.w1 + self.b1, 0.0)
+            if self.bn_scale is not None:
+                a = a * self.bn_scale + self.bn_shift
+            return float(a @ self.w2 + self.b2)
+
+    def logit_gradient(self, pooled: np.ndarray) -> np.ndarray:
+        """d logit / d pooled, shape (1280,)."""
+        with _one_blas_thread():
+            z = pooled @ self.w1 + self.b1
+            back = (z > 0) * self.w2
+            if self.bn_scale is not None:
+                back = back * self.bn_scale
+            return self.w1 @ back
+
+
+def gradcam(features: np.ndarray, head: Head, *, target: str = "favourable") -> np.ndarray:
+    """Grad-CAM (rows, cols) in 0..1 from a (rows, cols, channels) feature map."""
+    if target not in ("favourable", "poor"):
+        raise ValueError("target must be 'favourable' or 'poor'")
+    f = np.asarray(features, head.w1.dtype)
+    pooled = f.mean(axis=(0, 1))
+    alpha = head.logit_gradient(pooled) / (f.shape[0] * f.shape[1])
+    if target == "poor":
+        alpha = -alpha
+    cam = np.maximum(f.astype(np.float64) @ alpha.astype(np.float64), 0.0)
+    top = cam.max()
+    return cam / top if top > 0 else np.zeros_like(cam)
+
+
+@cache
+def interpolation_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) linear interpolation under the pixel-centre convention: output pixel ``i``
+    samples input coordinate ``(i + 0.5) * n_in / n_out - 0.5``, clamped at the outermost
+    centres (the same as ``skimage.transform.resize(order=1, mode='edge')``)."""
+    pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = pos - lo
+    m = np.zeros((n_out, n_in))
+    m[np.arange(n_out), lo] += 1 - frac
+    m[np.arange(n_out), hi] += frac
+    m.setflags(write=False)
+    return m
+
+
+def upsample(cam: np.ndarray, size: int = 100) -> np.ndarray:
+    """The map on the model input (size x size), pixel-centre convention (module docstring);
+    separable bilinear interpolation as two small matrix products."""
+    cam = np.asarray(cam, np.float64)
+    return (interpolation_matrix(size, cam.shape[0]) @ cam
+            @ interpolation_matrix(size, cam.shape[1]).T)

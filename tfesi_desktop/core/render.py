@@ -1,0 +1,79 @@
+"""Pictures for people: a windowed slice, a heat-map colour scale and overlays (NumPy + Pillow).
+
+Used for ``tfesi predict --heatmap`` and the PDF report; the desktop viewer draws its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# a perceptually ordered blue-cyan-yellow-red scale (like "turbo", simplified): stops in 0..1
+_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+_COLOURS = np.array([[48, 18, 59], [40, 160, 230], [120, 250, 100], [250, 180, 40],
+                     [180, 20, 10]], float)
+
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """RGB (..., 3) uint8 for values in 0..1 (low: dark blue, high: red)."""
+    v = np.clip(np.asarray(values, float), 0, 1)
+    rgb = np.stack([np.interp(v, _STOPS, _COLOURS[:, c]) for c in range(3)], axis=-1)
+    return rgb.astype(np.uint8)
+
+
+def windowed(values: np.ndarray, centre: float, width: float) -> np.ndarray:
+    """Modality values through a linear window to uint8 grey (0 black, 255 white)."""
+    lo = centre - width / 2
+    return (np.clip((np.asarray(values, float) - lo) / max(width, 1e-6), 0, 1) * 255).astype(
+        np.uint8)
+
+
+def overlay(grey: np.ndarray, cam: np.ndarray, roi, *, opacity: float = 0.4,
+            outline=(255, 220, 0)) -> np.ndarray:
+    """RGB image: the grey slice, the map blended inside the ROI only, the ROI outlined."""
+    rgb = np.repeat(np.asarray(grey, np.uint8)[..., None], 3, axis=2).astype(float)
+    x, y, w, h = roi
+    if cam is not None:
+        heat = heat_colours(cam).astype(float)
+        rgb[y:y + h, x:x + w] = (1 - opacity) * rgb[y:y + h, x:x + w] + opacity * heat
+    out = rgb.astype(np.uint8)
+    if outline is not None:
+        out[y, x:x + w] = out[y + h - 1, x:x + w] = outline
+        out[y:y + h, x] = out[y:y + h, x + w - 1] = outline
+    return out
+
+
+def colour_bar(height: int, width: int = 14) -> np.ndarray:
+    """A vertical colour bar, high values at the top, RGB uint8."""
+    v = np.linspace(1, 0, height)[:, None] * np.ones((1, width))
+    return heat_colours(v)
+
+
+def save_png(rgb: np.ndarray, path: str | Path, *, labels: dict[str, str] | None = None,
+             scale: int = 1, caption: str | None = None) -> None:
+    """Save RGB as PNG, optionally with orientation letters at the edges (keys top, bottom,
+    left, right) and a caption line below. Written atomically."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(np.asarray(rgb, np.uint8))
+    if scale != 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    if caption:
+        canvas = Image.new("RGB", (img.width, img.height + 18), (0, 0, 0))
+        canvas.paste(img, (0, 0))
+        ImageDraw.Draw(canvas).text((4, img.height + 3), caption, fill=(255, 255, 255))
+        img_full = canvas
+    else:
+        img_full = img
+    if labels:
+        d = ImageDraw.Draw(img_full)
+        w, h = img.width, img.height
+        pos = {"top": (w // 2 - 3, 3), "bottom": (w // 2 - 3, h - 14),
+               "left": (4, h // 2 - 6), "right": (w - 12, h // 2 - 6)}
+        for k, text in labels.items():
+            d.text(pos[k], text, fill=(255, 255, 0))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    img_full.save(tmp, format="PNG")
+    tmp.replace(path)
