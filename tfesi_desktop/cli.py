@@ -261,6 +261,108 @@ def cmd_model_info(args) -> int:
     return 0
 
 
+def cmd_model_install(args) -> int:
+    from .core.bundle import install_bundle
+
+    dest = install_bundle(args.bundle, make_default=not args.no_default)
+    print(f"installed {dest}" + ("" if args.no_default else " (now the default model)"))
+    return 0
+
+
+def cmd_model_list(args) -> int:
+    from .core.bundle import installed_bundles
+
+    rows = installed_bundles()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        mark = "*" if r["default"] else " "
+        print(f"{mark} {r['name']} {r['version']}  {r['performance']}  ({r['path']})")
+    if not rows:
+        print("no model installed")
+    print("* = default model")
+    return 0
+
+
+# --- tfesi evaluate and study -------------------------------------------------------------------
+
+def cmd_evaluate(args) -> int:
+    from .core.evaluation import evaluate_scores, read_scores, table2_text, write_report
+
+    if args.predictions:
+        if args.model or args.manifest:
+            raise TfesiError("Give either --predictions, or --model with --manifest.")
+        if not args.score_columns:
+            raise TfesiError("--score-columns is needed with --predictions.")
+        cols = [c.strip() for c in args.score_columns.split(",") if c.strip()]
+        labels, scores = read_scores(args.predictions, args.label_column, cols)
+        source = str(args.predictions)
+        names = (f"{args.label_column}=1", f"{args.label_column}=0")
+    else:
+        if not args.manifest:
+            raise TfesiError("Give --predictions CSV, or --manifest (with --model, or the "
+                             "model in use).")
+        labels, scores, predictor, raw_logits = _score_manifest(args)
+        source = f"{predictor.bundle.name} {predictor.bundle.version} on {args.manifest}"
+        names = ("favourable", "poor")
+    try:
+        threshold = args.threshold if args.threshold == "youden" else float(args.threshold)
+    except ValueError:
+        raise TfesiError("--threshold must be a number or 'youden'.") from None
+    result = evaluate_scores(labels, scores, threshold=threshold, names=names)
+    result["source"] = source
+    if args.out:
+        write_report(args.out, result, labels, scores, title=source)
+    if args.update_card:
+        if args.predictions:
+            raise TfesiError("--update-card needs --model and --manifest.")
+        from .core.bundle import record_evaluation
+        from .core.stats import fit_temperature
+
+        temp = fit_temperature(labels, raw_logits) if args.calibrate_temperature else None
+        record_evaluation(predictor.bundle, result, manifest=args.manifest, temperature=temp)
+    print(json.dumps(result, indent=1) if args.json else table2_text(result, source), end="")
+    return 0
+
+
+def _score_manifest(args):
+    import numpy as np
+
+    from .core.manifest import case_input, read_manifest
+
+    predictor = _load_predictor(args.model)
+    cases = read_manifest(args.manifest)
+    report = _progress("scoring patients")
+    logits, labels = [], []
+    for i, c in enumerate(cases):
+        try:
+            mi = case_input(c)
+        except TfesiError as e:
+            raise TfesiError(f"Patient {c.patient_id}: {e}", args.manifest) from e
+        logits.append(predictor.infer(mi.image)[1])
+        labels.append(c.label)
+        report(i + 1, len(cases))
+    probs = np.array([predictor.probability(z) for z in logits])
+    return np.array(labels), {predictor.bundle.name: probs}, predictor, np.array(logits)
+
+
+def cmd_study(args) -> int:
+    from .core.training.study import run_study, summary_text
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise TfesiError("This folder is not empty; choose another or add --force.", out)
+    summary = run_study(args.manifest, out, folds=args.folds, ablation=not args.no_ablation,
+                        baseline=not args.no_baseline, cv=args.folds > 1, epochs=args.epochs,
+                        batch_size=args.batch_size, learning_rate=args.learning_rate,
+                        seed=args.seed, imagenet_weights=args.imagenet_weights,
+                        progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(summary_text(summary), end="")
+    print(f"report: {out}", file=sys.stderr)
+    return 0
+
+
 # --- tfesi bench -------------------------------------------------------------------------------
 
 def cmd_bench(args) -> int:
@@ -340,6 +442,44 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("bundle", nargs="?")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_model_info)
+    m = msub.add_parser("install", help="install a validated bundle and make it the default")
+    m.add_argument("bundle")
+    m.add_argument("--no-default", action="store_true", help="install without making it "
+                   "the default")
+    m.set_defaults(func=cmd_model_install)
+    m = msub.add_parser("list", help="list installed models")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_model_list)
+
+    s = sub.add_parser("evaluate", help="AUC with DeLong CI, Table 2, calibration, paired tests")
+    s.add_argument("--predictions", metavar="CSV", help="scores from this or another program")
+    s.add_argument("--label-column", default="label", help="1 favourable, 0 poor")
+    s.add_argument("--score-columns", metavar="A[,B...]", help="score columns to evaluate")
+    s.add_argument("--model", help="bundle to score --manifest with (default: the model in use)")
+    s.add_argument("--manifest", help="manifest CSV to score with the model")
+    s.add_argument("--threshold", default="0.5", help="a number, or 'youden'")
+    s.add_argument("--out", metavar="DIR", help="write a validation report folder")
+    s.add_argument("--update-card", action="store_true",
+                   help="record this evaluation in the model's card")
+    s.add_argument("--calibrate-temperature", action="store_true",
+                   help="with --update-card: fit temperature scaling on these patients and "
+                        "store it in the card (the program then applies it)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("study", help="ablation, handcrafted baseline and cross-validation")
+    s.add_argument("manifest")
+    s.add_argument("--out", required=True, help="report folder")
+    s.add_argument("--folds", type=int, default=5, help="cross-validation folds (1: none)")
+    s.add_argument("--no-ablation", action="store_true", help="only the original network")
+    s.add_argument("--no-baseline", action="store_true")
+    s.add_argument("--epochs", type=int, default=26)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--learning-rate", type=float, default=1e-5)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--imagenet-weights", metavar="PATH")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(func=cmd_study)
 
     s = sub.add_parser("bench", help="measure prediction speed, start-up and training")
     s.add_argument("--model", help="bundle (default: the model in use)")

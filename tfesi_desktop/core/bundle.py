@@ -128,3 +128,80 @@ def default_bundle_path() -> Path:
         if p.is_dir():
             return p
     return resource_path(*DEMO_BUNDLE)
+
+
+def _write_card(bundle_path: Path, card: dict) -> None:
+    tmp = bundle_path / (CARD + ".partial")
+    tmp.write_text(json.dumps(card, indent=1))
+    tmp.replace(bundle_path / CARD)
+
+
+def record_evaluation(bundle: Bundle, result: dict, *, manifest: str | Path,
+                      temperature: float | None = None) -> dict:
+    """Add an evaluation (``tfesi evaluate`` result) to the bundle's card, and optionally the
+    temperature fitted on it. The card is rewritten atomically; file hashes are unchanged."""
+    import datetime as _dt
+
+    card = json.loads((bundle.path / CARD).read_text())
+    (name, entry), = result["scores"].items()
+    record = {"date": _dt.date.today().isoformat(), "data": Path(manifest).name,
+              "n": result["n"], "favourable": result["favourable"],
+              "auc": round(entry["auc"]["auc"], 4),
+              "auc_ci95": [round(v, 4) for v in entry["auc"]["ci95"]],
+              "accuracy": round(entry["table"]["accuracy"], 4),
+              "brier": round(entry["brier"], 4) if "brier" in entry else None}
+    card.setdefault("metrics", {}).setdefault("evaluations", []).append(record)
+    if temperature is not None:
+        card["calibration"] = {"temperature": float(temperature), "fitted_on": record["data"],
+                               "n": record["n"], "method": "temperature scaling"}
+    card.setdefault("changelog", []).append(
+        f"{record['date']}: evaluated on {record['data']} (AUC {record['auc']:.3f})"
+        + (f"; temperature {temperature:.3f}" if temperature is not None else ""))
+    _write_card(bundle.path, card)
+    return record
+
+
+def install_bundle(path: str | Path, *, make_default: bool = True) -> Path:
+    """Copy a verified bundle into the user's model folder and (by default) make it the
+    default of the desktop program and the command line."""
+    import shutil
+
+    b = load_bundle(path)
+    if "validation" not in b.card.get("metrics", {}):
+        raise ModelError("This bundle carries no validated performance; evaluate it first "
+                         "(tfesi evaluate --update-card).", b.path)
+    dest_root = installed_models_dir()
+    dest_root.mkdir(parents=True, exist_ok=True)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in b.name)
+    dest = dest_root / f"{safe}-{b.version}"
+    tmp = dest_root / f".{dest.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(b.path, tmp)
+    load_bundle(tmp)  # verify the copy
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    if make_default:
+        marker = dest_root / "DEFAULT"
+        (dest_root / "DEFAULT.partial").write_text(dest.name + "\n")
+        (dest_root / "DEFAULT.partial").replace(marker)
+    return dest
+
+
+def installed_bundles() -> list[dict]:
+    """The installed models (verified), with which one is the default."""
+    root = installed_models_dir()
+    default = default_bundle_path()
+    out = []
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if not p.is_dir() or p.name.startswith("."):
+            continue
+        try:
+            b = load_bundle(p)
+        except ModelError as e:
+            out.append({"name": p.name, "version": "?", "path": str(p), "default": False,
+                        "performance": f"REFUSED: {e.message}"})
+            continue
+        out.append({"name": b.name, "version": b.version, "path": str(p),
+                    "default": p == default, "performance": b.validated_performance()})
+    return out

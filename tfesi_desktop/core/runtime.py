@@ -52,6 +52,12 @@ class Predictor:
         if self._features is None or self._logit is None:
             raise ModelError("The LiteRT model lacks the feature-map or logit output.")
         self._lock = threading.Lock()
+        cal = self.bundle.card.get("calibration") or {}
+        self.temperature = float(cal.get("temperature", 1.0))
+
+    def probability(self, logit: float) -> float:
+        """P(favourable) from the logit, with the card's temperature scaling if it has one."""
+        return sigmoid(logit / self.temperature)
 
     def infer(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """(feature map (4, 4, 1280), logit) for one (100, 100, 3) input in 0..255."""
@@ -97,7 +103,8 @@ def predict(predictor: Predictor, model_input: ModelInput, *, provenance: dict |
         "gradcam_target": target,
     }
     prov.update(provenance or {})
-    return Prediction(sigmoid(logit), logit, b.threshold, cam_input,
+    prov["temperature"] = predictor.temperature
+    return Prediction(predictor.probability(logit), logit, b.threshold, cam_input,
                       model_input.transform.to_stored(cam_input), prov)
 
 

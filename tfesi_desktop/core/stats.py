@@ -113,3 +113,82 @@ def delong_paired(labels, scores1, scores2, *, z: float = Z95) -> PairedResult:
     half = z * np.sqrt(max(var, 0.0))
     return PairedResult(float(aucs[0]), float(aucs[1]), diff, float(zval), p,
                         (diff - half, diff + half))
+
+
+# --- classification metrics and calibration ----------------------------------------------------
+
+def youden_threshold(labels, scores) -> float:
+    """The threshold maximising sensitivity + specificity - 1 (Youden's J)."""
+    from sklearn.metrics import roc_curve
+
+    y, (s,) = _check(labels, scores)
+    fpr, tpr, thr = roc_curve(y, s)
+    t = thr[int(np.argmax(tpr - fpr))]
+    return float(t) if np.isfinite(t) else float(np.max(s)) + 1e-9
+
+
+def classification_table(labels, scores, threshold: float = 0.5, *,
+                         names: tuple[str, str] = ("favourable", "poor")) -> dict:
+    """The paper's Table 2 layout: per class (``names``: label 1, label 0) precision, recall,
+    F1 and support, their macro average, accuracy, sensitivity, specificity, confusion."""
+    y, (s,) = _check(labels, scores)
+    pred = s >= threshold
+    tp, fn = int(np.sum(pred & y)), int(np.sum(~pred & y))
+    fp, tn = int(np.sum(pred & ~y)), int(np.sum(~pred & ~y))
+
+    def ratio(a, b):
+        return float(a / b) if b else 0.0
+
+    classes = {}
+    for name, t_pos, f_pos, f_neg in ((names[0], tp, fp, fn), (names[1], tn, fn, fp)):
+        p, r = ratio(t_pos, t_pos + f_pos), ratio(t_pos, t_pos + f_neg)
+        classes[name] = {"precision": p, "recall": r, "f1": ratio(2 * p * r, p + r),
+                         "support": t_pos + f_neg}
+    macro = {k: float(np.mean([classes[c][k] for c in classes]))
+             for k in ("precision", "recall", "f1")}
+    return {"threshold": float(threshold), "accuracy": ratio(tp + tn, len(y)),
+            "sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
+            "confusion": {"tp": tp, "fn": fn, "fp": fp, "tn": tn}, "classes": classes,
+            "macro_avg": macro}
+
+
+def brier_score(labels, probs) -> float:
+    y, (p,) = _check(labels, probs)
+    if p.min() < 0 or p.max() > 1:
+        raise TfesiError("A Brier score needs probabilities between 0 and 1.")
+    return float(np.mean((p - y) ** 2))
+
+
+def reliability_curve(labels, probs, bins: int = 10) -> list[dict]:
+    """Observed frequency against mean predicted probability in equal-width bins (empty bins
+    left out)."""
+    y, (p,) = _check(labels, probs)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            out.append({"bin": [float(edges[b]), float(edges[b + 1])], "n": int(m.sum()),
+                        "mean_predicted": float(p[m].mean()), "observed": float(y[m].mean())})
+    return out
+
+
+def fit_temperature(labels, logits) -> float:
+    """Temperature T > 0 minimising the log loss of sigmoid(logit / T) (Guo et al. 2017).
+    Dividing by a positive T keeps the order of the scores, so the AUC does not change."""
+    from scipy.optimize import minimize_scalar
+
+    y, (z,) = _check(labels, logits)
+
+    def nll(log_t):
+        q = z / np.exp(log_t)
+        return float(np.mean(np.logaddexp(0, q) - y * q))
+
+    r = minimize_scalar(nll, bounds=(-5, 5), method="bounded")
+    return float(np.exp(r.x))
+
+
+def logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))

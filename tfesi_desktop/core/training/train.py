@@ -76,13 +76,18 @@ def _strategy(devices: list[str]):
     return tf.distribute.get_strategy()
 
 
-def fit_and_evaluate(x: np.ndarray, y: np.ndarray, config: TrainConfig, *, progress=None):
-    """Train on the seeded split and return (model, record). Keras only (any backend)."""
+def fit_and_evaluate(x: np.ndarray, y: np.ndarray, config: TrainConfig, *, progress=None,
+                     train_idx=None, val_idx=None):
+    """Train and return (model, record). Keras only (any backend). The split is the seeded
+    stratified one unless ``train_idx``/``val_idx`` are given (cross-validation folds)."""
     import keras
 
     from .network import build_model
 
-    tr, va = split(y, config.validation_fraction, config.seed)
+    if train_idx is None:
+        tr, va = split(y, config.validation_fraction, config.seed)
+    else:
+        tr, va = np.asarray(train_idx), np.asarray(val_idx)
     backend = keras.backend.backend()
     strategy = _strategy(config.devices) if backend == "tensorflow" else None
 
@@ -139,6 +144,7 @@ def fit_and_evaluate(x: np.ndarray, y: np.ndarray, config: TrainConfig, *, progr
                     for k, vals in history.history.items()},
         "metrics": {"training": binary_metrics(y[tr], p_tr),
                     "validation_keras": binary_metrics(y[va], p_va)},
+        "validation_probabilities": [round(float(v), 6) for v in p_va],
     }
     return model, record
 

@@ -1,0 +1,153 @@
+"""Validation tools: Table-2 metrics, calibration, `tfesi evaluate`, `tfesi study`,
+model install/list."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfesi_desktop.cli import main
+from tfesi_desktop.core.stats import (
+    auc_delong,
+    brier_score,
+    classification_table,
+    fit_temperature,
+    reliability_curve,
+    youden_threshold,
+)
+
+from .conftest import SHARED
+
+
+def test_classification_table_by_hand():
+    y = [1, 1, 1, 0, 0]
+    p = [0.9, 0.6, 0.4, 0.7, 0.1]
+    t = classification_table(y, p, 0.5)
+    assert t["confusion"] == {"tp": 2, "fn": 1, "fp": 1, "tn": 1}
+    assert t["accuracy"] == pytest.approx(3 / 5)
+    assert t["sensitivity"] == pytest.approx(2 / 3) and t["specificity"] == pytest.approx(1 / 2)
+    fav, poor = t["classes"]["favourable"], t["classes"]["poor"]
+    assert fav["precision"] == pytest.approx(2 / 3) and poor["precision"] == pytest.approx(1 / 2)
+    assert fav["f1"] == pytest.approx(2 / 3) and poor["support"] == 2
+    assert t["macro_avg"]["recall"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert brier_score(y, p) == pytest.approx(np.mean((np.array(p) - np.array(y)) ** 2))
+
+
+def test_reliability_and_temperature_scaling_keep_the_auc():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=500) * 3
+    y = (rng.random(500) < 1 / (1 + np.exp(-z / 3))).astype(int)  # true temperature 3
+    t = fit_temperature(y, z)
+    assert 2.0 < t < 4.5
+    over = 1 / (1 + np.exp(-z))
+    cal = 1 / (1 + np.exp(-z / t))
+    assert auc_delong(y, cal).auc == pytest.approx(auc_delong(y, over).auc, abs=1e-12)
+    assert brier_score(y, cal) < brier_score(y, over)
+    bins = reliability_curve(y, cal)
+    assert sum(b["n"] for b in bins) == 500
+    assert all(abs(b["observed"] - b["mean_predicted"]) < 0.2 for b in bins if b["n"] > 30)
+    assert 0 < youden_threshold(y, cal) < 1
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "tfesi_desktop.cli", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_evaluate_reproduces_proc_on_asah(tmp_path):
+    ref_csv = SHARED / "reference" / "aSAH.csv"
+    if not ref_csv.exists():
+        pytest.skip("../shared/reference is not beside this checkout")
+    ref = json.loads((SHARED / "reference" / "aSAH_pROC_values.json").read_text())
+    r = _cli("evaluate", "--predictions", ref_csv, "--label-column", "poor", "--score-columns",
+             "wfns,s100b,ndka", "--json", "--out", tmp_path / "rep")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for k in ("wfns", "s100b", "ndka"):
+        assert out["scores"][k]["auc"]["auc"] == pytest.approx(ref["auc"][k], abs=1e-4)
+        assert out["scores"][k]["auc"]["ci95"] == pytest.approx(ref["delong_ci95"][k], abs=1e-4)
+    tests = {(t["a"], t["b"]): t for t in out["paired_tests"]}
+    want = ref["paired_delong_test"]["wfns_vs_s100b"]
+    assert tests[("wfns", "s100b")]["z"] == pytest.approx(want["Z"], abs=1e-4)
+    assert tests[("wfns", "s100b")]["p"] == pytest.approx(want["p"], abs=1e-4)
+    assert (tmp_path / "rep" / "table2.txt").read_text().count("AUC") == 3
+    assert (tmp_path / "rep" / "roc.png").stat().st_size > 10_000
+
+
+def test_evaluate_bad_input_is_error_and_exit_2(tmp_path):
+    f = tmp_path / "p.csv"
+    cases = {
+        "Missing columns: b": "label,a\n1,0.2\n0,0.1\n",
+        "Both classes": "label,a,b\n1,0.2,0.1\n1,0.1,0.3\n",
+        "NaN": "label,a,b\n1,0.2,nan\n0,0.1,0.3\n",
+        "only 0 and 1": "label,a,b\n2,0.2,0.1\n0,0.1,0.3\n",
+    }
+    for expect, text in cases.items():
+        f.write_text(text)
+        r = _cli("evaluate", "--predictions", f, "--score-columns", "a,b")
+        assert r.returncode == 2, expect
+        assert r.stderr.startswith("error:") and expect in r.stderr, (expect, r.stderr)
+
+
+def test_evaluate_a_bundle_on_a_manifest_updates_its_card(cohort, test_bundle, tmp_path,
+                                                          capsys):
+    import shutil
+
+    from tfesi_desktop.core.bundle import load_bundle
+    from tfesi_desktop.core.runtime import Predictor
+
+    bundle = tmp_path / "b"
+    shutil.copytree(test_bundle, bundle)
+    manifest = cohort[0] / "manifest.csv"
+    assert main(["evaluate", "--model", str(bundle), "--manifest", str(manifest), "--json",
+                 "--update-card", "--calibrate-temperature"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 6
+    card = load_bundle(bundle).card  # still verifies: the card is not among the hashed files
+    (ev,) = card["metrics"]["evaluations"]
+    assert ev["n"] == 6 and ev["auc"] == pytest.approx(
+        out["scores"]["test-original"]["auc"]["auc"], abs=1e-4)
+    assert card["calibration"]["temperature"] > 0
+    assert Predictor(bundle).temperature == card["calibration"]["temperature"]
+
+
+def test_model_install_makes_the_default_and_list_shows_it(test_bundle, capsys):
+    from tfesi_desktop.core.bundle import default_bundle_path
+
+    demo = default_bundle_path()
+    assert main(["model", "install", str(test_bundle)]) == 0
+    assert default_bundle_path() != demo and default_bundle_path().name == "test-original-0.0.1"
+    capsys.readouterr()
+    assert main(["model", "list"]) == 0
+    assert "* test-original 0.0.1" in capsys.readouterr().out
+
+
+def test_study_runs_every_protocol_and_writes_the_report(cohort, tmp_path, capsys):
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "study"
+    rc = main(["study", str(cohort[0] / "manifest.csv"), "--out", str(out), "--epochs", "1",
+               "--batch-size", "2", "--folds", "2", "--seed", "1"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    for arm in ("original", "no-regularization", "from-scratch", "handcrafted+logistic",
+                "generator (best achievable)"):
+        assert arm in text
+    s = json.loads((out / "summary.json").read_text())
+    assert len(s["arms"]["original"]["cv_fold_auc"]) == 2
+    assert {"split_auc", "cv_pooled_auc"} <= set(s["arms"]["handcrafted+logistic"])
+    assert len(s["split"]["paired_tests"]) == 10  # 5 scores, every pair
+    for part in ("split", "cv"):
+        assert (out / part / "table2.txt").exists() and (out / part / "roc.png").exists()
+    with open(out / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and all(r["cv_original"] != "" for r in rows)
+    # the predictions can be evaluated again by anyone
+    capsys.readouterr()
+    assert main(["evaluate", "--predictions", str(out / "predictions.csv"),
+                 "--score-columns", "cv_original,cv_handcrafted+logistic", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["scores"]["cv_original"]["auc"]["auc"] == pytest.approx(
+        s["arms"]["original"]["cv_pooled_auc"]["auc"], abs=1e-4)

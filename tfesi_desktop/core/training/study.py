@@ -1,0 +1,207 @@
+"""``tfesi study``: validate like a study on one manifest, repeatably from a seed.
+
+- the paper's ablation (Table 3): original, without Dropout/BatchNorm, from scratch, trained on
+  the same seeded 80/20 split and compared with paired DeLong tests;
+- the handcrafted-feature baseline (:mod:`..baseline`) on the same split and the same folds;
+- stratified k-fold cross-validation of the original network and the baseline: per-fold and
+  pooled (out-of-fold) metrics;
+- temperature scaling of the original network fitted on its validation predictions (the AUC
+  does not change; the Brier score may);
+- for synthetic cohorts, the generator's own probability on the same patients (the best
+  achievable AUC).
+
+Writes a folder: ``summary.json`` and ``summary.txt`` (the headline table), ``split/`` and
+``cv/`` validation reports (metrics.json, table2.txt, roc.png, reliability.png), and
+``predictions.csv`` (every patient's scores, usable with ``tfesi evaluate --predictions``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..baseline import feature_matrix, fit_predict
+from ..evaluation import evaluate_scores, write_report
+from ..manifest import load_inputs
+from ..stats import auc_delong, brier_score, fit_temperature, logit
+from .network import VARIANTS
+from .train import TrainConfig, fit_and_evaluate, split
+
+BASELINE = "handcrafted+logistic"
+GENERATOR = "generator (best achievable)"
+
+
+def _generator_probs(cases) -> np.ndarray | None:
+    try:
+        return np.array([float(c.row["p_favourable"]) for c in cases])
+    except (KeyError, ValueError):
+        return None
+
+
+def run_study(manifest: str | Path, out: str | Path, *, folds: int = 5, ablation: bool = True,
+              baseline: bool = True, cv: bool = True, epochs: int = 26, batch_size: int = 8,
+              learning_rate: float = 1e-5, seed: int = 0, imagenet_weights: str | None = None,
+              progress=None) -> dict:
+    from sklearn.model_selection import StratifiedKFold
+
+    say = progress or (lambda m: None)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    x, y, cases = load_inputs(manifest)
+    gen = _generator_probs(cases)
+    times: dict[str, float] = {}
+    summary: dict = {"manifest": str(manifest), "patients": int(len(y)),
+                     "favourable": int(y.sum()), "seed": seed, "epochs": epochs,
+                     "batch_size": batch_size, "learning_rate": learning_rate,
+                     "imagenet_weights": bool(imagenet_weights), "arms": {}}
+
+    def cfg(variant):
+        return TrainConfig(variant=variant, epochs=epochs, batch_size=batch_size,
+                           learning_rate=learning_rate, seed=seed,
+                           imagenet_weights=imagenet_weights)
+
+    feats = None
+    if baseline:
+        t = time.monotonic()
+        feats = feature_matrix(x)
+        times["baseline_features_s"] = time.monotonic() - t
+
+    tr, va = split(y, 0.2, seed)
+    split_scores: dict[str, np.ndarray] = {}
+    columns: dict[str, np.ndarray] = {}  # per-patient scores for predictions.csv
+    role = np.array(["train"] * len(y), dtype=object)
+    role[va] = "validation"
+    arms = list(VARIANTS) if ablation else (["original"] if cv or not baseline else [])
+    for arm in arms:
+        t = time.monotonic()
+        say(f"split: training {arm} ({len(tr)} train / {len(va)} validation)")
+        _, record = fit_and_evaluate(x, y, cfg(arm), train_idx=tr, val_idx=va,
+                                     progress=lambda m, a=arm: say(f"  {a} {m}"))
+        p = np.array(record["validation_probabilities"])
+        split_scores[arm] = p
+        col = np.full(len(y), np.nan)
+        col[va] = p
+        columns[f"split_{arm}"] = col
+        times[f"split_{arm}_s"] = time.monotonic() - t
+    if baseline:
+        t = time.monotonic()
+        split_scores[BASELINE] = fit_predict(feats, y, tr, va, seed)
+        col = np.full(len(y), np.nan)
+        col[va] = split_scores[BASELINE]
+        columns[f"split_{BASELINE}"] = col
+        times["split_baseline_s"] = time.monotonic() - t + times.get("baseline_features_s", 0)
+    if gen is not None:
+        split_scores[GENERATOR] = gen[va]
+    if split_scores:
+        res = evaluate_scores(y[va], split_scores)
+        calibration = None
+        if "original" in split_scores:
+            z = logit(split_scores["original"])
+            temp = fit_temperature(y[va], z)
+            cal = 1 / (1 + np.exp(-z / temp))
+            calibration = {"temperature": temp,
+                           "brier_before": brier_score(y[va], split_scores["original"]),
+                           "brier_after": brier_score(y[va], cal),
+                           "auc_before": auc_delong(y[va], split_scores["original"]).auc,
+                           "auc_after": auc_delong(y[va], cal).auc,
+                           "note": "fitted and assessed on the same validation patients"}
+        write_report(out / "split", res, y[va], split_scores,
+                     title=f"Seeded 80/20 split (seed {seed}): {len(va)} validation patients",
+                     extra={"calibration": calibration})
+        summary["split"] = {"validation_patients": int(len(va)), "calibration": calibration,
+                            "paired_tests": res["paired_tests"]}
+        for name, e in res["scores"].items():
+            summary["arms"].setdefault(name, {})["split_auc"] = e["auc"]
+            summary["arms"][name]["split_accuracy"] = e["table"]["accuracy"]
+
+    if cv:
+        skf = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        oof = {"original": np.full(len(y), np.nan)}
+        if baseline:
+            oof[BASELINE] = np.full(len(y), np.nan)
+        fold_of = np.zeros(len(y), int)
+        per_fold: dict[str, list[float]] = {k: [] for k in oof}
+        for k, (ftr, fva) in enumerate(skf.split(np.zeros(len(y)), y), start=1):
+            fold_of[fva] = k
+            t = time.monotonic()
+            say(f"cross-validation fold {k}/{folds}")
+            _, record = fit_and_evaluate(x, y, cfg("original"), train_idx=ftr, val_idx=fva,
+                                         progress=lambda m, k=k: say(f"  fold {k} {m}"))
+            oof["original"][fva] = record["validation_probabilities"]
+            times[f"cv_fold{k}_s"] = time.monotonic() - t
+            if baseline:
+                oof[BASELINE][fva] = fit_predict(feats, y, ftr, fva, seed)
+            for name in oof:
+                per_fold[name].append(auc_delong(y[fva], oof[name][fva]).auc)
+        cv_scores = dict(oof)
+        if gen is not None:
+            cv_scores[GENERATOR] = gen
+        res = evaluate_scores(y, cv_scores)
+        write_report(out / "cv", res, y, cv_scores,
+                     title=f"{folds}-fold cross-validation, pooled out-of-fold predictions",
+                     extra={"per_fold_auc": per_fold})
+        for name, vals in per_fold.items():
+            a = summary["arms"].setdefault(name, {})
+            a["cv_pooled_auc"] = res["scores"][name]["auc"]
+            a["cv_fold_auc"] = [round(v, 4) for v in vals]
+            a["cv_fold_auc_mean_sd"] = [round(float(np.mean(vals)), 4),
+                                        round(float(np.std(vals, ddof=1)), 4)]
+        if gen is not None:
+            summary["arms"][GENERATOR]["cv_pooled_auc"] = res["scores"][GENERATOR]["auc"]
+        summary["cv"] = {"folds": folds, "paired_tests": res["paired_tests"]}
+        for name, v in oof.items():
+            columns[f"cv_{name}"] = v
+        columns["cv_fold"] = fold_of
+
+    times["total_s"] = time.monotonic() - t_start
+    summary["wall_time_s"] = {k: round(v, 1) for k, v in times.items()}
+    _write_predictions(out / "predictions.csv", cases, y, role, gen, columns)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "summary.txt").write_text(summary_text(summary))
+    return summary
+
+
+def _write_predictions(path, cases, y, role, gen, columns):
+    names = ["patient_id", "label", "role"] + (["p_generator"] if gen is not None else []) + \
+        list(columns)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(names)
+        for i, c in enumerate(cases):
+            row = [c.patient_id, int(y[i]), role[i]] + ([gen[i]] if gen is not None else [])
+            row += ["" if isinstance(v, float) and np.isnan(v) else
+                    (round(float(v), 6) if not isinstance(v, (int, np.integer)) else int(v))
+                    for v in (columns[k][i] for k in columns)]
+            w.writerow(row)
+
+
+def summary_text(s: dict) -> str:
+    lines = [f"{s['patients']} patients ({s['favourable']} favourable), seed {s['seed']}, "
+             f"{s['epochs']} epochs, batch {s['batch_size']}, lr {s['learning_rate']}, "
+             f"ImageNet init: {s['imagenet_weights']}",
+             "", f"{'arm':30s} {'80/20 split AUC (95 % CI)':28s} {'CV pooled AUC (95 % CI)':28s}"
+                 f" {'CV folds mean (sd)':18s}"]
+
+    def fmt(a):
+        return f"{a['auc']:.3f} ({a['ci95'][0]:.3f}-{a['ci95'][1]:.3f})" if a else "-"
+
+    for name, a in s["arms"].items():
+        ms = a.get("cv_fold_auc_mean_sd")
+        lines.append(f"{name:30s} {fmt(a.get('split_auc')):28s} {fmt(a.get('cv_pooled_auc')):28s}"
+                     f" {f'{ms[0]:.3f} ({ms[1]:.3f})' if ms else '-':18s}")
+    for part in ("split", "cv"):
+        for p in s.get(part, {}).get("paired_tests", []):
+            lines.append(f"{part}: {p['a']} vs {p['b']}: {p['difference']:+.3f} "
+                         f"(95 % CI {p['ci95'][0]:+.3f} to {p['ci95'][1]:+.3f}), p {p['p']:.4f}")
+    cal = s.get("split", {}).get("calibration")
+    if cal:
+        lines.append(f"temperature scaling (original, split): T = {cal['temperature']:.3f}, "
+                     f"Brier {cal['brier_before']:.4f} -> {cal['brier_after']:.4f}, AUC "
+                     f"{cal['auc_before']:.4f} -> {cal['auc_after']:.4f}")
+    lines.append("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in s["wall_time_s"].items()))
+    return "\n".join(lines) + "\n"
