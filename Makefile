@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/tfesi info "$$($(BIN)/python -c 'from tfesi_desktop.core.paths import demo_study; print(demo_study())')"
+	$(BIN)/tfesi-desktop --demo
 
 # Debian packages the tests need (a real window under Xvfb, PDF rendering); installed when
 # missing and we may (root), otherwise listed.

@@ -105,9 +105,33 @@ def run_bench(*, model: str | None = None, repeat: int = 200, quick: bool = Fals
     else:
         figures["keras_model_predict_ms_median"] = None
 
+    if importlib.util.find_spec("PySide6") and importlib.util.find_spec("pyqtgraph"):
+        say("desktop window (offscreen) ...")
+        figures.update(_gui_figures())
+
     say("DICOM header scan and decode ...")
     figures.update(_dicom_figures(50 if quick else 200))
     return figures
+
+
+def _gui_figures() -> dict:
+    """Process start to shown window, the GUI thread's longest stall, click to shown result:
+    measured in a fresh process (``tfesi_desktop.gui.timing``), offscreen."""
+    import json
+    import os
+
+    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    with tempfile.TemporaryDirectory(prefix="tfesi-bench-home-") as home:
+        env["TFESI_HOME"] = home  # a fresh user: no saved ROI, no window geometry
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "tfesi_desktop.gui.timing"],
+                           capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return {"gui_error": r.stderr.strip().splitlines()[-1] if r.stderr else "failed"}
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out.pop("probability", None)
+    out["gui_process_total_s"] = round(time.perf_counter() - t0, 2)
+    return out
 
 
 def _cores() -> int:

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.transform import resize
 
 from .errors import RoiError, SideMismatchError
 from .geometry import Dihedral, SliceGeometry
@@ -83,6 +82,8 @@ class RoiTransform:
 
     def to_stored(self, m: np.ndarray) -> np.ndarray:
         """A (100, 100) map on the model input as a (h, w) map on the ROI in stored pixels."""
+        from skimage.transform import resize
+
         out = resize(np.asarray(m, np.float64), self.canonical_shape, order=1, mode="edge",
                      anti_aliasing=False)
         if self.mirrored:
@@ -105,6 +106,8 @@ def model_input(values: np.ndarray, geometry: SliceGeometry, roi: Rect, side: st
     roi = check_roi(roi, values.shape)
     if side not in ("left", "right"):
         raise RoiError(f"The injection side must be 'left' or 'right', not {side!r}.")
+    from skimage.transform import resize  # 0.4 s to import: only when first needed
+
     x, y, w, h = roi
     d = geometry.canonical_transform()
     crop = d.apply(np.asarray(values, np.float64)[y:y + h, x:x + w])

@@ -71,7 +71,8 @@ class Predictor:
 
 
 def sigmoid(x: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-x)))
+    """The logistic function, without overflow for large logits."""
+    return float(0.5 * (1.0 + np.tanh(0.5 * x)))
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,6 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-import pydicom
-from pydicom.pixels import apply_modality_lut, pixel_array
 
 from ..errors import DicomReadError
 from .model import SliceRef, Stack
@@ -24,6 +22,9 @@ _lock = threading.Lock()
 
 
 def _decode(ref: SliceRef) -> np.ndarray:
+    import pydicom  # here, not at the top: importing it costs 0.2 s at start-up
+    from pydicom.pixels import apply_modality_lut, pixel_array
+
     try:
         arr = pixel_array(ref.path, index=ref.frame)
     except Exception as e:  # noqa: BLE001 - decoders raise many kinds; all mean "cannot decode"
@@ -44,6 +45,16 @@ def _decode(ref: SliceRef) -> np.ndarray:
         stored = (-1.0 - stored) if ref.signed else (float(2 ** ref.bits_stored - 1) - stored)
     slope, intercept = ref.rescale
     return (stored * slope + intercept).astype(np.float32)
+
+
+def cached_values(ref: SliceRef) -> np.ndarray | None:
+    """The slice's modality values if already decoded, else None (never decodes)."""
+    try:
+        key = (str(ref.path), ref.frame, ref.path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    with _lock:
+        return _cache.get(key)
 
 
 def modality_values(ref: SliceRef) -> np.ndarray:

@@ -362,7 +362,8 @@ def write_study(p: Patient, out_dir: Path) -> dict:
         frames.append(_stored_pixels(st.dihedral.invert(volume[k]), st))
         positions.append(origin)
     iop = [float(x) for x in (*row_dir, *col_dir)]
-    window = (float(np.percentile(volume, 50) * 1.2), float(np.percentile(volume, 99.5)))
+    lo, hi = np.percentile(volume, [1.0, 99.5])
+    window = (float((lo + hi) / 2), float(hi - lo))  # as a scanner's default window
     desc = "T2 TSE AX C-SPINE"
     if st.multiframe:
         sop = _uid(p.seed, p.index, "mf")

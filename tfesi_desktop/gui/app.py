@@ -1,0 +1,48 @@
+"""``tfesi-desktop [PATH] [--demo] [--model BUNDLE]``: start the desktop program."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+_T0 = time.perf_counter()
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="tfesi-desktop", description="TFESI Desktop: predict the "
+                                "outcome of a cervical transforaminal epidural steroid injection "
+                                "from an axial T2 MRI.")
+    p.add_argument("paths", nargs="*", help="study folder, DICOMDIR, ZIP or DICOM files")
+    p.add_argument("--demo", action="store_true", help="open the bundled demonstration study")
+    p.add_argument("--model", help="model bundle (default: the installed or demo model)")
+    p.add_argument("--self-test", action="store_true",
+                   help="load the model, predict on the demo study, write a report, exit")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.self_test:
+        from .selftest import self_test
+
+        return self_test(args.model)
+    from PySide6.QtWidgets import QApplication
+
+    from ..core.paths import demo_study
+    from .mainwindow import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("TFESI Desktop")
+    app.setOrganizationName("TFESI")
+    win = MainWindow(model_path=args.model)
+    win.show()
+    paths = args.paths or ([str(demo_study())] if args.demo else [])
+    if paths:
+        win.open_paths(paths)
+    print(f"window shown {time.perf_counter() - _T0:.2f} s after start", file=sys.stderr)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

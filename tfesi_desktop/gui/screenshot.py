@@ -1,0 +1,68 @@
+"""Open a study in a real window, draw the manifest's ROI, predict, and save screenshots of the
+window after opening, after the ROI and after the prediction (used by the end-to-end test
+under Xvfb and to look at the program).
+
+``python -m tfesi_desktop.gui.screenshot OUT_DIR [STUDY MANIFEST]``"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    out = Path(argv[0])
+    out.mkdir(parents=True, exist_ok=True)
+    from PySide6.QtWidgets import QApplication
+
+    from ..core.manifest import read_manifest
+    from ..core.paths import demo_manifest, demo_study
+    from .mainwindow import MainWindow
+
+    study = argv[1] if len(argv) > 1 else str(demo_study())
+    manifest = argv[2] if len(argv) > 2 else str(demo_manifest())
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    win = MainWindow()
+    win.resize(1400, 900)
+    win.show()
+
+    def wait(cond, limit=60.0):
+        end = time.time() + limit
+        while not cond():
+            if time.time() > end:
+                raise TimeoutError("timed out")
+            app.processEvents()
+            time.sleep(0.01)
+
+    def settle():
+        for _ in range(30):
+            app.processEvents()
+            time.sleep(0.01)
+
+    win.open_paths([study])
+    wait(lambda: win.stack is not None and win.current_values() is not None
+         and win.predictor is not None and not win.busy())
+    settle()
+    win.grab().save(str(out / "1-opened.png"))
+    (case,) = read_manifest(manifest)[:1]
+    win.auto_check.setChecked(False)
+    win.set_slice(win.stack.find_slice(case.slice_key))
+    wait(lambda: win.current_values() is not None)
+    win.view.set_roi(case.roi)
+    win.view.roi_change_finished.emit()
+    settle()
+    win.grab().save(str(out / "2-roi.png"))
+    win.predict()
+    wait(lambda: win.prediction is not None and not win.busy())
+    settle()
+    win.grab().save(str(out / "3-prediction.png"))
+    print(f"probability {win.prediction.probability:.4f} roi {win.view.roi_rect()} "
+          f"platform {app.platformName()}")
+    win.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

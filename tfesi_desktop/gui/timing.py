@@ -1,0 +1,80 @@
+"""GUI timings for ``tfesi bench`` and the tests: the time from process start to a shown
+window, the GUI thread's longest stall (a 5 ms QTimer heartbeat) while the model loads, the demo
+study opens and a prediction runs, and the time from the click to the shown result.
+
+Run as ``python -m tfesi_desktop.gui.timing`` (prints one JSON object)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+T0 = time.perf_counter()
+
+
+def measure() -> dict:
+    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from ..core.manifest import read_manifest
+    from ..core.paths import demo_manifest, demo_study
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    from .mainwindow import MainWindow
+
+    win = MainWindow()
+    win.show()
+    app.processEvents()
+    shown = time.perf_counter() - T0
+
+    clock = QElapsedTimer()
+    clock.start()
+    gaps = []
+    last = [clock.elapsed()]
+
+    def beat():
+        now = clock.elapsed()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(beat)
+    timer.start()
+
+    def wait(cond, limit=30.0):
+        end = time.perf_counter() + limit
+        while not cond():
+            if time.perf_counter() > end:
+                raise TimeoutError("the window did not get there in time")
+            app.processEvents()
+            time.sleep(0.001)
+
+    win.auto_check.setChecked(False)
+    win.open_paths([str(demo_study())])
+    wait(lambda: win.predictor is not None and win.stack is not None
+         and win.current_values() is not None and not win.busy())
+    (case,) = read_manifest(demo_manifest())
+    win.set_slice(win.stack.find_slice(case.slice_key))
+    wait(lambda: win.current_values() is not None)
+    win.view.set_roi(case.roi)
+    win.set_side(case.side)
+    t = time.perf_counter()
+    win.predict_button.click()
+    wait(lambda: win.prediction is not None)
+    app.processEvents()
+    shown_result = time.perf_counter() - t
+    wait(lambda: not win.busy())
+    timer.stop()
+    out = {"window_shown_s": round(shown, 3),
+           "gui_longest_stall_ms": int(max(gaps) if gaps else 0),
+           "gui_heartbeats": len(gaps),
+           "prediction_shown_after_click_ms": round(shown_result * 1000, 1),
+           "probability": round(win.prediction.probability, 6)}
+    win.close()
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure()))

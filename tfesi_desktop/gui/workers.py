@@ -1,0 +1,74 @@
+"""Background work for the GUI: a QRunnable that runs one function in the thread pool, reports
+progress, can be cancelled, and hands its result or error back as signals.
+
+Connect the signals to slots of QObjects that live in the GUI thread (bound methods of the main
+window), never to plain functions or lambdas: those would run in the worker thread (DESIGN.md:
+a hang once, a segfault once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from ..core.errors import Cancelled, TfesiError
+
+log = logging.getLogger(__name__)
+
+
+class WorkerSignals(QObject):
+    progress = Signal(int, int)  # done, total
+    result = Signal(object)
+    error = Signal(str)  # a sentence for the user
+    cancelled = Signal()
+    finished = Signal()
+
+
+class Worker(QRunnable):
+    """Runs ``fn(*args, progress=..., cancel=..., **kwargs)`` when ``pass_control`` is set,
+    else ``fn(*args, **kwargs)``."""
+
+    def __init__(self, fn, *args, pass_control: bool = False, **kwargs):
+        super().__init__()
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.pass_control = pass_control
+        self.signals = WorkerSignals()
+        self._cancel = threading.Event()
+        self.setAutoDelete(False)  # the owner keeps a reference while it runs
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def run(self) -> None:
+        try:
+            if self.pass_control:
+                out = self.fn(*self.args, progress=self.signals.progress.emit,
+                              cancel=self._cancel.is_set, **self.kwargs)
+            else:
+                out = self.fn(*self.args, **self.kwargs)
+        except Cancelled:
+            self.signals.cancelled.emit()
+        except TfesiError as e:
+            self.signals.error.emit(str(e))
+        except Exception as e:  # noqa: BLE001 - never let a worker take the program down
+            log.error("worker failed: %s", "".join(traceback.format_exception_only(e)).strip())
+            self.signals.error.emit(f"Unexpected error ({type(e).__name__}): {e}")
+        else:
+            if not self._cancel.is_set():
+                self.signals.result.emit(out)
+            else:
+                self.signals.cancelled.emit()
+        finally:
+            self.signals.finished.emit()
+
+
+def start(worker: Worker, pool: QThreadPool | None = None) -> Worker:
+    (pool or QThreadPool.globalInstance()).start(worker)
+    return worker
