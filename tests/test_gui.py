@@ -214,3 +214,37 @@ def test_gui_thread_never_stalls_long(qtbot):
     assert out["gui_heartbeats"] > 2
     assert out["gui_longest_stall_ms"] < 400, out
     assert out["prediction_shown_after_click_ms"] < 1000, out
+
+
+def test_export_report_from_the_window(qtbot, window, case, tmp_path):
+    import shutil
+    import subprocess
+
+    w = window
+    _open_demo(qtbot, w)
+    assert w.export_report() is None and "Predict first" in w.last_error
+    w.set_slice(w.stack.find_slice(case.slice_key))
+    qtbot.waitUntil(lambda: w.current_values() is not None)
+    w.view.set_roi(case.roi)
+    w.view.roi_change_finished.emit()
+    qtbot.waitUntil(lambda: w.prediction is not None and not w._stale(), timeout=10000)
+    dlg = w.export_report()
+    assert dlg.anonymize.isChecked()  # anonymized unless the physician unticks it
+    out = tmp_path / "from-window.pdf"
+    dlg.path.setText(str(out))
+    dlg.physician.setText("Dr. Window Test")
+    dlg.comment.setPlainText("Written from the export dialog")
+    dlg.buttons.button(dlg.buttons.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: w.last_report is not None, timeout=20000)
+    assert out.exists() and "Report written" in w.statusBar().currentMessage()
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True,
+                              text=True).stdout
+        assert "Dr. Window Test" in text and "Written from the export dialog" in text
+        assert w.study.patient_id not in text
+    # an unwritable target: a clear message, the window stays usable
+    dlg = w.export_report()
+    dlg.path.setText(str(tmp_path / "missing-folder" / "x.pdf"))
+    dlg.buttons.button(dlg.buttons.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: w.last_error is not None and "does not exist" in w.last_error,
+                    timeout=10000)

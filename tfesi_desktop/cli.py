@@ -200,6 +200,28 @@ def cmd_predict(args) -> int:
     return 0
 
 
+# --- tfesi report ------------------------------------------------------------------------------
+
+def cmd_report(args) -> int:
+    from .core.report import report_inputs, write_report
+
+    t0 = time.perf_counter()
+    result, stack, index, predictor, pred, mi = run_prediction(args)
+    inp = report_inputs(pred, predictor.bundle, result.study_of(stack), stack, index, mi,
+                        level=args.level, comment=args.comment or "",
+                        physician=args.physician or "", anonymize=args.anonymize,
+                        paper=args.paper)
+    out = write_report(inp, args.out)
+    print(f"report written to {out} in {time.perf_counter() - t0:.2f} s "
+          f"(probability of a favourable outcome {100 * pred.probability:.1f} %)")
+    if args.dicom:
+        from .core.report import encapsulate_pdf
+
+        dcm = encapsulate_pdf(out, result.study_of(stack), stack, anonymize=args.anonymize)
+        print(f"DICOM Encapsulated PDF written to {dcm}")
+    return 0
+
+
 # --- tfesi train -------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
@@ -412,6 +434,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--heatmap", metavar="OUT.png", help="write the slice with the Grad-CAM map")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("report", help="predict and write the PDF report")
+    _prediction_args(s)
+    s.add_argument("--out", required=True, metavar="FILE.pdf")
+    s.add_argument("--anonymize", action="store_true",
+                   help="no name, ID or birth date anywhere in the file")
+    s.add_argument("--comment", help="the physician's comment")
+    s.add_argument("--physician", help="the physician's name")
+    s.add_argument("--paper", choices=("a4", "letter"), default="a4")
+    s.add_argument("--dicom", action="store_true",
+                   help="also write the PDF as a DICOM Encapsulated PDF (FILE.dcm) for a PACS")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("train", help="train a model bundle on a manifest (paper's protocol)")
     s.add_argument("manifest", help="manifest CSV (format: README)")

@@ -46,6 +46,7 @@ from ..core.preprocess import MIN_ROI_PIXELS, model_input, roi_side
 from ..core.render import heat_colours
 from ..core.runtime import Predictor, predict_slice
 from ..core.study_state import StudyState, load_state, save_state
+from .report_dialog import ReportMixin
 from .viewer import SliceView, colour_bar_pixmap, grey_pixmap
 from .workers import Worker
 
@@ -60,7 +61,7 @@ def settings() -> QSettings:
     return QSettings(str(path), QSettings.Format.IniFormat)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ReportMixin, QMainWindow):
     def __init__(self, *, model_path: str | Path | None = None, load_model: bool = True):
         super().__init__()
         self.pool = QThreadPool.globalInstance()
@@ -78,6 +79,8 @@ class MainWindow(QMainWindow):
         self.state: StudyState | None = None
         self.levels_by_stack: dict[str, tuple[float, float]] = {}
         self.last_error: str | None = None
+        self.last_report = None
+        self.report_dialog = None
         self._restoring = False
         self._scan_worker: Worker | None = None
         # True once the model worker has imported scikit-image and pydicom: until then the GUI
@@ -921,12 +924,12 @@ class MainWindow(QMainWindow):
         self.view.set_overlay(heat_colours(self.prediction.cam_roi),
                               self.prediction.provenance["roi"], self.opacity.value() / 100)
 
-    # --- report (see report issue) -----------------------------------------------------------
+    # --- report ------------------------------------------------------------------------------
 
     def export_report(self):
         from .report_dialog import export_report
 
-        export_report(self)
+        return export_report(self)
 
 
 # --- functions run in workers (no Qt objects touched) -------------------------------------------

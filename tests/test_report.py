@@ -1,0 +1,137 @@
+"""The PDF report, read back (pdftotext, pdfinfo, pdffonts) and rendered (pdftoppm)."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfesi_desktop.core.errors import TfesiError
+from tfesi_desktop.core.manifest import read_manifest
+from tfesi_desktop.core.paths import demo_manifest, demo_study
+
+needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None,
+                                   reason="poppler-utils is not installed")
+
+
+@pytest.fixture(scope="module")
+def case():
+    (c,) = read_manifest(demo_manifest())
+    return c
+
+
+def _report(case, out, *extra):
+    r = subprocess.run([sys.executable, "-m", "tfesi_desktop.cli", "report", str(demo_study()),
+                        "--slice", case.slice_key, "--roi", ",".join(map(str, case.roi)),
+                        "--side", case.side, "--level", "C6", "--out", str(out), *extra],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def _text(pdf):
+    return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def _info(pdf):
+    return subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@needs_poppler
+def test_report_holds_every_item(case, tmp_path):
+    from tfesi_desktop.core.bundle import default_bundle_path, load_bundle
+    from tfesi_desktop.core.dicom import scan
+
+    pdf = tmp_path / "r.pdf"
+    _report(case, pdf, "--comment", "Narrow left C6 foramen, injection planned",
+            "--physician", "Dr. Ada Example", "--dicom")
+    text = _text(pdf)
+    study = scan(demo_study()).studies[0]
+    bundle = load_bundle(default_bundle_path())
+    stack = scan(demo_study()).find_stack(case.series_uid)
+    index = stack.find_slice(case.slice_key)
+    for item in ("TFESI Desktop 0.1.0", "supports and does not replace clinical judgement",
+                 "DEMONSTRATION MODEL", "NOT FOR CLINICAL USE", study.patient_name,
+                 study.patient_id, "1974-06-14", "2025-06-14", "MRI CERVICAL SPINE",
+                 "T2 TSE AX C-SPINE", f"{index + 1} of {len(stack.slices)}", "position",
+                 "probability of a favourable outcome", "FAVOURABLE", "threshold 0.50",
+                 "Validated AUC 0.770", bundle.name, bundle.sha256, "version 1",
+                 study.study_uid, case.series_uid, case.slice_key,
+                 "x {}, y {}, width {}, height {}".format(*case.roi), "level C6",
+                 "patient left side", "Dr. Ada Example", "Narrow left C6 foramen", "Signature",
+                 "Grad-CAM: relative attention"):
+        assert item in text, item
+    info = _info(pdf)
+    assert "A4" in info or "595.276 x 841.89" in info
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True).stdout
+    rows = fonts.strip().splitlines()[2:]
+    assert rows and all(" yes " in r for r in rows), fonts  # every font embedded
+    # the DICOM Encapsulated PDF carries the same file
+    import pydicom
+
+    ds = pydicom.dcmread(tmp_path / "r.dcm")
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.104.1"
+    assert ds.StudyInstanceUID == study.study_uid
+    assert ds.EncapsulatedDocument[:ds.EncapsulatedDocumentLength] == pdf.read_bytes()
+
+
+@needs_poppler
+def test_anonymized_report_holds_no_identifier(case, tmp_path):
+    from tfesi_desktop.core.dicom import scan
+
+    study = scan(demo_study()).studies[0]
+    pdf = tmp_path / "anon.pdf"
+    _report(case, pdf, "--anonymize", "--paper", "letter", "--dicom")
+    text, info = _text(pdf), _info(pdf)
+    family, given = study.patient_name.split("^")
+    for ident in (family, given, study.patient_id, "1974-06-14", "19740614"):
+        assert ident not in text and ident not in info, ident
+        assert ident.encode() not in pdf.read_bytes()
+    assert "(anonymized)" in text and "letter" in info
+    import pydicom
+
+    ds = pydicom.dcmread(tmp_path / "anon.dcm")
+    assert not str(ds.PatientName) and not ds.PatientID and not ds.PatientBirthDate
+
+
+@needs_poppler
+def test_rendered_page_shows_the_pictures(case, tmp_path):
+    pdf = tmp_path / "r.pdf"
+    _report(case, pdf)
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(tmp_path / "page")],
+                   check=True)
+    (png,) = tmp_path.glob("page*.png")
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    h, w, _ = img.shape
+    assert abs(h / w - 297 / 210) < 0.02  # A4
+    colour = np.abs(img[..., 0] - img[..., 2]) + np.abs(img[..., 1] - img[..., 2])
+    assert (colour > 100).sum() > 1500  # the heat map and colour bar
+    dark = img.sum(axis=2) < 100
+    assert dark[: h // 2].mean() > 0.05  # the slice picture (mostly black background)
+
+
+def test_failed_write_leaves_the_earlier_file_intact(case, tmp_path, monkeypatch):
+    from reportlab.pdfgen import canvas
+
+    pdf = tmp_path / "r.pdf"
+    _report(case, pdf)
+    before = pdf.read_bytes()
+    from tfesi_desktop.cli import main
+
+    def broken_save(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(canvas.Canvas, "save", broken_save)
+    rc = main(["report", str(demo_study()), "--slice", case.slice_key, "--roi",
+               ",".join(map(str, case.roi)), "--side", case.side, "--out", str(pdf)])
+    assert rc == 2
+    assert pdf.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r.pdf"]  # no partial file left
+    with pytest.raises(TfesiError, match="does not exist"):
+        from tfesi_desktop.core.report import write_report
+
+        write_report(None, tmp_path / "no" / "such" / "folder" / "x.pdf")

@@ -1,0 +1,327 @@
+"""The PDF prediction report: what leaves the program. Clear, honest about the model, traceable,
+and safe with patient data (``anonymize=True`` leaves no name, ID or birth date anywhere in the
+file, its metadata included).
+
+Made with ReportLab: vector text in the embedded Bitstream Vera fonts that ReportLab ships, A4 or
+Letter, images as embedded PNGs; written atomically (temporary file, then rename), so an earlier
+report is never left half-written and an unwritable target loses nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import render
+from .errors import TfesiError
+
+OUTCOME = "favourable outcome: >= 50 % reduction of the NRS pain score 2 months after TFESI"
+SUPPORT = ("This result supports and does not replace clinical judgement. It is a probability "
+           "from a statistical model, not a diagnosis.")
+
+
+@dataclass
+class ReportInputs:
+    """Everything the report shows; built by :func:`report_inputs` from a prediction."""
+
+    prediction: object  # runtime.Prediction
+    bundle: object  # bundle.Bundle
+    study: object  # dicom.Study
+    stack: object  # dicom.Stack
+    index: int
+    slice_values: np.ndarray  # modality values of the slice (stored orientation)
+    window: tuple[float, float]
+    crop: np.ndarray  # (100, 100) model input, 0..255
+    level: str | None = None
+    comment: str = ""
+    physician: str = ""
+    anonymize: bool = True
+    paper: str = "a4"
+    when: _dt.datetime = field(default_factory=lambda: _dt.datetime.now().astimezone())
+
+
+def _fonts():
+    import reportlab
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    base = Path(reportlab.__file__).parent / "fonts"
+    for name, file in (("Vera", "Vera.ttf"), ("Vera-Bold", "VeraBd.ttf"),
+                       ("Vera-Italic", "VeraIt.ttf")):
+        if name not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(TTFont(name, str(base / file)))
+
+
+def _png(rgb: np.ndarray):
+    from PIL import Image
+    from reportlab.lib.utils import ImageReader
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG")
+    buf.seek(0)
+    return ImageReader(buf)
+
+
+def _slice_picture(inp: ReportInputs) -> np.ndarray:
+    grey = render.windowed(inp.slice_values, *inp.window)
+    roi = inp.prediction.provenance["roi"]
+    return _outline(render.overlay(grey, None, roi, outline=(255, 220, 0)), roi)
+
+
+def _outline(rgb: np.ndarray, roi) -> np.ndarray:
+    """A dark line just outside the yellow ROI outline, for black-and-white printing."""
+    x, y, w, h = roi
+    rows, cols = rgb.shape[:2]
+    x0, y0, x1, y1 = max(x - 1, 0), max(y - 1, 0), min(x + w, cols - 1), min(y + h, rows - 1)
+    out = rgb.copy()
+    out[y0, x0:x1 + 1] = out[y1, x0:x1 + 1] = 0
+    out[y0:y1 + 1, x0] = out[y0:y1 + 1, x1] = 0
+    return out
+
+
+def _crop_overlay(inp: ReportInputs) -> np.ndarray:
+    grey = np.clip(inp.crop, 0, 255).astype(np.uint8)
+    return render.overlay(grey, inp.prediction.cam_input, (0, 0, 100, 100), opacity=0.45,
+                          outline=None)
+
+
+def _date(d: str) -> str:
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if d and len(d) == 8 and d.isdigit() else (d or "-")
+
+
+def write_report(inp: ReportInputs, out: str | Path) -> Path:
+    """Write the PDF atomically; :class:`TfesiError` if the target cannot be written."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4, LETTER
+    from reportlab.lib.utils import simpleSplit
+    from reportlab.pdfgen import canvas
+
+    from .. import __version__
+
+    out = Path(out)
+    if out.suffix.lower() != ".pdf":
+        raise TfesiError("The report file name must end in .pdf.", out)
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise TfesiError("The folder for the report does not exist.", folder)
+    _fonts()
+    pred, b, st, stack = inp.prediction, inp.bundle, inp.study, inp.stack
+    prov = pred.provenance
+    page = A4 if inp.paper.lower() == "a4" else LETTER
+    W, H = page
+    M = 40  # margin, points
+
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".partial", dir=folder)
+        os.close(fd)
+    except OSError as e:
+        raise TfesiError(f"The report cannot be written here ({e.strerror}); nothing was "
+                         "changed.", folder) from e
+    tmp = Path(tmp_name)
+    try:
+        c = canvas.Canvas(str(tmp), pagesize=page, invariant=False, pageCompression=1,
+                          initialFontName="Vera", initialFontSize=9)
+        c.setTitle("TFESI outcome prediction report" +
+                   ("" if inp.anonymize else f" - {st.patient_name}"))
+        c.setAuthor(inp.physician or "TFESI Desktop")
+        c.setSubject("Predicted outcome of a cervical transforaminal epidural steroid injection")
+        c.setCreator(f"TFESI Desktop {__version__}")
+        c.setKeywords("TFESI; prediction; Grad-CAM" + ("; anonymized" if inp.anonymize else ""))
+        y = H - M
+
+        def text(x, yy, s, size=9, font="Vera", colour=colors.black):
+            c.setFont(font, size)
+            c.setFillColor(colour)
+            c.drawString(x, yy, s)
+
+        def para(x, yy, s, width, size=9, font="Vera", colour=colors.black, lead=1.25):
+            lines = simpleSplit(s, font, size, width)
+            for ln in lines:
+                text(x, yy, ln, size, font, colour)
+                yy -= size * lead
+            return yy
+
+        # header
+        text(M, y - 14, "TFESI outcome prediction", 16, "Vera-Bold")
+        text(W - M - 190, y - 6, f"TFESI Desktop {__version__}", 8)
+        text(W - M - 190, y - 17, f"{inp.when.strftime('%Y-%m-%d %H:%M %Z')}", 8)
+        y -= 28
+        c.setFillColor(colors.HexColor("#fff3cd"))
+        c.setStrokeColor(colors.black)
+        banner = SUPPORT
+        if b.synthetic:
+            banner = ("DEMONSTRATION MODEL - trained on synthetic images only; NOT FOR CLINICAL "
+                      "USE. ") + banner
+        lines = simpleSplit(banner, "Vera-Bold", 9, W - 2 * M - 12)
+        bh = 8 + 11.5 * len(lines)
+        c.rect(M, y - bh, W - 2 * M, bh, fill=1, stroke=1)
+        yy = y - 13
+        for ln in lines:
+            text(M + 6, yy, ln, 9, "Vera-Bold",
+                 colors.HexColor("#8b0000") if b.synthetic else colors.black)
+            yy -= 11.5
+        y -= bh + 14
+
+        # patient and study
+        text(M, y, "Patient and study", 11, "Vera-Bold")
+        y -= 14
+        pos = stack.slice_positions()
+        hidden = "(anonymized)"
+        rows = [
+            ("Name", hidden if inp.anonymize else (st.patient_name or "-")),
+            ("Patient ID", hidden if inp.anonymize else (st.patient_id or "-")),
+            ("Birth date", hidden if inp.anonymize else _date(st.birth_date)),
+            ("Sex", st.sex or "-"),
+            ("Study", f"{_date(st.study_date)}  {st.description or ''}"),
+            ("Series", f"{stack.series_number if stack.series_number is not None else '?'}  "
+                       f"{stack.description or ''} ({stack.orientation_name()})"),
+            ("Slice", f"{inp.index + 1} of {len(stack.slices)}"
+                      + (f", position {pos[inp.index]:.1f} mm" if pos else "")),
+            ("Injection", f"patient {prov['side']} side, level {inp.level or '-'}"),
+        ]
+        for k, v in rows:
+            text(M, y, k, 9, "Vera-Bold")
+            text(M + 80, y, str(v), 9)
+            y -= 12
+        y -= 6
+
+        # pictures
+        img_top = y
+        size = 200
+        sl = _slice_picture(inp)
+        h_img = size * sl.shape[0] / sl.shape[1]
+        c.drawImage(_png(sl), M, img_top - h_img, size, h_img)
+        letters = stack.slices[inp.index].geometry.edge_letters()
+        c.setFillColor(colors.black)
+        text(M + size / 2 - 3, img_top + 3, letters["top"], 9, "Vera-Bold")
+        text(M + size / 2 - 3, img_top - h_img - 10, letters["bottom"], 9, "Vera-Bold")
+        text(M - 11, img_top - h_img / 2, letters["left"], 9, "Vera-Bold")
+        text(M + size + 3, img_top - h_img / 2, letters["right"], 9, "Vera-Bold")
+        text(M, img_top - h_img - 20, "Slice with the ROI (yellow), as stored; letters: "
+                                      "patient directions", 7)
+        x2 = M + size + 30
+        crop = np.clip(inp.crop, 0, 255).astype(np.uint8)
+        c.drawImage(_png(np.repeat(crop[..., None], 3, 2)), x2, img_top - 120, 120, 120)
+        text(x2, img_top - 132, "Model input (100x100,", 7)
+        text(x2, img_top - 141, "radiological" + (", mirrored)" if prov["side"] == "left"
+                                                   else ")"), 7)
+        x3 = x2 + 140
+        c.drawImage(_png(_crop_overlay(inp)), x3, img_top - 120, 120, 120)
+        c.drawImage(_png(render.colour_bar(120, 10)), x3 + 124, img_top - 120, 8, 120)
+        text(x3 + 135, img_top - 6, "high", 7)
+        text(x3 + 135, img_top - 120, "low", 7)
+        text(x3, img_top - 132, "Grad-CAM: relative attention", 7)
+        text(x3, img_top - 141, "(favourable class), on the input", 7)
+        y = min(img_top - h_img - 40, img_top - 154)
+
+        # prediction
+        text(M, y, "Prediction", 11, "Vera-Bold")
+        y -= 18
+        text(M, y, f"{100 * pred.probability:.0f} %", 20, "Vera-Bold")
+        text(M + 70, y + 6, "probability of a favourable outcome", 9)
+        text(M + 70, y - 5, f"label at the model's threshold {pred.threshold:.2f}: "
+                            f"{pred.label.upper()}", 9, "Vera-Bold")
+        y -= 20
+        y = para(M, y, f"Definition - {OUTCOME}.", W - 2 * M, 8)
+        y = para(M, y, f"Model performance: {b.validated_performance()}", W - 2 * M, 8)
+        y -= 6
+
+        # provenance
+        text(M, y, "Provenance", 11, "Vera-Bold")
+        y -= 12
+        frame = f"  frame {prov['frame']}" if prov.get("frame") is not None else ""
+        for k, v in (("Model", f"{b.name} {b.version}"),
+                     ("Model SHA-256", prov["model_sha256"]),
+                     ("Preprocessing", f"version {prov['preprocessing_version']}"),
+                     ("Study UID", prov["study_uid"]), ("Series UID", prov["series_uid"]),
+                     ("SOP Instance UID", f"{prov['sop_instance_uid']}{frame}"),
+                     ("ROI (stored px)", "x {}, y {}, width {}, height {}".format(
+                         *prov["roi"])),
+                     ("Predicted at", prov["time"])):
+            text(M, y, k, 7.5, "Vera-Bold")
+            text(M + 90, y, str(v), 7.5)
+            y -= 10
+        y -= 8
+
+        # physician
+        text(M, y, "Physician", 11, "Vera-Bold")
+        y -= 13
+        text(M, y, f"Name: {inp.physician or ''}", 9)
+        y -= 13
+        y = para(M, y, f"Comment: {inp.comment or ''}", W - 2 * M, 9)
+        y -= 22
+        c.setStrokeColor(colors.black)
+        c.line(M + 55, y, M + 260, y)
+        c.line(M + 320, y, W - M, y)
+        text(M, y + 2, "Signature", 9)
+        text(M + 290, y + 2, "Date", 9)
+        text(M, M - 20, "Generated by TFESI Desktop (research software implementing Wang, Kim & "
+                        "Chang, J Pain Res 2023;16:2587-2594).", 6.5, colour=colors.grey)
+        c.showPage()
+        c.save()
+        tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TfesiError(f"The report could not be written ({e.strerror}); an earlier file of "
+                         "that name was left as it was.", out) from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def report_inputs(prediction, bundle, study, stack, index, model_input, *, level=None,
+                  comment="", physician="", anonymize=True, paper="a4") -> ReportInputs:
+    from .dicom import default_window, modality_values
+
+    ref = stack.slices[index]
+    return ReportInputs(prediction, bundle, study, stack, index, modality_values(ref),
+                        default_window(stack), model_input.image[..., 0], level=level,
+                        comment=comment, physician=physician, anonymize=anonymize, paper=paper)
+
+
+def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True) -> Path:
+    """The report as a DICOM Encapsulated PDF object (SOP Class 1.2.840.10008.5.1.4.1.1.104.1)
+    in the study (same Study Instance UID, a new series), written beside the PDF (.dcm)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    pdf = Path(pdf)
+    data = pdf.read_bytes()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study.study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "DOC"
+    ds.SeriesNumber, ds.InstanceNumber = 9901, 1
+    ds.PatientName = "" if anonymize else study.patient_name
+    ds.PatientID = "" if anonymize else study.patient_id
+    ds.PatientBirthDate = "" if anonymize else study.birth_date
+    ds.PatientSex = study.sex
+    ds.StudyDate = study.study_date
+    now = _dt.datetime.now()
+    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
+    ds.DocumentTitle = "TFESI outcome prediction report"
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.BurnedInAnnotation = "YES"
+    ds.ConceptNameCodeSequence = []
+    ds.EncapsulatedDocument = data + (b"\0" if len(data) % 2 else b"")
+    ds.EncapsulatedDocumentLength = len(data)
+    out = pdf.with_suffix(".dcm")
+    tmp = out.with_name(out.name + ".partial")
+    ds.save_as(tmp, enforce_file_format=True)
+    tmp.replace(out)
+    return out
