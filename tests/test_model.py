@@ -136,3 +136,15 @@ def test_upsampling_follows_the_pixel_centre_convention():
     np.testing.assert_allclose(upsample(rnd, 100), resize(rnd, (100, 100), order=1,
                                                           mode="edge", anti_aliasing=False),
                                atol=1e-12)
+
+
+def test_a_runtime_copy_without_the_keras_file_loads_but_other_files_are_required(
+        variant_bundles, tmp_path):
+    _, path = variant_bundles["original"]
+    copy = tmp_path / "runtime"
+    shutil.copytree(path, copy)
+    (copy / "model.keras").unlink()
+    Predictor(copy)  # the packaged application ships no Keras file
+    (copy / "head.npz").unlink()
+    with pytest.raises(ModelError, match="head.npz is missing"):
+        load_bundle(copy)

@@ -23,6 +23,9 @@ LITERT_FILE = "model.tflite"
 HEAD_FILE = "head.npz"
 KERAS_FILE = "model.keras"
 REQUIRED = (LITERT_FILE, HEAD_FILE)
+# the Keras file serves training and the TensorFlow reference, never the runtime: a copy of a
+# bundle without it (the packaged application's) still loads; when present it is verified
+OPTIONAL = (KERAS_FILE,)
 DEMO_BUNDLE = ("models", "demo-synthetic")
 
 
@@ -108,7 +111,11 @@ def load_bundle(path: str | Path) -> Bundle:
             raise ModelError(f"The model card lists no {name}.", card_path)
     for name, digest in files.items():
         f = path / name
-        if Path(name).name != name or not f.is_file():
+        if Path(name).name != name:
+            raise ModelError(f"The model card names a file outside the bundle: {name}.", path)
+        if not f.is_file():
+            if name in OPTIONAL:
+                continue
             raise ModelError(f"The bundle's file {name} is missing.", path)
         if sha256_file(f) != digest:
             raise ModelError(f"The file {name} does not match the SHA-256 in the model card: "

@@ -24,7 +24,7 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.self_test:
-        from .selftest import self_test
+        from ..selftest import self_test
 
         return self_test(args.model)
     from PySide6.QtWidgets import QApplication
