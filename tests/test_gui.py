@@ -41,6 +41,15 @@ def _open_demo(qtbot, w):
                     and w.predictor is not None, timeout=30000)
 
 
+def _roi_on_demo(qtbot, w, case):
+    """Open the demo study, go to the manifest's slice and place its ROI (as if drawn)."""
+    _open_demo(qtbot, w)
+    w.set_slice(w.stack.find_slice(case.slice_key))
+    qtbot.waitUntil(lambda: w.current_values() is not None)
+    w.view.set_roi(case.roi)
+    w.view.roi_change_finished.emit()
+
+
 def _drag(w, x0, y0, x1, y1, button=Qt.MouseButton.LeftButton,
           modifiers=Qt.KeyboardModifier.ShiftModifier):
     """Press, move and release on the image, in image pixel coordinates, as a mouse would."""
@@ -117,11 +126,7 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
 
 def test_window_level_never_changes_the_prediction(qtbot, window, case):
     w = window
-    _open_demo(qtbot, w)
-    w.set_slice(w.stack.find_slice(case.slice_key))
-    qtbot.waitUntil(lambda: w.current_values() is not None)
-    w.view.set_roi(case.roi)
-    w.view.roi_change_finished.emit()
+    _roi_on_demo(qtbot, w, case)
     qtbot.waitUntil(lambda: w.prediction is not None, timeout=10000)
     p1 = w.prediction.probability
     _drag(w, 100, 100, 160, 60, button=Qt.MouseButton.RightButton,
@@ -138,11 +143,7 @@ def test_window_level_never_changes_the_prediction(qtbot, window, case):
 
 def test_side_mismatch_warning_and_mask(qtbot, window, case):
     w = window
-    _open_demo(qtbot, w)
-    w.set_slice(w.stack.find_slice(case.slice_key))
-    qtbot.waitUntil(lambda: w.current_values() is not None)
-    w.view.set_roi(case.roi)
-    w.view.roi_change_finished.emit()
+    _roi_on_demo(qtbot, w, case)
     other = "right" if case.side == "left" else "left"
     w.side_buttons[other].click()
     assert w.side == other

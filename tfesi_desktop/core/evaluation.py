@@ -3,7 +3,6 @@ calibration, paired comparisons, and the validation report folder (JSON, text, f
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 from pathlib import Path
@@ -24,18 +23,10 @@ from .stats import (
 def read_scores(path: str | Path, label_column: str, score_columns: list[str]
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Labels and named score columns from a CSV; clear errors for missing or bad values."""
+    from .manifest import read_csv_rows
+
     path = Path(path)
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise TfesiError(f"The predictions file cannot be read ({e.strerror}).", path) from e
-    if not rows:
-        raise TfesiError("The predictions file has no rows.", path)
-    missing = [c for c in [label_column, *score_columns] if c not in rows[0]]
-    if missing:
-        raise TfesiError(f"Missing columns: {', '.join(missing)} (found: "
-                         f"{', '.join(rows[0])}).", path)
+    rows = read_csv_rows(path, "predictions file", [label_column, *score_columns], TfesiError)
 
     def column(name):
         try:

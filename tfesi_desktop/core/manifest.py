@@ -30,18 +30,25 @@ class Case:
     row: dict
 
 
-def read_manifest(path: str | Path) -> list[Case]:
-    path = Path(path)
+def read_csv_rows(path: Path, what: str, columns, error=ManifestError) -> list[dict]:
+    """The rows of a CSV file with these columns, or ``error`` with a plain sentence."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
     except OSError as e:
-        raise ManifestError(f"The manifest cannot be read ({e.strerror}).", path) from e
+        raise error(f"The {what} cannot be read ({e.strerror}).", path) from e
     if not rows:
-        raise ManifestError("The manifest has no rows.", path)
-    missing = [c for c in REQUIRED if c not in rows[0]]
+        raise error(f"The {what} has no rows.", path)
+    missing = [c for c in columns if c not in rows[0]]
     if missing:
-        raise ManifestError(f"The manifest lacks the columns {', '.join(missing)}.", path)
+        raise error(f"Missing columns: {', '.join(missing)} (found: {', '.join(rows[0])}).",
+                    path)
+    return rows
+
+
+def read_manifest(path: str | Path) -> list[Case]:
+    path = Path(path)
+    rows = read_csv_rows(path, "manifest", REQUIRED)
     cases = []
     for i, r in enumerate(rows, start=2):
         try:

@@ -104,7 +104,6 @@ class MainWindow(ReportMixin, QMainWindow):
         self.view.slice_step.connect(self.step_slice)
         self.view.roi_changed.connect(self._roi_moving)
         self.view.roi_change_finished.connect(self._roi_finished)
-        self.view.levels_changed.connect(self._levels_changed)
 
         side = QWidget()
         side.setFixedWidth(390)  # labels wrap inside it; the scroll area never cuts them off
@@ -678,10 +677,7 @@ class MainWindow(ReportMixin, QMainWindow):
             self.view.set_roi(self._pending_roi)
             self._pending_roi = None
             self._restoring = False
-        self._update_crop()
-        self._update_side_check()
-        self._mark_stale()
-        self._update_enabled()
+        self._refresh()
 
     def current_values(self):
         if self.stack is None or self.index < 0:
@@ -700,17 +696,18 @@ class MainWindow(ReportMixin, QMainWindow):
             self.current_values() if self.current_values() is not None else np.zeros((2, 2)))
         self.view.set_levels(c, w * factor)
 
-    @Slot(float, float)
-    def _levels_changed(self, c, w):
-        pass  # levels are a display setting only: they never change the model input
-
     # --- ROI, side, level --------------------------------------------------------------------
 
-    @Slot()
-    def _roi_moving(self):
+    def _refresh(self):
+        """Everything that follows the ROI, slice and side: the crop preview, the side check,
+        whether the result is stale, which actions are enabled."""
         self._update_crop()
         self._update_side_check()
         self._mark_stale()
+
+    @Slot()
+    def _roi_moving(self):
+        self._refresh()
 
     @Slot()
     def _roi_finished(self):
@@ -720,12 +717,9 @@ class MainWindow(ReportMixin, QMainWindow):
         g = self._geometry()
         if roi is not None and g is not None and self.side is None:
             self.set_side(roi_side(g, roi))
-        self._update_crop()
-        self._update_side_check()
-        self._mark_stale()
+        self._refresh()
         self._state_changed()
         self._schedule_auto()
-        self._update_enabled()
 
     def _geometry(self):
         if self.stack is None or self.index < 0:
@@ -735,9 +729,7 @@ class MainWindow(ReportMixin, QMainWindow):
     def set_side(self, side: str):
         self.side = side
         self._show_side_level()
-        self._update_crop()
-        self._update_side_check()
-        self._mark_stale()
+        self._refresh()
         self._state_changed()
         self._schedule_auto()
 

@@ -20,6 +20,7 @@ def main(argv=None) -> int:
     from ..core.manifest import read_manifest
     from ..core.paths import demo_manifest, demo_study
     from .mainwindow import MainWindow
+    from .timing import process_until
 
     study = argv[1] if len(argv) > 1 else str(demo_study())
     manifest = argv[2] if len(argv) > 2 else str(demo_manifest())
@@ -28,13 +29,8 @@ def main(argv=None) -> int:
     win.resize(1400, 900)
     win.show()
 
-    def wait(cond, limit=60.0):
-        end = time.time() + limit
-        while not cond():
-            if time.time() > end:
-                raise TimeoutError("timed out")
-            app.processEvents()
-            time.sleep(0.01)
+    def wait(cond):
+        process_until(cond, 60.0, 0.01)
 
     def settle():
         for _ in range(30):

@@ -13,6 +13,18 @@ import time
 T0 = time.perf_counter()
 
 
+def process_until(cond, limit: float = 30.0, pause: float = 0.001) -> None:
+    """Run the Qt event loop until ``cond()`` holds (TimeoutError after ``limit`` s)."""
+    from PySide6.QtWidgets import QApplication
+
+    end = time.perf_counter() + limit
+    while not cond():
+        if time.perf_counter() > end:
+            raise TimeoutError("the window did not get there in time")
+        QApplication.processEvents()
+        time.sleep(pause)
+
+
 def measure() -> dict:
     from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
@@ -43,14 +55,7 @@ def measure() -> dict:
     timer.timeout.connect(beat)
     timer.start()
 
-    def wait(cond, limit=30.0):
-        end = time.perf_counter() + limit
-        while not cond():
-            if time.perf_counter() > end:
-                raise TimeoutError("the window did not get there in time")
-            app.processEvents()
-            time.sleep(0.001)
-
+    wait = process_until
     win.auto_check.setChecked(False)
     win.open_paths([str(demo_study())])
     wait(lambda: win.predictor is not None and win.stack is not None
