@@ -203,5 +203,9 @@ def summary_text(s: dict) -> str:
         lines.append(f"temperature scaling (original, split): T = {cal['temperature']:.3f}, "
                      f"Brier {cal['brier_before']:.4f} -> {cal['brier_after']:.4f}, AUC "
                      f"{cal['auc_before']:.4f} -> {cal['auc_after']:.4f}")
+    if not s["imagenet_weights"] and {"no-regularization", "from-scratch"} <= set(s["arms"]):
+        lines.append("note: without --imagenet-weights the 'no-regularization' arm starts from "
+                     "random weights too, so it is the same network as 'from-scratch' (same "
+                     "seed, same result); the ablation needs the ImageNet weights file.")
     lines.append("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in s["wall_time_s"].items()))
     return "\n".join(lines) + "\n"
