@@ -37,7 +37,8 @@ def _held_out_inputs(n):
     g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1), (256, 256))
     for i in range(n):
         p = draw_patient(99, i, matrix=256)
-        yield p, model_input(render_axial(p)[p.narrowest_index], g, p.roi_canonical, p.side)
+        img = render_axial(p, only=p.narrowest_index)[p.narrowest_index]
+        yield p, model_input(img, g, p.roi_canonical, p.side)
 
 
 def test_pointing_game_beats_chance(demo):

@@ -125,12 +125,37 @@ def test_model_install_makes_the_default_and_list_shows_it(test_bundle, capsys):
     assert "* test-original 0.0.1" in capsys.readouterr().out
 
 
-def test_study_runs_every_protocol_and_writes_the_report(cohort, tmp_path, capsys):
-    pytest.importorskip("tensorflow")
+def test_study_runs_every_protocol_and_writes_the_report(cohort, tmp_path, capsys,
+                                                        monkeypatch):
+    """The study's orchestration: every arm on the same split, the baseline, k-fold CV, the
+    report. Training the real network five times takes over three minutes here, so the network
+    is replaced by a small logistic model on the same inputs (the real training path, with
+    explicit indices, runs in tests/test_training.py)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tfesi_desktop.core.training import study
+
+    calls = []
+
+    def quick_fit(x, y, config, *, progress=None, train_idx=None, val_idx=None):
+        calls.append((config.variant, tuple(train_idx), tuple(val_idx)))
+        assert set(train_idx).isdisjoint(val_idx) and len(set(y[val_idx])) == 2
+        feats = x[:, ::10, ::10, 0].reshape(len(x), -1)
+        clf = LogisticRegression(max_iter=2000).fit(feats[train_idx], y[train_idx])
+        p = clf.predict_proba(feats[val_idx])[:, 1]
+        return None, {"validation_probabilities": p.tolist()}
+
+    monkeypatch.setattr(study, "fit_and_evaluate", quick_fit)
     out = tmp_path / "study"
     rc = main(["study", str(cohort[0] / "manifest.csv"), "--out", str(out), "--epochs", "1",
                "--batch-size", "2", "--folds", "2", "--seed", "1"])
     assert rc == 0
+    # three arms on one split, then the original network on each fold
+    assert [c[0] for c in calls] == ["original", "no-regularization", "from-scratch",
+                                     "original", "original"]
+    assert calls[0][1:] == calls[1][1:] == calls[2][1:]  # the same split for every arm
+    folds = [set(c[2]) for c in calls[3:]]
+    assert folds[0].isdisjoint(folds[1]) and folds[0] | folds[1] == set(range(6))
     text = capsys.readouterr().out
     for arm in ("original", "no-regularization", "from-scratch", "handcrafted+logistic",
                 "generator (best achievable)"):

@@ -72,7 +72,9 @@ def test_predict_by_index_gives_the_same_result(test_bundle, demo_case):
     assert b["slice_index"] == index
 
 
-def test_bad_inputs_are_clear_errors(test_bundle, demo_case, tmp_path):
+def test_bad_inputs_are_clear_errors(test_bundle, demo_case, tmp_path, capsys):
+    from tfesi_desktop.cli import main
+
     model = test_bundle
     x, y, w, h = demo_case.roi
     other = "right" if demo_case.side == "left" else "left"
@@ -88,11 +90,19 @@ def test_bad_inputs_are_clear_errors(test_bundle, demo_case, tmp_path):
         "no card.json": _args(demo_case, tmp_path),
     }
     for expect, args in cases.items():
-        r = _run(*args)
-        assert r.returncode == 2, (expect, r.stderr)
-        assert r.stderr.strip().splitlines()[-1].startswith("error:"), expect
-        assert expect.lower() in r.stderr.lower(), (expect, r.stderr)
-        assert "Traceback" not in r.stderr
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own errors
+            rc = e.code
+        err = capsys.readouterr().err
+        assert rc == 2, (expect, err)
+        assert err.strip().splitlines()[-1].startswith("error:"), expect
+        assert expect.lower() in err.lower(), (expect, err)
+        assert "Traceback" not in err
+    # and once as a user runs it: a separate process prints the line, no traceback
+    r = _run(*cases["reaches outside"])
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "Traceback" not in r.stderr
     # the side check can be overridden on purpose
     r = _run(*_args(demo_case, model, side=other), "--allow-side-mismatch", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["roi_side"] == demo_case.side

@@ -48,8 +48,12 @@ assert isinstance(s, tf.distribute.MirroredStrategy) and s.num_replicas_in_sync 
 rng = np.random.default_rng(0)
 x = rng.uniform(0, 255, (12, 100, 100, 3)).astype("float32")
 y = np.array([0, 1] * 6)
+# explicit indices, as cross-validation folds pass them
+tr, va = np.array([0, 1, 2, 3, 4, 5, 6, 7]), np.array([8, 9, 10, 11])
 model, record = fit_and_evaluate(x, y, TrainConfig(variant="from-scratch", epochs=1,
-                                 batch_size=4, validation_fraction=0.34, devices=devices))
+                                 batch_size=4, devices=devices), train_idx=tr, val_idx=va)
+assert record["validation_indices"] == [8, 9, 10, 11]
+assert len(record["validation_probabilities"]) == 4
 print("replicas", s.num_replicas_in_sync, "ok", record["metrics"]["validation_keras"]["n"])
 """
 

@@ -238,24 +238,25 @@ def draw_patient(seed: int, index: int, *, storage: Storage | None = None,
         storage=storage if storage is not None else random_storage(rng))
 
 
-def render_axial(p: Patient) -> np.ndarray:
+def render_axial(p: Patient, *, only: int | None = None) -> np.ndarray:
     """The axial series in canonical orientation as integer-valued modality values,
-    shape (slices, rows, columns), float32; slice k is (k - narrowest) * gap mm above... along
-    the slice normal."""
+    shape (slices, rows, columns), float32; slice k lies (k - narrowest) * gap mm along the
+    slice normal from the narrowest one. ``only``: render just that slice (the others stay
+    zero; the noise is drawn for all, so that slice is the same as in the full series)."""
     rng = np.random.default_rng([p.seed, p.index, 1])
     n = p.matrix
     c = (np.arange(n) - (n - 1) / 2) * p.pixel_mm
     v, u = np.meshgrid(c, c, indexing="ij")
     bias = 1 + p.bias[0] * u / 80 + p.bias[1] * v / 80 + p.bias[2] * np.exp(
         -(u ** 2 + v ** 2) / (2 * 60.0 ** 2))
-    out = np.empty((p.n_slices, n, n), np.float32)
+    out = np.zeros((p.n_slices, n, n), np.float32)
     for k in range(p.n_slices):
-        dz = (k - p.narrowest_index) * p.slice_gap_mm
-        img = render(p.anatomy, dz, u, v) * bias
+        noise_re, noise_im = rng.normal(0, p.noise, (2, n, n))
+        if only is not None and k != only:
+            continue
+        img = render(p.anatomy, (k - p.narrowest_index) * p.slice_gap_mm, u, v) * bias
         # Rician noise, as magnitude MR images have
-        re = img + rng.normal(0, p.noise, img.shape)
-        im = rng.normal(0, p.noise, img.shape)
-        out[k] = np.round(np.sqrt(re ** 2 + im ** 2) * p.scale)
+        out[k] = np.round(np.sqrt((img + noise_re) ** 2 + noise_im ** 2) * p.scale)
     return out
 
 
