@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import TfesiError
 from ..geometry import SliceGeometry
 
 
@@ -94,8 +95,6 @@ class Stack:
     def find_slice(self, which: str | int) -> int:
         """Index of a slice given by its index (int or digits) or SOP Instance UID
         (``uid`` or ``uid:frame``)."""
-        from ..errors import TfesiError
-
         if isinstance(which, int) or str(which).isdigit():
             i = int(which)
             if not 0 <= i < len(self.slices):
@@ -138,8 +137,6 @@ class ScanResult:
 
     def find_stack(self, uid: str | None = None) -> Stack:
         """The stack with this Series Instance UID (or key), else the proposed axial T2 one."""
-        from ..errors import TfesiError
-
         if uid is None:
             s = propose_stack(self.stacks)
             if s is None:

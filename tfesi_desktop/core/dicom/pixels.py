@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..errors import DicomReadError
+from ..errors import DicomReadError, GeometryError
 from .model import SliceRef, Stack
 
 CACHE_SLICES = 48
@@ -103,8 +103,6 @@ def default_window(stack: Stack, *, sample: int = 8) -> tuple[float, float]:
 def canonical_values(ref: SliceRef) -> np.ndarray:
     """Modality values of an axial slice in radiological orientation (anterior up, patient's right
     on the image's left), whatever the stored orientation. Raises GeometryError without geometry."""
-    from ..errors import GeometryError
-
     if ref.geometry is None:
         raise GeometryError("This image has no orientation information, so the patient's left "
                             "and right cannot be told apart.", ref.path)

@@ -31,7 +31,7 @@ from pydicom.uid import (
 )
 
 from ..geometry import Dihedral
-from .phantom import Anatomy, ForamenSpec, kim_grade, render
+from .phantom import NORMAL_WIDTH, Anatomy, ForamenSpec, foramen_waist, kim_grade, render
 
 GENERATOR_VERSION = 1
 LEVELS = ("C5", "C6", "C7", "C8")
@@ -170,8 +170,6 @@ class Patient:
 
 
 def _foramen_spec(width: float, rng: np.random.Generator) -> ForamenSpec:
-    from .phantom import NORMAL_WIDTH
-
     narrowing = max(NORMAL_WIDTH - width, 0.0)
     share = rng.uniform(0.3, 0.7)  # how much of it comes from the osteophyte vs the facet
     return ForamenSpec(narrowing * share, narrowing * (1 - share))
@@ -215,8 +213,6 @@ def draw_patient(seed: int, index: int, *, storage: Storage | None = None,
     birth = study_day - timedelta(days=int(age * 365.25 + rng.integers(0, 365)))
     # the ROI a clinician would draw: foramen, disc, superior articular process and facet,
     # about 30 mm square, centred near the foramen's waist, never quite the same
-    from .phantom import foramen_waist
-
     u, v = foramen_waist(anatomy, side)
     size_mm = rng.uniform(27, 34, size=2)
     cu, cv = u + rng.normal(0, 1.5), v + rng.normal(0, 1.5)
