@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TfesiError
+from .manifest import read_csv_rows
 from .stats import (
     auc_delong,
     brier_score,
@@ -23,8 +24,6 @@ from .stats import (
 def read_scores(path: str | Path, label_column: str, score_columns: list[str]
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Labels and named score columns from a CSV; clear errors for missing or bad values."""
-    from .manifest import read_csv_rows
-
     path = Path(path)
     rows = read_csv_rows(path, "predictions file", [label_column, *score_columns], TfesiError)
 

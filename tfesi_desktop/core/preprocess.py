@@ -127,9 +127,5 @@ def model_input(values: np.ndarray, geometry: SliceGeometry, roi: Rect, side: st
 def slice_input(ref, roi: Rect, side: str) -> ModelInput:
     """:func:`model_input` for a :class:`~tfesi_desktop.core.dicom.SliceRef` (decodes it)."""
     from .dicom.pixels import modality_values
-    from .errors import GeometryError
 
-    if ref.geometry is None:
-        raise GeometryError("This image has no orientation information, so the patient's left "
-                            "and right cannot be told apart.", ref.path)
-    return model_input(modality_values(ref), ref.geometry, roi, side)
+    return model_input(modality_values(ref), ref.require_geometry(), roi, side)

@@ -18,7 +18,7 @@ import numpy as np
 from .bundle import HEAD_FILE, LITERT_FILE, Bundle, load_bundle
 from .errors import ModelError
 from .gradcam import Head, gradcam, upsample
-from .preprocess import PREPROCESSING_VERSION, ModelInput
+from .preprocess import PREPROCESSING_VERSION, ModelInput, check_roi, check_side, slice_input
 
 NUM_THREADS = 2
 
@@ -115,15 +115,10 @@ def predict_slice(predictor: Predictor, stack, index: int, roi, side: str, *,
     """The whole path for one slice of a scanned stack: checks (ROI inside the image and at
     least 16 pixels, on the injection side of the midline unless allowed), the one model-input
     function, the network and Grad-CAM, with the UIDs in the provenance."""
-    from .errors import GeometryError
-    from .preprocess import check_roi, check_side, slice_input
-
     ref = stack.slices[index]
-    if ref.geometry is None:
-        raise GeometryError("This image has no orientation information, so the patient's left "
-                            "and right cannot be told apart.", ref.path)
-    roi = check_roi(roi, ref.geometry.shape)
-    roi_side = check_side(ref.geometry, roi, side, allow_mismatch=allow_side_mismatch)
+    geometry = ref.require_geometry()
+    roi = check_roi(roi, geometry.shape)
+    roi_side = check_side(geometry, roi, side, allow_mismatch=allow_side_mismatch)
     mi = slice_input(ref, roi, side)
     prov = {"study_uid": study_uid or stack.study_uid, "series_uid": stack.series_uid,
             "sop_instance_uid": ref.sop_instance_uid, "frame": ref.frame, "slice_index": index,

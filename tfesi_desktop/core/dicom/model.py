@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TfesiError
+from ..errors import GeometryError, TfesiError
 from ..geometry import SliceGeometry
 
 
@@ -30,6 +30,14 @@ class SliceRef:
     bits_stored: int = 16
     signed: bool = False
     modality_lut_sequence: bool = False  # a ModalityLUTSequence replaces slope/intercept
+
+    def require_geometry(self) -> SliceGeometry:
+        """The slice's geometry, or :class:`GeometryError`: without it patient left and right
+        cannot be told apart, so nothing that depends on the side may go on."""
+        if self.geometry is None:
+            raise GeometryError("This image has no orientation information, so the patient's "
+                                "left and right cannot be told apart.", self.path)
+        return self.geometry
 
     @property
     def key(self) -> str:

@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..errors import DicomReadError, GeometryError
+from ..errors import DicomReadError
 from .model import SliceRef, Stack
 
 CACHE_SLICES = 48
@@ -103,7 +103,4 @@ def default_window(stack: Stack, *, sample: int = 8) -> tuple[float, float]:
 def canonical_values(ref: SliceRef) -> np.ndarray:
     """Modality values of an axial slice in radiological orientation (anterior up, patient's right
     on the image's left), whatever the stored orientation. Raises GeometryError without geometry."""
-    if ref.geometry is None:
-        raise GeometryError("This image has no orientation information, so the patient's left "
-                            "and right cannot be told apart.", ref.path)
-    return ref.geometry.canonical_transform().apply(modality_values(ref))
+    return ref.require_geometry().canonical_transform().apply(modality_values(ref))
