@@ -38,14 +38,14 @@ def _held_out_inputs(n):
     for i in range(n):
         p = draw_patient(99, i, matrix=256)
         img = render_axial(p, only=p.narrowest_index)[p.narrowest_index]
-        yield p, model_input(img, g, p.roi_canonical, p.side)
+        yield p, img, g
 
 
 def test_pointing_game_beats_chance(demo):
     hits, chance = [], []
     yy, xx = np.mgrid[:100, :100]
-    for p, mi in _held_out_inputs(40):
-        cam = predict(demo, mi).cam_input
+    for p, img, g in _held_out_inputs(40):
+        cam = predict(demo, img, g, p.roi_canonical, p.side).cam_input
         u, v = foramen_waist(p.anatomy, p.side)
         half = (p.matrix - 1) / 2
         x0, y0, w, h = p.roi_canonical
@@ -70,7 +70,8 @@ def test_map_changes_when_weights_are_randomised(demo, test_bundle):
                        h.bn_shift, rng.permutation(h.w2), h.b2)
     random_net = Predictor(test_bundle)  # an untrained network of the same architecture
     same, head_corr, net_corr = [], [], []
-    for _, mi in _held_out_inputs(8):
+    for p, img, g in _held_out_inputs(8):
+        mi = model_input(img, g, p.roi_canonical, p.side)
         feats, _ = demo.infer(mi.image)
         cam = gradcam(feats, h)
         same.append(np.corrcoef(cam.ravel(), gradcam(feats, h).ravel())[0, 1])

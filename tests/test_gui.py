@@ -106,7 +106,7 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     assert "%" in w.result_label.text() and "favourable outcome" in w.result_label.text()
     assert "Validated AUC" in w.performance_label.text()
     assert "not for clinical use" in w.disclaimer_label.text()
-    assert w.prediction.provenance["sop_instance_uid"] == case.slice_key
+    assert w.prediction.provenance.sop_instance_uid == case.slice_key
     assert w.view.overlay.image is not None
     # the overlay covers the ROI only
     r = w.view.overlay.mapRectToParent(w.view.overlay.boundingRect())

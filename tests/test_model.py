@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from tfesi_desktop.core.bundle import load_bundle
+from tfesi_desktop.core.dicom.pixels import modality_values
 from tfesi_desktop.core.errors import ModelError
 from tfesi_desktop.core.gradcam import Head, gradcam, upsample
-from tfesi_desktop.core.preprocess import slice_input
+from tfesi_desktop.core.preprocess import PREPROCESSING_VERSION, slice_input
 from tfesi_desktop.core.runtime import Predictor, predict
 
 pytest.importorskip("tensorflow")
@@ -58,7 +59,8 @@ def test_bundle_card_and_export_check(variant_bundles):
     _, path = variant_bundles["original"]
     b = load_bundle(path)
     card = b.card
-    assert card["preprocessing_version"] == 1 and card["runtime"]["engine"].startswith("LiteRT")
+    assert card["preprocessing_version"] == PREPROCESSING_VERSION
+    assert card["runtime"]["engine"].startswith("LiteRT")
     assert set(card["files"]) == {"model.tflite", "head.npz", "model.keras"}
     assert len(b.sha256) == 64
 
@@ -96,12 +98,19 @@ def test_prediction_carries_provenance_and_maps_back_to_the_roi(variant_bundles)
 
     _, path = variant_bundles["original"]
     ref, roi, side = demo_prediction_inputs()
-    pred = predict(Predictor(path), slice_input(ref, roi, side))
-    assert 0 <= pred.probability <= 1 and pred.label in ("favourable", "poor")
+    predictor = Predictor(path)
+    pred = predict(predictor, modality_values(ref), ref.require_geometry(), roi, side,
+                   sop_instance_uid=ref.sop_instance_uid)
+    assert 0 < pred.probability < 1 and pred.label in ("favourable", "poor")
+    assert pred.interval[0] <= pred.probability <= pred.interval[1]
+    assert len(pred.crop_probabilities) == len(predictor.crops) == 13
     assert pred.cam_roi.shape == (roi[3], roi[2])
     assert pred.cam_input.shape == (100, 100)
-    for k in ("model_name", "model_version", "model_sha256", "preprocessing_version", "roi"):
-        assert k in pred.provenance
+    d = pred.as_dict()
+    for k in ("model_name", "model_version", "model_sha256", "preprocessing_version", "roi",
+              "interval", "in_distribution", "gradcam_class"):
+        assert k in d
+    assert d["sop_instance_uid"] == ref.sop_instance_uid and d["roi"] == list(roi)
 
 
 def test_gradcam_without_positive_evidence_is_zero_not_nan():

@@ -46,7 +46,9 @@ def test_predict_json_is_traceable(test_bundle, demo_case, tmp_path):
     assert out["sop_instance_uid"] == demo_case.slice_key
     assert out["series_uid"] == demo_case.series_uid
     assert out["roi"] == list(demo_case.roi) and out["side"] == demo_case.side
-    assert out["level"] == "C6" and out["preprocessing_version"] == 1
+    assert out["level"] == "C6" and out["preprocessing_version"] == 2
+    lo, hi = out["interval"]
+    assert lo <= out["probability_favourable"] <= hi and out["gradcam_class"] == out["label"]
     assert len(out["model_sha256"]) == 64 and out["model_name"] == "test-original"
     assert "synthetic" in out["disclaimer"]
     # the picture: colour only inside the ROI (plus its outline), grey elsewhere

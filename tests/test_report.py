@@ -59,7 +59,7 @@ def test_report_holds_every_item(case, tmp_path):
                  study.patient_id, "1974-06-14", "2025-06-14", "MRI CERVICAL SPINE",
                  "T2 TSE AX C-SPINE", f"{index + 1} of {len(stack.slices)}", "position",
                  "probability of a favourable outcome", "FAVOURABLE", "threshold 0.50",
-                 "Validated AUC 0.770", bundle.name, bundle.sha256, "version 1",
+                 "Validated AUC 0.770", bundle.name, bundle.sha256, "version 2, 13 ROIs",
                  study.study_uid, case.series_uid, case.slice_key,
                  "x {}, y {}, width {}, height {}".format(*case.roi), "level C6",
                  "patient left side", "Dr. Ada Example", "Narrow left C6 foramen", "Signature",

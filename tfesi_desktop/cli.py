@@ -161,11 +161,9 @@ def run_prediction(args):
 def prediction_json(predictor, pred) -> dict:
     b = predictor.bundle
     return {
-        "probability_favourable": round(pred.probability, 6),
-        "label": pred.label, "threshold": pred.threshold, "logit": round(pred.logit, 6),
+        **pred.as_dict(),
         "outcome_definition": ">= 50 % NRS pain reduction at 2 months after TFESI",
         "validated_performance": b.validated_performance(), "disclaimer": b.disclaimer(),
-        **pred.provenance,
     }
 
 
@@ -179,7 +177,7 @@ def cmd_predict(args) -> int:
         ref = stack.slices[index]
         grey = windowed(modality_values(ref), *default_window(stack))
         demo = "; SYNTHETIC DEMO MODEL" if predictor.bundle.synthetic else ""
-        save_png(overlay(grey, pred.cam_roi, pred.provenance["roi"]), args.heatmap,
+        save_png(overlay(grey, pred.cam_roi, pred.provenance.roi), args.heatmap,
                  labels=ref.geometry.edge_letters(), scale=2 if grey.shape[0] <= 256 else 1,
                  caption=f"Grad-CAM, relative attention; P(favourable) = "
                          f"{pred.probability:.2f}{demo}")

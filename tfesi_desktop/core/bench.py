@@ -19,11 +19,11 @@ import numpy as np
 _FIRST_PREDICTION = """
 import sys, time
 from tfesi_desktop.core.bench import demo_prediction_inputs
+from tfesi_desktop.core.dicom.pixels import modality_values
 from tfesi_desktop.core.runtime import Predictor, predict
-from tfesi_desktop.core.preprocess import slice_input
 ref, roi, side = demo_prediction_inputs()
 p = Predictor(sys.argv[1])
-predict(p, slice_input(ref, roi, side))
+predict(p, modality_values(ref), ref.require_geometry(), roi, side)
 print("done", flush=True)
 """
 
@@ -48,7 +48,7 @@ def run_bench(*, model: str | None = None, repeat: int = 200, quick: bool = Fals
               progress=None) -> dict:
     from .bundle import KERAS_FILE, default_bundle_path, load_bundle
     from .preprocess import slice_input
-    from .runtime import Predictor, predict
+    from .runtime import Predictor, single_pass
 
     say = progress or (lambda m: None)
     path = Path(model) if model else default_bundle_path()
@@ -80,11 +80,11 @@ def run_bench(*, model: str | None = None, repeat: int = 200, quick: bool = Fals
     say("prediction + Grad-CAM ...")
     n = max(10, repeat // 10 if quick else repeat)
     for _ in range(10):
-        predict(predictor, mi)
+        single_pass(predictor, mi)
     lat = []
     for _ in range(n):
         t = time.perf_counter()
-        predict(predictor, mi)
+        single_pass(predictor, mi)
         lat.append(time.perf_counter() - t)
     med, p90 = _ms(lat)
     figures["predict_gradcam_ms_median"] = med

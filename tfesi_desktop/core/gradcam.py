@@ -74,27 +74,34 @@ class Head:
             return float(a @ self.w2 + self.b2)
 
     def logit_gradient(self, pooled: np.ndarray) -> np.ndarray:
-        """d logit / d pooled, shape (1280,)."""
+        """d logit / d pooled: shape (1280,) for one pooled vector, (n, 1280) for n."""
         with _one_blas_thread():
             z = pooled @ self.w1 + self.b1
             back = (z > 0) * self.w2
             if self.bn_scale is not None:
                 back = back * self.bn_scale
-            return self.w1 @ back
+            return back @ self.w1.T
 
 
 def gradcam(features: np.ndarray, head: Head, *, target: str = "favourable") -> np.ndarray:
     """Grad-CAM (rows, cols) in 0..1 from a (rows, cols, channels) feature map."""
+    return gradcam_batch(np.asarray(features)[None], head, target=target)[0]
+
+
+def gradcam_batch(features: np.ndarray, head: Head, *, target: str = "favourable") -> np.ndarray:
+    """Grad-CAM (n, rows, cols), each map in 0..1, from (n, rows, cols, channels) feature maps
+    (one pair of matrix products for the whole batch)."""
     if target not in ("favourable", "poor"):
         raise ValueError("target must be 'favourable' or 'poor'")
     f = np.asarray(features, head.w1.dtype)
-    pooled = f.mean(axis=(0, 1))
-    alpha = head.logit_gradient(pooled) / (f.shape[0] * f.shape[1])
+    n, rows, cols, _ = f.shape
+    alpha = head.logit_gradient(f.mean(axis=(1, 2))) / (rows * cols)  # (n, channels)
     if target == "poor":
         alpha = -alpha
-    cam = np.maximum(f.astype(np.float64) @ alpha.astype(np.float64), 0.0)
-    top = cam.max()
-    return cam / top if top > 0 else np.zeros_like(cam)
+    cam = np.maximum(np.einsum("nijc,nc->nij", f.astype(np.float64),
+                               alpha.astype(np.float64)), 0.0)
+    top = cam.max(axis=(1, 2), keepdims=True)
+    return np.divide(cam, top, out=np.zeros_like(cam), where=top > 0)
 
 
 @cache

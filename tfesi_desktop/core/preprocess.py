@@ -7,33 +7,52 @@ From a slice's modality values, an ROI in stored pixels and the injection side:
    ImageOrientationPatient (:meth:`SliceGeometry.canonical_transform`);
 3. mirror a left-side crop left-right, so that every input looks like a right foramen (paper,
    Figure 1);
-4. resize to 100x100 with anti-aliasing (bilinear, pixel-centre convention: output pixel ``i``
-   samples input coordinate ``(i + 0.5) * in / out - 0.5``, as ``skimage.transform.resize``);
+4. resample to 100x100 (:func:`resample_matrix`: pixel-centre convention, output pixel ``i``
+   samples input coordinate ``(i + 0.5) * in / out - 0.5``; bilinear when enlarging, a triangle
+   filter as wide as the scale factor when shrinking, so shrinking does not alias);
 5. normalise intensities from modality values: percentiles 1 and 99 *inside the ROI* map to 0
    and 255 (clipped), so neither the viewer's window/level nor the storage (rescale, MONOCHROME1,
    compression) changes the input;
 6. three identical channels, float32, shape (100, 100, 3), values 0..255.
 
-:meth:`RoiTransform.to_stored` is the inverse for maps: a 100x100 map back onto the ROI in stored
-pixels. Any change to these steps must bump :data:`PREPROCESSING_VERSION`; model bundles record it
-and a bundle made with another version is refused.
+A hand-drawn ROI varies by millimetres, so a prediction is made on a fixed set of ROIs around
+the one drawn (:data:`TTA_CROPS`, test-time augmentation, see docs/architecture.md) and training
+jitters the ROI over a wider range (:func:`jitter_roi`): both go through :func:`model_input`.
+
+:meth:`RoiTransform.to_stored` is the inverse for maps: a map on the canonical crop back onto the
+ROI in stored pixels. Any change to these steps must bump :data:`PREPROCESSING_VERSION`; model
+bundles record it and a bundle made with another version is refused.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from .errors import RoiError, SideMismatchError
 from .geometry import Dihedral, SliceGeometry
 
-PREPROCESSING_VERSION = 1
+# 2: own anti-aliased resampling (matrices), test-time augmentation over TTA_CROPS
+PREPROCESSING_VERSION = 2
 INPUT_SIZE = 100
 MIN_ROI_PIXELS = 16
 PERCENTILES = (1.0, 99.0)
 
 Rect = tuple[int, int, int, int]
+Crop = tuple[float, float, float]  # (dx, dy, scale): shift in ROI widths/heights, size factor
+
+# The fixed set of ROIs a prediction averages over: the ROI as drawn, the eight shifted by 10 %
+# of its size (a 3x3 grid), and four rescaled by 0.88-1.12 about its centre. Order matters only
+# for reproducibility; the first is the ROI as drawn.
+TTA_CROPS: tuple[Crop, ...] = (
+    (0.0, 0.0, 1.0),
+    (-0.1, -0.1, 1.0), (0.0, -0.1, 1.0), (0.1, -0.1, 1.0),
+    (-0.1, 0.0, 1.0), (0.1, 0.0, 1.0),
+    (-0.1, 0.1, 1.0), (0.0, 0.1, 1.0), (0.1, 0.1, 1.0),
+    (0.0, 0.0, 0.88), (0.0, 0.0, 0.94), (0.0, 0.0, 1.06), (0.0, 0.0, 1.12),
+)
 
 
 def check_roi(roi: Rect, shape: tuple[int, int]) -> Rect:
@@ -41,7 +60,7 @@ def check_roi(roi: Rect, shape: tuple[int, int]) -> Rect:
     16 pixels on each side; :class:`RoiError` otherwise."""
     try:
         x, y, w, h = (int(round(float(v))) for v in roi)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise RoiError("The region must be four numbers: x, y, width, height.") from e
     rows, cols = shape
     if w < MIN_ROI_PIXELS or h < MIN_ROI_PIXELS:
@@ -71,6 +90,47 @@ def check_side(geometry: SliceGeometry, roi: Rect, side: str, *, allow_mismatch:
     return found
 
 
+def jitter_roi(roi: Rect, crop: Crop, shape: tuple[int, int]) -> Rect:
+    """The ROI shifted by ``dx`` widths and ``dy`` heights and scaled by ``scale`` about its
+    centre, in stored pixels, moved (not cut) to lie inside an image of ``shape``."""
+    x, y, w, h = roi
+    dx, dy, s = crop
+    rows, cols = shape
+    nw = int(min(max(round(w * s), 2), cols))
+    nh = int(min(max(round(h * s), 2), rows))
+    cx, cy = x + w / 2 + dx * w, y + h / 2 + dy * h
+    nx = int(min(max(round(cx - nw / 2), 0), cols - nw))
+    ny = int(min(max(round(cy - nh / 2), 0), rows - nh))
+    return nx, ny, nw, nh
+
+
+@lru_cache(maxsize=512)
+def resample_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) linear resampling under the pixel-centre convention (module docstring).
+
+    Enlarging: bilinear between input centres, constant beyond the outermost ones. Shrinking by
+    a factor ``f``: a triangle filter ``f`` input pixels wide (half-width), rows normalised, so
+    detail finer than an output pixel is averaged rather than aliased. Read-only, float32."""
+    f = n_in / n_out
+    pos = (np.arange(n_out) + 0.5) * f - 0.5
+    support = max(f, 1.0)
+    src = np.arange(n_in)
+    wgt = np.maximum(0.0, 1.0 - np.abs(pos[:, None] - src[None, :]) / support)
+    if f <= 1.0:  # enlarging: clamp at the outermost centres, as mode='edge'
+        p = np.clip(pos, 0, n_in - 1)
+        wgt = np.maximum(0.0, 1.0 - np.abs(p[:, None] - src[None, :]))
+    wgt /= wgt.sum(axis=1, keepdims=True)
+    m = wgt.astype(np.float32)
+    m.setflags(write=False)
+    return m
+
+
+def resample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``a`` (rows, columns) resampled to ``shape`` with :func:`resample_matrix`, float32."""
+    a = np.asarray(a, np.float32)
+    return resample_matrix(a.shape[0], shape[0]) @ a @ resample_matrix(a.shape[1], shape[1]).T
+
+
 @dataclass(frozen=True)
 class RoiTransform:
     """How the model input was made from the slice, and how to map a map back."""
@@ -81,14 +141,19 @@ class RoiTransform:
     canonical_shape: tuple[int, int]  # crop shape after reorientation (rows, columns)
 
     def to_stored(self, m: np.ndarray) -> np.ndarray:
-        """A (100, 100) map on the model input as a (h, w) map on the ROI in stored pixels."""
-        from skimage.transform import resize
-
-        out = resize(np.asarray(m, np.float64), self.canonical_shape, order=1, mode="edge",
-                     anti_aliasing=False)
+        """A map on the model input (any square size, pixel-centre convention) as a (h, w) map
+        on this ROI in stored pixels, float64."""
+        out = resample(m, self.canonical_shape).astype(np.float64)
         if self.mirrored:
             out = out[:, ::-1]
         return np.ascontiguousarray(self.dihedral.invert(out))
+
+    def to_canonical(self, stored: np.ndarray) -> np.ndarray:
+        """A (h, w) map on the ROI in stored pixels as seen on the 100x100 model input."""
+        c = self.dihedral.apply(np.asarray(stored, np.float64))
+        if self.mirrored:
+            c = c[:, ::-1]
+        return resample(c, (INPUT_SIZE, INPUT_SIZE)).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -98,30 +163,53 @@ class ModelInput:
     intensity_range: tuple[float, float]  # modality values mapped to 0 and 255
 
 
-def model_input(values: np.ndarray, geometry: SliceGeometry, roi: Rect, side: str) -> ModelInput:
-    """The canonical 100x100x3 input for the ROI on this slice (see the module docstring).
-
-    ``values``: (rows, columns) modality values of the slice as stored; ``roi`` in stored pixels.
-    """
-    roi = check_roi(roi, values.shape)
+def _side(side: str) -> str:
     if side not in ("left", "right"):
         raise RoiError(f"The injection side must be 'left' or 'right', not {side!r}.")
-    from skimage.transform import resize  # 0.4 s to import: only when first needed
+    return side
 
+
+def _crop_input(values: np.ndarray, d: Dihedral, roi: Rect, side: str) -> ModelInput:
     x, y, w, h = roi
-    d = geometry.canonical_transform()
-    crop = d.apply(np.asarray(values, np.float64)[y:y + h, x:x + w])
+    crop = d.apply(np.asarray(values[y:y + h, x:x + w], np.float32))
     canonical_shape = crop.shape
     if side == "left":
         crop = crop[:, ::-1]
+    if not np.isfinite(crop).all():
+        raise RoiError("The region holds pixels that are not numbers (damaged image).")
     lo, hi = np.percentile(crop, PERCENTILES)
-    if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo <= 1e-6 * max(1.0, abs(hi)):
+    if hi - lo <= 1e-6 * max(1.0, abs(float(hi))):
         raise RoiError("The region holds no contrast (all its pixels have the same value).")
-    small = resize(crop, (INPUT_SIZE, INPUT_SIZE), order=1, mode="edge", anti_aliasing=True)
-    img = np.clip((small - lo) / (hi - lo) * 255.0, 0.0, 255.0).astype(np.float32)
-    return ModelInput(np.repeat(img[:, :, None], 3, axis=2),
+    small = resample(crop, (INPUT_SIZE, INPUT_SIZE))
+    img = np.clip((small - lo) * np.float32(255.0 / (hi - lo)), 0.0, 255.0)
+    return ModelInput(np.repeat(img[:, :, None], 3, axis=2).astype(np.float32),
                       RoiTransform(roi, d, side == "left", canonical_shape),
                       (float(lo), float(hi)))
+
+
+def model_input(values: np.ndarray, geometry: SliceGeometry, roi: Rect, side: str, *,
+                crop: Crop | None = None) -> ModelInput:
+    """The canonical 100x100x3 input for the ROI on this slice (see the module docstring).
+
+    ``values``: (rows, columns) modality values of the slice as stored; ``roi`` in stored pixels
+    (checked: inside the image, at least 16 pixels). ``crop``: the ROI jittered by
+    :func:`jitter_roi` first (test-time augmentation and training).
+    """
+    roi = check_roi(roi, values.shape)
+    d = geometry.canonical_transform()
+    if crop is not None:
+        roi = jitter_roi(roi, crop, values.shape)
+    return _crop_input(values, d, roi, _side(side))
+
+
+def model_inputs(values: np.ndarray, geometry: SliceGeometry, roi: Rect, side: str, *,
+                 crops=TTA_CROPS) -> list[ModelInput]:
+    """:func:`model_input` for each of ``crops`` around the ROI (the first is normally the ROI
+    as drawn), the inputs of one stable prediction."""
+    roi = check_roi(roi, values.shape)
+    d = geometry.canonical_transform()
+    side = _side(side)
+    return [_crop_input(values, d, jitter_roi(roi, c, values.shape), side) for c in crops]
 
 
 def slice_input(ref, roi: Rect, side: str) -> ModelInput:

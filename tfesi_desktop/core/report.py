@@ -20,6 +20,7 @@ import numpy as np
 
 from . import render
 from .errors import TfesiError
+from .runtime import format_probability
 
 OUTCOME = "favourable outcome: >= 50 % reduction of the NRS pain score 2 months after TFESI"
 SUPPORT = ("This result supports and does not replace clinical judgement. It is a probability "
@@ -70,7 +71,7 @@ def _png(rgb: np.ndarray):
 
 def _slice_picture(inp: ReportInputs) -> np.ndarray:
     grey = render.windowed(inp.slice_values, *inp.window)
-    roi = inp.prediction.provenance["roi"]
+    roi = inp.prediction.provenance.roi
     return _outline(render.overlay(grey, None, roi, outline=(255, 220, 0)), roi)
 
 
@@ -183,7 +184,7 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                        f"{stack.description or ''} ({stack.orientation_name()})"),
             ("Slice", f"{inp.index + 1} of {len(stack.slices)}"
                       + (f", position {pos[inp.index]:.1f} mm" if pos else "")),
-            ("Injection", f"patient {prov['side']} side, level {inp.level or '-'}"),
+            ("Injection", f"patient {prov.side} side, level {inp.level or '-'}"),
         ]
         for k, v in rows:
             text(M, y, k, 9, "Vera-Bold")
@@ -209,7 +210,7 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         crop = np.clip(inp.crop, 0, 255).astype(np.uint8)
         c.drawImage(_png(np.repeat(crop[..., None], 3, 2)), x2, img_top - 120, 120, 120)
         text(x2, img_top - 132, "Model input (100x100,", 7)
-        text(x2, img_top - 141, "radiological" + (", mirrored)" if prov["side"] == "left"
+        text(x2, img_top - 141, "radiological" + (", mirrored)" if prov.side == "left"
                                                    else ")"), 7)
         x3 = x2 + 140
         c.drawImage(_png(_crop_overlay(inp)), x3, img_top - 120, 120, 120)
@@ -217,17 +218,28 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         text(x3 + 135, img_top - 6, "high", 7)
         text(x3 + 135, img_top - 120, "low", 7)
         text(x3, img_top - 132, "Grad-CAM: relative attention", 7)
-        text(x3, img_top - 141, "(favourable class), on the input", 7)
+        text(x3, img_top - 141, f"({pred.cam_target} class), on the input", 7)
         y = min(img_top - h_img - 40, img_top - 154)
 
         # prediction
         text(M, y, "Prediction", 11, "Vera-Bold")
         y -= 18
-        text(M, y, f"{100 * pred.probability:.0f} %", 20, "Vera-Bold")
+        text(M, y, format_probability(pred.probability), 20, "Vera-Bold")
         text(M + 70, y + 6, "probability of a favourable outcome", 9)
         text(M + 70, y - 5, f"label at the model's threshold {pred.threshold:.2f}: "
                             f"{pred.label.upper()}", 9, "Vera-Bold")
         y -= 20
+        lo, hi = pred.interval
+        y = para(M, y, f"Range over {len(pred.crop_probabilities)} ROIs around the one drawn: "
+                       f"{format_probability(lo)} to {format_probability(hi)}."
+                       + (" BORDERLINE: the label depends on where the ROI is drawn."
+                          if pred.borderline else ""), W - 2 * M, 8)
+        if not pred.reliable:
+            c.setFillColor(colors.HexColor("#8d1c1c"))
+            y = para(M, y, "NOT RELIABLE: this image is unlike the images this model was "
+                           f"trained on (feature distance {pred.ood_distance:.2f}, limit "
+                           f"{pred.ood_threshold:.2f}).", W - 2 * M, 9)
+            c.setFillColor(colors.black)
         y = para(M, y, f"Definition - {OUTCOME}.", W - 2 * M, 8)
         y = para(M, y, f"Model performance: {b.validated_performance()}", W - 2 * M, 8)
         y -= 6
@@ -235,15 +247,15 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         # provenance
         text(M, y, "Provenance", 11, "Vera-Bold")
         y -= 12
-        frame = f"  frame {prov['frame']}" if prov.get("frame") is not None else ""
+        frame = f"  frame {prov.frame}" if prov.frame is not None else ""
         for k, v in (("Model", f"{b.name} {b.version}"),
-                     ("Model SHA-256", prov["model_sha256"]),
-                     ("Preprocessing", f"version {prov['preprocessing_version']}"),
-                     ("Study UID", prov["study_uid"]), ("Series UID", prov["series_uid"]),
-                     ("SOP Instance UID", f"{prov['sop_instance_uid']}{frame}"),
-                     ("ROI (stored px)", "x {}, y {}, width {}, height {}".format(
-                         *prov["roi"])),
-                     ("Predicted at", prov["time"])):
+                     ("Model SHA-256", prov.model_sha256),
+                     ("Preprocessing", f"version {prov.preprocessing_version}, "
+                                       f"{prov.tta_crops} ROIs, {prov.calibration}"),
+                     ("Study UID", prov.study_uid), ("Series UID", prov.series_uid),
+                     ("SOP Instance UID", f"{prov.sop_instance_uid}{frame}"),
+                     ("ROI (stored px)", "x {}, y {}, width {}, height {}".format(*prov.roi)),
+                     ("Predicted at", prov.time)):
             text(M, y, k, 7.5, "Vera-Bold")
             text(M + 90, y, str(v), 7.5)
             y -= 10

@@ -1,35 +1,90 @@
 """Running a bundle's network on LiteRT, with NumPy Grad-CAM. No TensorFlow.
 
-:class:`Predictor` loads a verified bundle once; :func:`predict` takes a model input (see
-:mod:`.preprocess`) and returns a :class:`Prediction` with the probability, the label at the
-card's threshold, Grad-CAM on the input and on the ROI in stored pixels, and the provenance
-that makes the result traceable.
+:class:`Predictor` loads a verified bundle once. :func:`predict` makes one *stable* prediction:
+the model inputs of the bundle's fixed set of ROIs around the one drawn (test-time augmentation,
+:data:`..preprocess.TTA_CROPS`), one batched LiteRT call, the mean logit calibrated with the
+card's scaling, the range of the per-ROI probabilities as an interval, a distance to the training
+images' features (out-of-distribution flag), and Grad-CAM of the predicted class averaged over
+the ROIs in stored pixels (finer than the network's 4x4 map). See docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .bundle import HEAD_FILE, LITERT_FILE, Bundle, load_bundle
 from .errors import ModelError
-from .gradcam import Head, gradcam, upsample
-from .preprocess import PREPROCESSING_VERSION, ModelInput, check_roi, check_side, slice_input
+from .gradcam import Head, gradcam_batch, upsample
+from .ood import OOD_FILE, FeatureDistribution
+from .preprocess import (
+    PREPROCESSING_VERSION,
+    TTA_CROPS,
+    ModelInput,
+    RoiTransform,
+    check_roi,
+    check_side,
+    model_inputs,
+)
 
 NUM_THREADS = 2
 
 
+def sigmoid(x):
+    """The logistic function, without overflow for large logits (float for a scalar)."""
+    out = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))
+    return float(out) if out.ndim == 0 else out
+
+
+def format_probability(p: float) -> str:
+    """A probability for people: never "0 %" or "100 %" (DESIGN.md, invariant 8)."""
+    if p < 0.01:
+        return "< 1 %"
+    if p > 0.99:
+        return "> 99 %"
+    return f"{100 * p:.0f} %"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``P = sigmoid(logit / temperature + intercept)`` (temperature or Platt scaling)."""
+
+    temperature: float = 1.0
+    intercept: float = 0.0
+    method: str = "none"
+
+    @classmethod
+    def from_card(cls, card: dict) -> Calibration:
+        c = card.get("calibration") or {}
+        t = float(c.get("temperature", 1.0))
+        b = float(c.get("intercept", 0.0))
+        if not np.isfinite(t) or t <= 0 or not np.isfinite(b):
+            raise ModelError("The model card's calibration is invalid (temperature must be a "
+                             "positive number).")
+        return cls(t, b, str(c.get("method", "temperature scaling" if c else "none")))
+
+    def logit(self, raw):
+        return np.asarray(raw, np.float64) / self.temperature + self.intercept
+
+    def describe(self) -> str:
+        if self.method == "none":
+            return "uncalibrated"
+        return f"{self.method} (T = {self.temperature:.3g}, b = {self.intercept:+.3g})"
+
+
 class Predictor:
-    """A loaded model: LiteRT interpreter plus head weights. Thread-safe (one call at a time)."""
+    """A loaded model: LiteRT interpreter, head weights, calibration, the ROI set and the
+    training feature distribution. Thread-safe (one call at a time)."""
 
     def __init__(self, bundle: Bundle | str | Path, *, num_threads: int = NUM_THREADS):
         from ai_edge_litert.interpreter import Interpreter
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        card = self.bundle.card
         try:
             self._interp = Interpreter(model_path=str(self.bundle.file(LITERT_FILE)),
                                        num_threads=num_threads)
@@ -42,6 +97,7 @@ class Predictor:
         if tuple(inp["shape"][1:]) != (100, 100, 3):
             raise ModelError(f"The model expects input {inp['shape']}, not 100x100x3.")
         self._input = inp["index"]
+        self._batch = 1
         # outputs are picked by shape, not position: LiteRT's order differs from the signature's
         self._features = self._logit = None
         for o in self._interp.get_output_details():
@@ -52,75 +108,213 @@ class Predictor:
         if self._features is None or self._logit is None:
             raise ModelError("The LiteRT model lacks the feature-map or logit output.")
         self._lock = threading.Lock()
-        cal = self.bundle.card.get("calibration") or {}
-        self.temperature = float(cal.get("temperature", 1.0))
+        self.calibration = Calibration.from_card(card)
+        tta = card.get("tta") or {}
+        self.crops = tuple(tuple(float(v) for v in c) for c in tta.get("crops", TTA_CROPS))
+        self.ood = (FeatureDistribution.load(self.bundle.file(OOD_FILE))
+                    if OOD_FILE in card.get("files", {}) else None)
 
-    def probability(self, logit: float) -> float:
-        """P(favourable) from the logit, with the card's temperature scaling if it has one."""
-        return sigmoid(logit / self.temperature)
+    @property
+    def temperature(self) -> float:
+        return self.calibration.temperature
 
-    def infer(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """(feature map (4, 4, 1280), logit) for one (100, 100, 3) input in 0..255."""
-        x = np.asarray(image, np.float32)[None]
+    def probability(self, logit):
+        """Calibrated P(favourable) from raw logit(s)."""
+        return sigmoid(self.calibration.logit(logit))
+
+    def infer_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(feature maps (n, 4, 4, 1280), raw logits (n,)) for (n, 100, 100, 3) inputs in
+        0..255, in one LiteRT call."""
+        x = np.ascontiguousarray(images, np.float32)
         with self._lock:
+            if x.shape[0] != self._batch:
+                self._interp.resize_tensor_input(self._input, list(x.shape))
+                self._interp.allocate_tensors()
+                self._batch = x.shape[0]
             self._interp.set_tensor(self._input, x)
             self._interp.invoke()
-            features = self._interp.get_tensor(self._features)[0].copy()
-            logit = float(self._interp.get_tensor(self._logit).reshape(-1)[0])
-        return features, logit
+            features = self._interp.get_tensor(self._features).copy()
+            logits = self._interp.get_tensor(self._logit).reshape(-1).astype(np.float64)
+        return features, logits
+
+    def infer(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """(feature map (4, 4, 1280), raw logit) for one (100, 100, 3) input in 0..255."""
+        f, z = self.infer_batch(np.asarray(image, np.float32)[None])
+        return f[0], float(z[0])
 
 
-def sigmoid(x: float) -> float:
-    """The logistic function, without overflow for large logits."""
-    return float(0.5 * (1.0 + np.tanh(0.5 * x)))
+@dataclass(frozen=True)
+class Provenance:
+    """What makes a result traceable (DESIGN.md, invariant 4): the model, the preprocessing,
+    the image and the selection it was made for, and when."""
+
+    model_name: str
+    model_version: str
+    model_sha256: str
+    synthetic_model: bool
+    preprocessing_version: int
+    calibration: str
+    tta_crops: int
+    roi: tuple[int, int, int, int]
+    side: str
+    time: str
+    gradcam_target: str
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_instance_uid: str | None = None
+    frame: int | None = None
+    slice_index: int | None = None
+    level: str | None = None
+    roi_side: str | None = None
+    override: str | None = None  # a safety gate the user overrode, in words
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["roi"] = list(self.roi)
+        return d
 
 
 @dataclass(frozen=True)
 class Prediction:
-    probability: float  # of a favourable outcome (>= 50 % NRS reduction at 2 months)
-    logit: float
+    probability: float  # calibrated, of a favourable outcome (>= 50 % NRS reduction at 2 months)
+    interval: tuple[float, float]  # range of the calibrated probabilities over the ROI set
+    logit: float  # calibrated mean logit
     threshold: float
-    cam_input: np.ndarray = field(repr=False)  # (100, 100) on the model input, 0..1
+    crop_probabilities: tuple[float, ...]
+    in_distribution: bool | None  # None: the model carries no feature distribution
+    ood_distance: float | None
+    ood_threshold: float | None
     cam_roi: np.ndarray = field(repr=False)  # (h, w) on the ROI, stored pixels, 0..1
-    provenance: dict = field(default_factory=dict)
+    cam_input: np.ndarray = field(repr=False)  # the same map on the ROI's 100x100 input
+    provenance: Provenance | None = None
 
     @property
     def label(self) -> str:
         return "favourable" if self.probability >= self.threshold else "poor"
 
+    @property
+    def cam_target(self) -> str:
+        """The class the heat map shows: the predicted one."""
+        return self.label
 
-def predict(predictor: Predictor, model_input: ModelInput, *, provenance: dict | None = None,
-            target: str = "favourable") -> Prediction:
-    """Run the network and Grad-CAM on one model input."""
-    features, logit = predictor.infer(model_input.image)
-    cam = gradcam(features, predictor.head, target=target)
-    cam_input = upsample(cam, model_input.image.shape[0])
+    @property
+    def borderline(self) -> bool:
+        """The ROIs around the one drawn disagree about the label."""
+        lo, hi = self.interval
+        return lo < self.threshold <= hi
+
+    @property
+    def reliable(self) -> bool:
+        return self.in_distribution is not False
+
+    def as_dict(self) -> dict:
+        """The result for JSON output (CLI), provenance included."""
+        return {
+            "probability_favourable": round(self.probability, 6),
+            "probability_text": format_probability(self.probability),
+            "interval": [round(v, 6) for v in self.interval],
+            "label": self.label, "threshold": self.threshold,
+            "borderline": self.borderline, "logit": round(self.logit, 6),
+            "in_distribution": self.in_distribution,
+            "ood_distance": None if self.ood_distance is None else round(self.ood_distance, 4),
+            "ood_threshold": (None if self.ood_threshold is None
+                              else round(self.ood_threshold, 4)),
+            "gradcam_class": self.cam_target,
+            **(self.provenance.as_dict() if self.provenance else {}),
+        }
+
+
+def _average_cam(cams: np.ndarray, transforms: list[RoiTransform], roi) -> np.ndarray:
+    """Per-crop maps (n, 4, 4) on their model inputs, mapped back into stored pixels and
+    averaged where they cover the ROI; the ROI's part, scaled to 0..1."""
+    x, y, w, h = roi
+    xs = [t.roi[0] for t in transforms] + [x]
+    ys = [t.roi[1] for t in transforms] + [y]
+    x0, y0 = min(xs), min(ys)
+    x1 = max([t.roi[0] + t.roi[2] for t in transforms] + [x + w])
+    y1 = max([t.roi[1] + t.roi[3] for t in transforms] + [y + h])
+    total = np.zeros((y1 - y0, x1 - x0))
+    count = np.zeros_like(total)
+    for cam, t in zip(cams, transforms, strict=True):
+        tx, ty, tw, th = t.roi
+        total[ty - y0:ty - y0 + th, tx - x0:tx - x0 + tw] += t.to_stored(cam)
+        count[ty - y0:ty - y0 + th, tx - x0:tx - x0 + tw] += 1
+    m = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    m = m[y - y0:y - y0 + h, x - x0:x - x0 + w]
+    top = m.max()
+    return m / top if top > 0 else m
+
+
+def predict(predictor: Predictor, values: np.ndarray, geometry, roi, side: str, *,
+            gradcam_target: str | None = None, **identity) -> Prediction:
+    """The stable prediction for an ROI on a slice (module docstring).
+
+    ``values``: the slice's modality values as stored; ``roi`` in stored pixels; ``identity``:
+    the :class:`Provenance` fields that name the image and selection (study_uid, level, ...).
+    ``gradcam_target`` defaults to the predicted class."""
+    inputs = model_inputs(values, geometry, roi, side, crops=predictor.crops)
+    return predict_inputs(predictor, inputs, side=side, gradcam_target=gradcam_target,
+                          **identity)
+
+
+def predict_inputs(predictor: Predictor, inputs: list[ModelInput], *, side: str,
+                   gradcam_target: str | None = None, **identity) -> Prediction:
+    """:func:`predict` from the model inputs of the ROI set (the first is the ROI as drawn)."""
+    features, raw = predictor.infer_batch(np.stack([m.image for m in inputs]))
+    cal = predictor.calibration
+    logit = float(cal.logit(raw.mean()))
+    probability = sigmoid(logit)
+    per_crop = predictor.probability(raw)
+    threshold = predictor.bundle.threshold
+    target = gradcam_target or ("favourable" if probability >= threshold else "poor")
+    cams = gradcam_batch(features, predictor.head, target=target)
+    transforms = [m.transform for m in inputs]
+    roi = transforms[0].roi
+    cam_roi = _average_cam(cams, transforms, roi)
+    if predictor.ood is not None:
+        distance = predictor.ood.distance(features.mean(axis=(0, 1, 2)))
+        ood = (distance <= predictor.ood.threshold, distance, predictor.ood.threshold)
+    else:
+        ood = (None, None, None)
     b = predictor.bundle
-    prov = {
-        "model_name": b.name, "model_version": b.version, "model_sha256": b.sha256,
-        "synthetic_model": b.synthetic, "preprocessing_version": PREPROCESSING_VERSION,
-        "roi": list(model_input.transform.roi),
-        "time": _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds"),
-        "gradcam_target": target,
-    }
-    prov.update(provenance or {})
-    prov["temperature"] = predictor.temperature
-    return Prediction(predictor.probability(logit), logit, b.threshold, cam_input,
-                      model_input.transform.to_stored(cam_input), prov)
+    prov = Provenance(
+        model_name=b.name, model_version=b.version, model_sha256=b.sha256,
+        synthetic_model=b.synthetic, preprocessing_version=PREPROCESSING_VERSION,
+        calibration=cal.describe(), tta_crops=len(inputs), roi=tuple(roi), side=side,
+        time=_dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds"),
+        gradcam_target=target, **identity)
+    return Prediction(probability, (float(per_crop.min()), float(per_crop.max())), logit,
+                      threshold, tuple(float(v) for v in per_crop), *ood, cam_roi,
+                      transforms[0].to_canonical(cam_roi), prov)
+
+
+def single_pass(predictor: Predictor, model_input: ModelInput, *,
+                target: str = "favourable") -> tuple[float, np.ndarray]:
+    """One network pass and Grad-CAM on one input, no averaging: (calibrated probability,
+    (100, 100) map on the input). For sanity checks and the benchmark."""
+    features, raw = predictor.infer_batch(model_input.image[None])
+    cam = gradcam_batch(features, predictor.head, target=target)[0]
+    return float(predictor.probability(raw[0])), upsample(cam, model_input.image.shape[0])
 
 
 def predict_slice(predictor: Predictor, stack, index: int, roi, side: str, *,
                   level: str | None = None, allow_side_mismatch: bool = False,
                   study_uid: str | None = None) -> tuple[Prediction, ModelInput]:
     """The whole path for one slice of a scanned stack: checks (ROI inside the image and at
-    least 16 pixels, on the injection side of the midline unless allowed), the one model-input
-    function, the network and Grad-CAM, with the UIDs in the provenance."""
+    least 16 pixels, on the injection side of the midline unless allowed), the stable
+    prediction with the UIDs in the provenance, and the model input of the ROI as drawn."""
+    from .dicom.pixels import modality_values
+
     ref = stack.slices[index]
     geometry = ref.require_geometry()
     roi = check_roi(roi, geometry.shape)
     roi_side = check_side(geometry, roi, side, allow_mismatch=allow_side_mismatch)
-    mi = slice_input(ref, roi, side)
-    prov = {"study_uid": study_uid or stack.study_uid, "series_uid": stack.series_uid,
-            "sop_instance_uid": ref.sop_instance_uid, "frame": ref.frame, "slice_index": index,
-            "side": side, "roi_side": roi_side, "level": level}
-    return predict(predictor, mi, provenance=prov), mi
+    values = modality_values(ref)
+    inputs = model_inputs(values, geometry, roi, side, crops=predictor.crops)
+    pred = predict_inputs(
+        predictor, inputs, side=side, study_uid=study_uid or stack.study_uid,
+        series_uid=stack.series_uid, sop_instance_uid=ref.sop_instance_uid, frame=ref.frame,
+        slice_index=index, level=level, roi_side=roi_side,
+        override=(f"side: the ROI lies on the patient's {roi_side}, the injection side is {side}"
+                  if roi_side != side else None))
+    return pred, inputs[0]

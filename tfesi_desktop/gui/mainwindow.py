@@ -863,19 +863,15 @@ class MainWindow(ReportMixin, QMainWindow):
         key, pred = payload
         self.prediction, self.prediction_key = pred, key
         b = self.predictor.bundle
-        colour = "#1b5e20" if pred.label == "favourable" else "#8d1c1c"
-        self.result_label.setText(
-            f"<span style='font-size:20pt; font-weight:bold; color:{colour}'>"
-            f"{100 * pred.probability:.0f} %</span><br>probability of a favourable outcome "
-            f"(&ge; 50 % pain reduction at 2 months)<br><b>{pred.label}</b> at the model's "
-            f"threshold {pred.threshold:.2f}")
+        self.result_label.setText(result_html(pred))
         p = pred.provenance
         self.provenance_label.setText(
-            f"Model {p['model_name']} {p['model_version']}<br>SHA-256 {p['model_sha256']}<br>"
-            f"preprocessing v{p['preprocessing_version']}<br>study {p['study_uid']}<br>series "
-            f"{p['series_uid']}<br>SOP instance {p['sop_instance_uid']}<br>slice "
-            f"{p['slice_index'] + 1}, ROI {p['roi']}, side {p['side']}, level "
-            f"{p['level'] or '-'}<br>{p['time']}")
+            f"Model {p.model_name} {p.model_version}<br>SHA-256 {p.model_sha256}<br>"
+            f"preprocessing v{p.preprocessing_version}, {p.tta_crops} ROIs, "
+            f"{p.calibration}<br>study {p.study_uid}<br>series "
+            f"{p.series_uid}<br>SOP instance {p.sop_instance_uid}<br>slice "
+            f"{p.slice_index + 1}, ROI {list(p.roi)}, side {p.side}, level "
+            f"{p.level or '-'}<br>{p.time}")
         self.performance_label.setText(b.validated_performance())
         self._mark_stale()
         self._refresh_overlay()
@@ -914,7 +910,7 @@ class MainWindow(ReportMixin, QMainWindow):
             self.view.clear_overlay()
             return
         self.view.set_overlay(heat_colours(self.prediction.cam_roi),
-                              self.prediction.provenance["roi"], self.opacity.value() / 100)
+                              self.prediction.provenance.roi, self.opacity.value() / 100)
 
     # --- report ------------------------------------------------------------------------------
 
@@ -940,15 +936,38 @@ def _load_model(path):
 
     predictor = Predictor(path)
 
+    from ..core.geometry import SliceGeometry
     from ..core.runtime import predict as run_predict
 
     zeros = np.zeros((64, 64), np.float32)
     zeros[::2] = 1.0
-    from ..core.geometry import SliceGeometry
-
     g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1), zeros.shape)
-    run_predict(predictor, model_input(zeros, g, (0, 0, 32, 32), "right"))
+    run_predict(predictor, zeros, g, (8, 8, 32, 32), "right")  # allocates the batch
     return predictor
+
+
+def result_html(pred) -> str:
+    """The result as the side panel shows it: calibrated probability (never 0 or 100 %), its
+    interval over the ROI set, the label, and the warnings that qualify it."""
+    from ..core.runtime import format_probability
+
+    lo, hi = pred.interval
+    colour = "#1b5e20" if pred.label == "favourable" else "#8d1c1c"
+    if not pred.reliable or pred.borderline:
+        colour = "#666666"
+    html = (f"<span style='font-size:20pt; font-weight:bold; color:{colour}'>"
+            f"{format_probability(pred.probability)}</span> "
+            f"<span style='color:#444'>(range {format_probability(lo)} - "
+            f"{format_probability(hi)} over {len(pred.crop_probabilities)} ROIs around "
+            f"yours)</span><br>probability of a favourable outcome (&ge; 50 % pain reduction "
+            f"at 2 months)<br><b>{pred.label}</b> at the model's threshold {pred.threshold:.2f}")
+    if pred.borderline:
+        html += ("<br><b style='color:#a05a00'>Borderline: the label depends on where the ROI "
+                 "is drawn.</b>")
+    if not pred.reliable:
+        html += ("<br><b style='color:#8d1c1c'>This image is unlike the images this model was "
+                 "trained on; the prediction is not reliable.</b>")
+    return html + f"<br><small>Heat map: evidence for the {pred.cam_target} class.</small>"
 
 
 def _decode(key, index, ref):

@@ -99,10 +99,10 @@ class ReportMixin:
         d = self.report_dialog
         pred = self.prediction
         p = pred.provenance
-        mi = slice_input(self.stack.slices[p["slice_index"]], tuple(p["roi"]), p["side"])
+        mi = slice_input(self.stack.slices[p.slice_index], tuple(p.roi), p.side)
         self.statusBar().showMessage("Writing the report...")
         self._run(Worker(_write, pred, self.predictor.bundle, self.study, self.stack,
-                         p["slice_index"], mi, self.level, d.comment.toPlainText(),
+                         p.slice_index, mi, self.level, d.comment.toPlainText(),
                          d.physician.text(), d.anonymize.isChecked(),
                          d.paper.currentText().lower(), d.path.text(), d.dicom.isChecked()),
                   self._report_written, self._report_failed)
