@@ -32,7 +32,7 @@ def make_test_bundle(out, variant="original", seed=0):
     from tfesi_desktop.core.training.export import write_bundle
     from tfesi_desktop.core.training.network import build_model
 
-    model, info = build_model(variant, seed=seed)
+    model, info = build_model(variant, init="random", seed=seed)
     rng = np.random.default_rng(seed)
     try:
         bn = model.get_layer("batchnorm")

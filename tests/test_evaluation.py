@@ -102,10 +102,32 @@ def test_evaluate_a_bundle_on_a_manifest_updates_its_card(cohort, test_bundle, t
     bundle = tmp_path / "b"
     shutil.copytree(test_bundle, bundle)
     manifest = cohort[0] / "manifest.csv"
+    report = tmp_path / "report"
     assert main(["evaluate", "--model", str(bundle), "--manifest", str(manifest), "--json",
-                 "--update-card", "--calibrate-temperature"]) == 0
+                 "--update-card", "--calibrate-temperature", "--out", str(report)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 6
+    assert {"slope", "intercept", "ece", "ece_ci95"} <= set(out["calibration"])
+    assert out["stable_prediction"]["patients"] == 6
+    assert 0 <= out["stable_prediction"]["label_flips"] <= 1
+    # predictions.csv: exactly what the window would show, one row per patient
+    import csv
+
+    from tfesi_desktop.core.manifest import case_region, read_manifest
+    from tfesi_desktop.core.runtime import predict
+
+    with open(report / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:6] == ["patient_id", "label", "probability", "interval_low",
+                                 "interval_high", "in_distribution"]
+    cases = read_manifest(manifest)
+    assert [r["patient_id"] for r in rows] == [c.patient_id for c in cases]
+    before = Predictor(test_bundle)  # the copy's calibration changed after scoring
+    r0 = case_region(cases[0])
+    p0 = predict(before, r0.values, r0.dihedral, r0.roi, cases[0].side)
+    assert float(rows[0]["probability"]) == pytest.approx(p0.probability, abs=1e-6)
+    assert float(rows[0]["interval_low"]) <= float(rows[0]["probability"]) <= float(
+        rows[0]["interval_high"])
     card = load_bundle(bundle).card  # still verifies: the card is not among the hashed files
     (ev,) = card["metrics"]["evaluations"]
     assert ev["n"] == 6 and ev["auc"] == pytest.approx(
@@ -137,8 +159,9 @@ def test_study_runs_every_protocol_and_writes_the_report(cohort, tmp_path, capsy
 
     calls = []
 
-    def quick_fit(x, y, config, *, progress=None, train_idx=None, val_idx=None):
-        calls.append((config.variant, tuple(train_idx), tuple(val_idx)))
+    def quick_fit(regions, y, config, *, progress=None, train_idx=None, val_idx=None):
+        calls.append((config.variant, tuple(train_idx), tuple(val_idx), config.augment))
+        x = np.stack([r.input().image for r in regions])
         assert set(train_idx).isdisjoint(val_idx) and len(set(y[val_idx])) == 2
         feats = x[:, ::10, ::10, 0].reshape(len(x), -1)
         clf = LogisticRegression(max_iter=2000).fit(feats[train_idx], y[train_idx])
@@ -150,11 +173,13 @@ def test_study_runs_every_protocol_and_writes_the_report(cohort, tmp_path, capsy
     rc = main(["study", str(cohort[0] / "manifest.csv"), "--out", str(out), "--epochs", "1",
                "--batch-size", "2", "--folds", "2", "--seed", "1"])
     assert rc == 0
-    # three arms on one split, then the original network on each fold
+    # four arms on one split (the last: the original network without augmentation), then
+    # the original network on each fold
     assert [c[0] for c in calls] == ["original", "no-regularization", "from-scratch",
-                                     "original", "original"]
-    assert calls[0][1:] == calls[1][1:] == calls[2][1:]  # the same split for every arm
-    folds = [set(c[2]) for c in calls[3:]]
+                                     "original", "original", "original"]
+    assert [c[3] for c in calls] == [True, True, True, False, True, True]
+    assert calls[0][1:3] == calls[1][1:3] == calls[2][1:3] == calls[3][1:3]  # the same split
+    folds = [set(c[2]) for c in calls[4:]]
     assert folds[0].isdisjoint(folds[1]) and folds[0] | folds[1] == set(range(6))
     text = capsys.readouterr().out
     for arm in ("original", "no-regularization", "from-scratch", "handcrafted+logistic",
@@ -163,7 +188,8 @@ def test_study_runs_every_protocol_and_writes_the_report(cohort, tmp_path, capsy
     s = json.loads((out / "summary.json").read_text())
     assert len(s["arms"]["original"]["cv_fold_auc"]) == 2
     assert {"split_auc", "cv_pooled_auc"} <= set(s["arms"]["handcrafted+logistic"])
-    assert len(s["split"]["paired_tests"]) == 10  # 5 scores, every pair
+    assert len(s["split"]["paired_tests"]) == 15  # 6 scores, every pair
+    assert "augmentation-off" in s["arms"]
     for part in ("split", "cv"):
         assert (out / part / "table2.txt").exists() and (out / part / "roc.png").exists()
     with open(out / "predictions.csv") as f:

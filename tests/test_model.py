@@ -19,7 +19,7 @@ pytest.importorskip("tensorflow")
 def test_architecture_has_the_papers_parameter_counts():
     from tfesi_desktop.core.training.network import build_model
 
-    _, info = build_model("original")
+    _, info = build_model("original", init="random")
     assert info["parameters"] == 7_236_177
     assert info["trainable_parameters"] == 7_173_521
     assert info["non_trainable_parameters"] == 62_656

@@ -19,7 +19,7 @@ def test_train_writes_a_verified_bundle_with_held_out_metrics(cohort, tmp_path, 
     bundle = tmp_path / "bundle"
     rc = main(["train", str(out_dir / "manifest.csv"), "--out", str(bundle), "--epochs", "1",
                "--batch-size", "2", "--validation-fraction", "0.34", "--seed", "3",
-               "--variant", "no-regularization", "--name", "tiny"])
+               "--variant", "no-regularization", "--name", "tiny", "--init", "random"])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
     b = load_bundle(bundle)
@@ -29,7 +29,16 @@ def test_train_writes_a_verified_bundle_with_held_out_metrics(cohort, tmp_path, 
     assert b.card["synthetic_training_data"] is True  # cohort.json lies beside the manifest
     assert b.card["architecture"]["variant"] == "no-regularization"
     assert "best_achievable_auc" in v
-    Predictor(bundle)  # loads on the runtime
+    # trained for hand-drawn ROIs, calibrated, with the ROI set and the feature distribution
+    t = b.card["training"]
+    assert t["initialization"] == "random" and t["augmentation"]["shift"] == 0.15
+    assert b.card["calibration"]["method"] == "Platt scaling"
+    assert b.card["calibration"]["temperature"] > 0
+    assert len(b.card["tta"]["crops"]) == 13 and "ood.npz" in b.card["files"]
+    assert {"slope", "ece", "brier"} <= set(v["calibration"])
+    p = Predictor(bundle)  # loads on the runtime
+    assert p.ood is not None and p.ood.threshold == pytest.approx(b.card["ood"]["threshold"])
+    assert p.calibration.temperature == b.card["calibration"]["temperature"]
     # refuses to overwrite without --force, and a missing manifest is a clear error
     assert main(["train", str(out_dir / "manifest.csv"), "--out", str(bundle)]) == 2
     assert main(["train", str(tmp_path / "none.csv"), "--out", str(tmp_path / "b2")]) == 2
@@ -40,13 +49,16 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
+from tfesi_desktop.core.geometry import Dihedral
+from tfesi_desktop.core.manifest import Region
 from tfesi_desktop.core.training.train import TrainConfig, fit_and_evaluate, _strategy
 devices = [d.name for d in tf.config.list_logical_devices("CPU")]
 assert len(devices) == 2, devices
 s = _strategy(devices)
 assert isinstance(s, tf.distribute.MirroredStrategy) and s.num_replicas_in_sync == 2
 rng = np.random.default_rng(0)
-x = rng.uniform(0, 255, (12, 100, 100, 3)).astype("float32")
+x = [Region(rng.uniform(0, 255, (60, 60)).astype("float32"), Dihedral(), (10, 10, 40, 40),
+            "right") for _ in range(12)]
 y = np.array([0, 1] * 6)
 # explicit indices, as cross-validation folds pass them
 tr, va = np.array([0, 1, 2, 3, 4, 5, 6, 7]), np.array([8, 9, 10, 11])
@@ -75,3 +87,58 @@ def test_a_split_that_cannot_be_stratified_is_a_clear_error():
         split(np.array([0, 0, 0, 1, 0, 0]), 0.2, 0)
     tr, va = split(np.array([0, 1] * 10), 0.2, 0)
     assert len(va) == 4 and set(tr).isdisjoint(va)
+
+
+def _base_weights_file(folder, seed):
+    """A weights file in the layout of Keras's ImageNet file (legacy HDF5, layer names of
+    EfficientNetV2B0 without its top), made from a freshly built, seeded network."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    keras.utils.set_random_seed(seed)
+    base = keras.applications.EfficientNetV2B0(include_top=False, weights=None,
+                                               input_shape=(100, 100, 3))
+    folder.mkdir(parents=True, exist_ok=True)
+    with h5py.File(folder / "efficientnetv2-b0_notop.h5", "w") as f:
+        save_weights_to_hdf5_group(f, base)
+    return base
+
+
+def test_imagenet_initialisation_comes_from_keras_cache(tmp_path, monkeypatch):
+    import numpy as np
+
+    from tfesi_desktop.core.training.network import build_model
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    base = _base_weights_file(tmp_path / "keras" / "models", seed=7)
+    model, info = build_model("original", seed=1)  # another seed: weights must be the file's
+    assert info["imagenet_initialization"] is True
+    for name in ("stem_conv", "block1a_project_conv", "top_conv"):
+        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0],
+                                      base.get_layer(name).get_weights()[0])
+    random_model, info = build_model("original", init="random", seed=1)
+    assert info["imagenet_initialization"] is False
+    assert not np.array_equal(random_model.get_layer("stem_conv").get_weights()[0],
+                              base.get_layer("stem_conv").get_weights()[0])
+
+
+def test_offline_without_cached_weights_is_one_clear_error(cohort, tmp_path, monkeypatch,
+                                                           capsys):
+    import urllib.error
+
+    import keras
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras"))
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    out_dir, _ = cohort
+    rc = main(["train", str(out_dir / "manifest.csv"), "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ")
+    for words in ("efficientnetv2-b0_notop.h5", str(tmp_path / "empty-keras" / "models"),
+                  "--imagenet-weights", "--init random"):
+        assert words in err[0]
+    assert not (tmp_path / "b").exists()

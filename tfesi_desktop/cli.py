@@ -230,20 +230,23 @@ def cmd_train(args) -> int:
         raise TfesiError("This bundle folder exists; choose another or add --force.", out)
     if args.imagenet_weights and not Path(args.imagenet_weights).is_file():
         raise TfesiError("The ImageNet weights file does not exist.", args.imagenet_weights)
+    if args.imagenet_weights and args.init == "random":
+        raise TfesiError("--imagenet-weights and --init random contradict each other.")
     name = args.name or out.name
     if args.from_trained:
         card = bundle_from_directory(args.from_trained, args.manifest, out, name=name,
                                      version=args.version, precision=args.precision,
                                      overwrite=args.force)
     else:
-        if not args.imagenet_weights and args.variant != "from-scratch":
-            print("notice: no --imagenet-weights given: the network starts from random weights "
-                  "(the paper used ImageNet initialisation). The card records this.",
-                  file=sys.stderr)
         cfg = TrainConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
                           learning_rate=args.learning_rate,
                           validation_fraction=args.validation_fraction, seed=args.seed,
-                          imagenet_weights=args.imagenet_weights, devices=args.devices or [])
+                          init=args.init, imagenet_weights=args.imagenet_weights,
+                          augment=not args.no_augment, devices=args.devices or [])
+        if cfg.variant != "from-scratch" and cfg.init == "imagenet":
+            from .core.training.network import imagenet_weights_file
+
+            imagenet_weights_file(cfg.imagenet_weights)  # fails early, before reading studies
         card = train(args.manifest, out, cfg, name=name, version=args.version,
                      precision=args.precision, overwrite=args.force,
                      progress=lambda m: print(m, file=sys.stderr, flush=True))
@@ -323,7 +326,7 @@ def cmd_evaluate(args) -> int:
         if not args.manifest:
             raise TfesiError("Give --predictions CSV, or --manifest (with --model, or the "
                              "model in use).")
-        labels, scores, predictor, raw_logits = _score_manifest(args)
+        labels, scores, predictor, raw_logits, rows = _score_manifest(args)
         source = f"{predictor.bundle.name} {predictor.bundle.version} on {args.manifest}"
         names = ("favourable", "poor")
     try:
@@ -332,39 +335,49 @@ def cmd_evaluate(args) -> int:
         raise TfesiError("--threshold must be a number or 'youden'.") from None
     result = evaluate_scores(labels, scores, threshold=threshold, names=names)
     result["source"] = source
+    if not args.predictions:
+        from .core.evaluation import pointing_game, stability
+        from .core.stats import calibration_summary
+
+        (probs,) = scores.values()
+        result["calibration"] = calibration_summary(labels, probs)
+        result["stable_prediction"] = stability(rows, predictor.bundle.threshold)
+        game = pointing_game(rows)
+        if game:
+            result["pointing_game"] = game
     if args.out:
         write_report(args.out, result, labels, scores, title=source)
+        if not args.predictions:
+            from .core.evaluation import write_predictions
+
+            write_predictions(Path(args.out) / "predictions.csv", rows)
     if args.update_card:
         if args.predictions:
             raise TfesiError("--update-card needs --model and --manifest.")
         from .core.bundle import record_evaluation
-        from .core.stats import fit_temperature
+        from .core.stats import fit_platt
 
-        temp = fit_temperature(labels, raw_logits) if args.calibrate_temperature else None
-        record_evaluation(predictor.bundle, result, manifest=args.manifest, temperature=temp)
+        platt = fit_platt(labels, raw_logits) if args.calibrate_temperature else None
+        record_evaluation(predictor.bundle, result, manifest=args.manifest, platt=platt)
     print(json.dumps(result, indent=1) if args.json else table2_text(result, source), end="")
     return 0
 
 
 def _score_manifest(args):
+    """Score every patient of a manifest with the stable prediction, exactly as the window
+    shows it; returns (labels, {model: probabilities}, predictor, raw mean logits, rows)."""
     import numpy as np
 
-    from .core.manifest import case_input, read_manifest
+    from .core.evaluation import score_cases
+    from .core.manifest import read_manifest
 
     predictor = _load_predictor(args.model)
     cases = read_manifest(args.manifest)
-    report = _progress("scoring patients")
-    logits, labels = [], []
-    for i, c in enumerate(cases):
-        try:
-            mi = case_input(c)
-        except TfesiError as e:
-            raise TfesiError(f"Patient {c.patient_id}: {e}", args.manifest) from e
-        logits.append(predictor.infer(mi.image)[1])
-        labels.append(c.label)
-        report(i + 1, len(cases))
-    probs = np.array([predictor.probability(z) for z in logits])
-    return np.array(labels), {predictor.bundle.name: probs}, predictor, np.array(logits)
+    rows = score_cases(predictor, cases, progress=_progress("scoring patients"))
+    labels = np.array([c.label for c in cases])
+    probs = np.array([r["probability"] for r in rows])
+    raw = np.array([r["raw_logit"] for r in rows])
+    return labels, {predictor.bundle.name: probs}, predictor, raw, rows
 
 
 def cmd_study(args) -> int:
@@ -376,7 +389,7 @@ def cmd_study(args) -> int:
     summary = run_study(args.manifest, out, folds=args.folds, ablation=not args.no_ablation,
                         baseline=not args.no_baseline, cv=args.folds > 1, epochs=args.epochs,
                         batch_size=args.batch_size, learning_rate=args.learning_rate,
-                        seed=args.seed, imagenet_weights=args.imagenet_weights,
+                        seed=args.seed, imagenet_weights=args.imagenet_weights, init=args.init,
                         progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(summary_text(summary), end="")
     print(f"report: {out}", file=sys.stderr)
@@ -455,6 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--learning-rate", type=float, default=1e-5)
     s.add_argument("--validation-fraction", type=float, default=0.2)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--init", choices=("imagenet", "random"), default="imagenet",
+                   help="initialise the base from ImageNet (the paper's; default) or randomly")
+    s.add_argument("--no-augment", action="store_true",
+                   help="train on the ROIs as drawn (no ROI or intensity jitter)")
     s.add_argument("--imagenet-weights", metavar="PATH",
                    help="local efficientnetv2-b0_notop.h5 (nothing is downloaded)")
     s.add_argument("--precision", choices=("float32", "float16"), default="float32",
@@ -494,8 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--update-card", action="store_true",
                    help="record this evaluation in the model's card")
     s.add_argument("--calibrate-temperature", action="store_true",
-                   help="with --update-card: fit temperature scaling on these patients and "
-                        "store it in the card (the program then applies it)")
+                   help="with --update-card: fit Platt scaling (temperature and intercept) on "
+                        "these patients' ROI-set logits and store it in the card (the program "
+                        "then applies it)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_evaluate)
 
@@ -510,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--learning-rate", type=float, default=1e-5)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--imagenet-weights", metavar="PATH")
+    s.add_argument("--init", choices=("imagenet", "random"), default="imagenet")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_study)
 

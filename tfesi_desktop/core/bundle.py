@@ -144,9 +144,10 @@ def _write_card(bundle_path: Path, card: dict) -> None:
 
 
 def record_evaluation(bundle: Bundle, result: dict, *, manifest: str | Path,
-                      temperature: float | None = None) -> dict:
+                      platt: tuple[float, float] | None = None) -> dict:
     """Add an evaluation (``tfesi evaluate`` result) to the bundle's card, and optionally the
-    temperature fitted on it. The card is rewritten atomically; file hashes are unchanged."""
+    Platt scaling (temperature, intercept) fitted on it. The card is rewritten atomically; file
+    hashes are unchanged."""
     import datetime as _dt
 
     card = json.loads((bundle.path / CARD).read_text())
@@ -157,13 +158,17 @@ def record_evaluation(bundle: Bundle, result: dict, *, manifest: str | Path,
               "auc_ci95": [round(v, 4) for v in entry["auc"]["ci95"]],
               "accuracy": round(entry["table"]["accuracy"], 4),
               "brier": round(entry["brier"], 4) if "brier" in entry else None}
+    for key in ("calibration", "stable_prediction", "pointing_game"):
+        if key in result:
+            record[key] = result[key]
     card.setdefault("metrics", {}).setdefault("evaluations", []).append(record)
-    if temperature is not None:
-        card["calibration"] = {"temperature": float(temperature), "fitted_on": record["data"],
-                               "n": record["n"], "method": "temperature scaling"}
+    if platt is not None:
+        card["calibration"] = {"method": "Platt scaling", "temperature": float(platt[0]),
+                               "intercept": float(platt[1]), "fitted_on": record["data"],
+                               "n": record["n"]}
     card.setdefault("changelog", []).append(
         f"{record['date']}: evaluated on {record['data']} (AUC {record['auc']:.3f})"
-        + (f"; temperature {temperature:.3f}" if temperature is not None else ""))
+        + (f"; Platt scaling T {platt[0]:.3f}, b {platt[1]:+.3f}" if platt else ""))
     _write_card(bundle.path, card)
     return record
 

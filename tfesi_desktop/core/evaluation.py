@@ -174,3 +174,136 @@ def write_report(out_dir: str | Path, result: dict, labels, scores: dict[str, np
     (out_dir / "metrics.json").write_text(json.dumps(data, indent=1))
     (out_dir / "table2.txt").write_text(table2_text(result, title))
     return out_dir
+
+
+# --- scoring a manifest as the program predicts (tfesi evaluate --manifest) -------------------
+
+# How a hand-drawn ROI varies (issue 10's check): moved 3 pixels each way, scaled by 0.9 / 1.1.
+PERTURBATIONS = (("x-3", -3, 0, 1.0), ("x+3", 3, 0, 1.0), ("y-3", 0, -3, 1.0),
+                 ("y+3", 0, 3, 1.0), ("x0.9", 0, 0, 0.9), ("x1.1", 0, 0, 1.1))
+POINTING_RADIUS_MM = 6.0
+
+
+def _moved(roi, dx, dy, s, shape):
+    x, y, w, h = roi
+    nw, nh = max(int(round(w * s)), 1), max(int(round(h * s)), 1)
+    nx = int(round(x + dx + (w - nw) / 2))
+    ny = int(round(y + dy + (h - nh) / 2))
+    nx, ny = min(max(nx, 0), shape[1] - nw), min(max(ny, 0), shape[0] - nh)
+    return nx, ny, nw, nh
+
+
+def _peak_hit(cam_roi, roi, region, waist) -> tuple[bool, float]:
+    """(is the map's peak within 6 mm of the waist, share of the ROI within 6 mm)."""
+    x, y, w, h = roi
+    rows, cols = np.mgrid[:h, :w]
+    wx, wy = waist[0] - region.origin[0] - x, waist[1] - region.origin[1] - y
+    dist = np.hypot((rows - wy) * region.spacing[0], (cols - wx) * region.spacing[1])
+    near = dist <= POINTING_RADIUS_MM
+    peak = np.unravel_index(int(np.argmax(cam_roi)), cam_roi.shape)
+    return bool(near[peak]), float(near.mean())
+
+
+def score_cases(predictor, cases, *, progress=None, perturb: bool = True) -> list[dict]:
+    """One row per patient with the stable prediction the window would show (probability,
+    interval, OOD), the probabilities of the ROI moved/scaled (:data:`PERTURBATIONS`), and, when
+    the manifest gives the foramen's waist (``waist_x``, ``waist_y`` in stored pixels), the
+    pointing game with the ROI as placed and shifted by a quarter of its size."""
+    from .manifest import case_region
+    from .runtime import predict
+
+    rows = []
+    for i, c in enumerate(cases):
+        try:
+            r = case_region(c)
+            pred = predict(predictor, r.values, r.dihedral, r.roi, c.side)
+        except TfesiError as e:
+            raise TfesiError(f"Patient {c.patient_id}: {e.message}", c.study_path) from e
+        row = {"patient_id": c.patient_id, "label": c.label,
+               "probability": pred.probability, "interval_low": pred.interval[0],
+               "interval_high": pred.interval[1], "in_distribution": pred.in_distribution,
+               "ood_distance": pred.ood_distance, "borderline": pred.borderline,
+               "raw_logit": (pred.logit - predictor.calibration.intercept)
+               * predictor.calibration.temperature}
+        if perturb:
+            for name, dx, dy, s in PERTURBATIONS:
+                roi = _moved(r.roi, dx, dy, s, r.values.shape)
+                row[f"p_{name}"] = predict(predictor, r.values, r.dihedral, roi,
+                                           c.side).probability
+        try:
+            waist = (float(c.row["waist_x"]), float(c.row["waist_y"]))
+        except (KeyError, TypeError, ValueError):
+            waist = None
+        if waist is not None:
+            row["hit"], row["chance"] = _peak_hit(pred.cam_roi, r.roi, r, waist)
+            x, y, w, h = r.roi
+            sx, sy = (1 if i % 2 else -1), (1 if (i // 2) % 2 else -1)
+            shifted = _moved(r.roi, sx * w / 4, sy * h / 4, 1.0, r.values.shape)
+            sp = predict(predictor, r.values, r.dihedral, shifted, c.side)
+            row["hit_shifted"], row["chance_shifted"] = _peak_hit(sp.cam_roi, shifted, r, waist)
+        rows.append(row)
+        if progress:
+            progress(i + 1, len(cases))
+    return rows
+
+
+def stability(rows: list[dict], threshold: float) -> dict:
+    """How much the shown result moves with the ROI: label flips over all perturbations, and
+    the per-patient SD of the probability (as drawn and perturbed)."""
+    keys = [f"p_{n}" for n, *_ in PERTURBATIONS]
+    if not rows or keys[0] not in rows[0]:
+        return {}
+    p0 = np.array([r["probability"] for r in rows])
+    pp = np.array([[r[k] for k in keys] for r in rows])
+    flips = (pp >= threshold) != (p0[:, None] >= threshold)
+    sd = np.concatenate([p0[:, None], pp], axis=1).std(axis=1)
+    return {"perturbations": [n for n, *_ in PERTURBATIONS],
+            "label_flips": round(float(flips.mean()), 4),
+            "patients_with_a_flip": int(flips.any(axis=1).sum()), "patients": len(rows),
+            "sd_median": round(float(np.median(sd)), 4),
+            "sd_p90": round(float(np.percentile(sd, 90)), 4),
+            "borderline": round(float(np.mean([r["borderline"] for r in rows])), 4),
+            "flagged_out_of_distribution": round(float(np.mean(
+                [r["in_distribution"] is False for r in rows])), 4)}
+
+
+def pointing_game(rows: list[dict]) -> dict:
+    """Hit rates with the ROI as placed and shifted, with the chance rate (share of the ROI
+    within 6 mm of the waist) and the one-sided binomial p."""
+    from scipy.stats import binomtest
+
+    if not rows or "hit" not in rows[0]:
+        return {}
+    out = {"radius_mm": POINTING_RADIUS_MM}
+    for key, chance in (("hit", "chance"), ("hit_shifted", "chance_shifted")):
+        hits = int(sum(r[key] for r in rows))
+        base = float(np.mean([r[chance] for r in rows]))
+        out["as_placed" if key == "hit" else "shifted_quarter"] = {
+            "hits": hits, "n": len(rows), "rate": round(hits / len(rows), 4),
+            "chance": round(base, 4),
+            "p": float(binomtest(hits, len(rows), min(max(base, 1e-9), 1.0),
+                                 alternative="greater").pvalue)}
+    return out
+
+
+PREDICTION_COLUMNS = ("patient_id", "label", "probability", "interval_low", "interval_high",
+                      "in_distribution", "ood_distance", "borderline")
+
+
+def write_predictions(path: str | Path, rows: list[dict]) -> Path:
+    """``predictions.csv``: one row per patient, what the window would show (the first six
+    columns are the documented ones; the rest help to audit)."""
+    import csv
+    import io
+
+    path = Path(path)
+    extra = [k for k in rows[0] if k not in PREDICTION_COLUMNS and k != "raw_logit"] if rows else []
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, [*PREDICTION_COLUMNS, *extra], extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(buf.getvalue())
+    tmp.replace(path)
+    return path

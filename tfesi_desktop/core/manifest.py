@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ManifestError, TfesiError
-from .preprocess import PREPROCESSING_VERSION
+from .geometry import Dihedral
+from .preprocess import PREPROCESSING_VERSION, check_roi, model_input, model_inputs
 
 REQUIRED = ("patient_id", "study_path", "series_uid", "sop_instance_uid", "roi_x", "roi_y",
             "roi_w", "roi_h", "side", "label")
@@ -70,43 +71,90 @@ def read_manifest(path: str | Path) -> list[Case]:
 
 def case_input(case: Case):
     """The model input (see :mod:`.preprocess`) of one manifest row."""
+    return case_region(case).input()
+
+
+# Room around the ROI kept for training's jitter (shift 15 %, scale 1.15) and the ROI set.
+MARGIN = 0.4
+
+
+@dataclass(frozen=True)
+class Region:
+    """The stored part of a case's slice around its ROI, enough to make the model input of the
+    ROI and of any jittered ROI with :func:`..preprocess.model_input` (no rereading)."""
+
+    values: np.ndarray  # (rows, columns) modality values, float32, as stored
+    dihedral: Dihedral  # stored -> radiological
+    roi: tuple[int, int, int, int]  # in this part's pixels
+    side: str
+    origin: tuple[int, int] = (0, 0)  # (x, y) of this part's first pixel in the slice
+    spacing: tuple[float, float] = (1.0, 1.0)  # mm between rows, between columns
+
+    def input(self, crop=None):
+        return model_input(self.values, self.dihedral, self.roi, self.side, crop=crop)
+
+    def inputs(self, crops):
+        return model_inputs(self.values, self.dihedral, self.roi, self.side, crops=crops)
+
+
+def case_region(case: Case) -> Region:
     from .dicom import scan
-    from .preprocess import slice_input
+    from .dicom.pixels import modality_values
 
-    result = scan(case.study_path)
-    stack = result.find_stack(case.series_uid)
+    stack = scan(case.study_path).find_stack(case.series_uid)
     ref = stack.slices[stack.find_slice(case.slice_key)]
-    return slice_input(ref, case.roi, case.side)
+    values = modality_values(ref)
+    x, y, w, h = check_roi(case.roi, values.shape)
+    d = ref.require_geometry().canonical_transform()
+    mx, my = int(np.ceil(MARGIN * w)), int(np.ceil(MARGIN * h))
+    x0, y0 = max(x - mx, 0), max(y - my, 0)
+    x1, y1 = min(x + w + mx, values.shape[1]), min(y + h + my, values.shape[0])
+    g = ref.require_geometry()
+    return Region(np.ascontiguousarray(values[y0:y1, x0:x1], np.float32), d,
+                  (x - x0, y - y0, w, h), case.side, (x0, y0),
+                  (float(g.spacing[0]), float(g.spacing[1])))
 
 
-def load_inputs(path: str | Path, *, progress=None, cache: bool = True
-                ) -> tuple[np.ndarray, np.ndarray, list[Case]]:
-    """(inputs (n, 100, 100, 3) float32 0..255, labels (n,), cases) for a manifest.
-
-    The inputs are cached beside the manifest (``.inputs-<hash>.npz``), keyed by the manifest's
-    content and the preprocessing version, since building them reads every study."""
+def load_regions(path: str | Path, *, progress=None, cache: bool = True
+                 ) -> tuple[list[Region], np.ndarray, list[Case]]:
+    """(regions, labels (n,), cases) for a manifest. Cached beside the manifest
+    (``.<name>.regions-<hash>.npz``), keyed by its content, since this reads every study."""
     path = Path(path)
     cases = read_manifest(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    cache_file = path.with_name(f".{path.stem}.inputs-v{PREPROCESSING_VERSION}-{digest}.npz")
+    cache_file = path.with_name(f".{path.stem}.regions-v{PREPROCESSING_VERSION}-{digest}.npz")
     labels = np.array([c.label for c in cases], np.int64)
     if cache and cache_file.exists():
-        with np.load(cache_file) as z:
-            images = z["x"].astype(np.float32)
-        return np.repeat(images[..., None], 3, axis=3), labels, cases
-    images = np.empty((len(cases), 100, 100), np.float32)
+        with np.load(cache_file, allow_pickle=False) as z:
+            meta = z["meta"]
+            regions = [Region(z[f"v{i}"], Dihedral(*(bool(b) for b in m[4:7])),
+                              tuple(int(v) for v in m[:4]), "left" if m[7] else "right",
+                              (int(m[8]), int(m[9])), (float(m[10]), float(m[11])))
+                       for i, m in enumerate(meta)]
+        return regions, labels, cases
+    regions = []
     for i, c in enumerate(cases):
         try:
-            images[i] = case_input(c).image[:, :, 0]  # the three channels are identical
+            regions.append(case_region(c))
         except TfesiError as e:
             raise ManifestError(f"Patient {c.patient_id} (line {i + 2}): {e}", path) from e
         if progress:
             progress(i + 1, len(cases))
     if cache:
+        meta = np.array([[*r.roi, r.dihedral.transpose, r.dihedral.flip_rows,
+                          r.dihedral.flip_cols, r.side == "left", *r.origin, *r.spacing]
+                         for r in regions], np.float64)
         try:
             tmp = cache_file.with_suffix(".partial.npz")
-            np.savez_compressed(tmp, x=images)
+            np.savez(tmp, meta=meta, **{f"v{i}": r.values for i, r in enumerate(regions)})
             tmp.replace(cache_file)
         except OSError:
             pass  # a read-only folder: no cache, same result
-    return np.repeat(images[..., None], 3, axis=3), labels, cases
+    return regions, labels, cases
+
+
+def load_inputs(path: str | Path, *, progress=None, cache: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, list[Case]]:
+    """(inputs (n, 100, 100, 3) float32 0..255 of the ROIs as drawn, labels (n,), cases)."""
+    regions, labels, cases = load_regions(path, progress=progress, cache=cache)
+    return np.stack([r.input().image for r in regions]), labels, cases

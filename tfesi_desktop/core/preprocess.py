@@ -187,27 +187,32 @@ def _crop_input(values: np.ndarray, d: Dihedral, roi: Rect, side: str) -> ModelI
                       (float(lo), float(hi)))
 
 
-def model_input(values: np.ndarray, geometry: SliceGeometry, roi: Rect, side: str, *,
+def _orientation(geometry: SliceGeometry | Dihedral) -> Dihedral:
+    return geometry if isinstance(geometry, Dihedral) else geometry.canonical_transform()
+
+
+def model_input(values: np.ndarray, geometry: SliceGeometry | Dihedral, roi: Rect, side: str, *,
                 crop: Crop | None = None) -> ModelInput:
     """The canonical 100x100x3 input for the ROI on this slice (see the module docstring).
 
-    ``values``: (rows, columns) modality values of the slice as stored; ``roi`` in stored pixels
-    (checked: inside the image, at least 16 pixels). ``crop``: the ROI jittered by
-    :func:`jitter_roi` first (test-time augmentation and training).
+    ``values``: (rows, columns) modality values of the slice as stored (or a stored part of it);
+    ``geometry``: the slice's geometry, or just its stored-to-radiological :class:`Dihedral`;
+    ``roi`` in stored pixels (checked: inside the image, at least 16 pixels). ``crop``: the ROI
+    jittered by :func:`jitter_roi` first (test-time augmentation and training).
     """
     roi = check_roi(roi, values.shape)
-    d = geometry.canonical_transform()
+    d = _orientation(geometry)
     if crop is not None:
         roi = jitter_roi(roi, crop, values.shape)
     return _crop_input(values, d, roi, _side(side))
 
 
-def model_inputs(values: np.ndarray, geometry: SliceGeometry, roi: Rect, side: str, *,
-                 crops=TTA_CROPS) -> list[ModelInput]:
+def model_inputs(values: np.ndarray, geometry: SliceGeometry | Dihedral, roi: Rect, side: str,
+                 *, crops=TTA_CROPS) -> list[ModelInput]:
     """:func:`model_input` for each of ``crops`` around the ROI (the first is normally the ROI
     as drawn), the inputs of one stable prediction."""
     roi = check_roi(roi, values.shape)
-    d = geometry.canonical_transform()
+    d = _orientation(geometry)
     side = _side(side)
     return [_crop_input(values, d, jitter_roi(roi, c, values.shape), side) for c in crops]
 

@@ -192,3 +192,70 @@ def fit_temperature(labels, logits) -> float:
 def logit(p) -> np.ndarray:
     p = np.clip(np.asarray(p, float), 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p))
+
+
+def fit_platt(labels, logits) -> tuple[float, float]:
+    """Platt scaling ``P = sigmoid(logit / T + b)``: (T > 0, b) minimising the log loss. A score
+    that ranks the classes the wrong way gets a very large T (a nearly constant probability)
+    rather than a negative one, so the calibrated score never reverses the model's order."""
+    from scipy.optimize import minimize
+
+    y, (z,) = _check(labels, logits)
+
+    def nll(params):
+        a, b = params
+        q = np.exp(a) * z + b
+        return float(np.mean(np.logaddexp(0, q) - y * q))
+
+    base = float(np.log(max(y.mean(), 1e-3) / max(1 - y.mean(), 1e-3)))
+    r = minimize(nll, x0=[0.0, base], method="L-BFGS-B", bounds=[(-12, 5), (-20, 20)])
+    return float(np.exp(-r.x[0])), float(r.x[1])
+
+
+def calibration_slope_intercept(labels, probs) -> tuple[float, float]:
+    """Cox's calibration slope and intercept: logistic regression of the outcome on the logit
+    of the predicted probability (slope 1, intercept 0 when calibrated)."""
+    from scipy.optimize import minimize
+
+    y, (p,) = _check(labels, probs)
+    z = logit(p)
+
+    def nll(params):
+        q = params[0] * z + params[1]
+        return float(np.mean(np.logaddexp(0, q) - y * q))
+
+    r = minimize(nll, x0=[1.0, 0.0], method="L-BFGS-B")
+    return float(r.x[0]), float(r.x[1])
+
+
+def expected_calibration_error(labels, probs, bins: int = 10) -> float:
+    """ECE: the mean absolute gap between predicted and observed frequency over equal-width
+    bins, weighted by the bins' sizes."""
+    y, (p,) = _check(labels, probs)
+    return float(sum(b["n"] * abs(b["mean_predicted"] - b["observed"])
+                     for b in reliability_curve(y, p, bins)) / len(y))
+
+
+def calibration_summary(labels, probs, *, bins: int = 10, bootstrap: int = 1000,
+                        seed: int = 0) -> dict:
+    """Slope, intercept, ECE and Brier score with percentile-bootstrap 95 % CIs."""
+    y, (p,) = _check(labels, probs)
+    rng = np.random.default_rng(seed)
+
+    def stats(yy, pp):
+        s, i = calibration_slope_intercept(yy, pp)
+        return s, i, expected_calibration_error(yy, pp, bins), float(np.mean((pp - yy) ** 2))
+
+    point = stats(y, p)
+    draws = []
+    for _ in range(bootstrap):
+        k = rng.integers(0, len(y), len(y))
+        if 0 < y[k].sum() < len(k):
+            draws.append(stats(y[k], p[k]))
+    d = np.array(draws)
+    out = {}
+    for j, name in enumerate(("slope", "intercept", "ece", "brier")):
+        out[name] = round(point[j], 4)
+        out[f"{name}_ci95"] = [round(float(v), 4) for v in np.percentile(d[:, j], [2.5, 97.5])]
+    out["share_below_0.1_or_above_0.9"] = round(float(np.mean((p < 0.1) | (p > 0.9))), 4)
+    return out

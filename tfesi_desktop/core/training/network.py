@@ -13,11 +13,52 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import keras
 
+from ..errors import TfesiError
+
 log = logging.getLogger(__name__)
+
+IMAGENET_FILE = "efficientnetv2-b0_notop.h5"
+IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
+                + IMAGENET_FILE)
+
+
+def keras_cache_dir() -> Path:
+    """Keras's cache folder for application weights: ``$KERAS_HOME/models``, else
+    ``~/.keras/models`` (read when called, so a test or a user can point it elsewhere)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def imagenet_weights_file(local: str | Path | None = None) -> Path:
+    """The ImageNet weights of EfficientNetV2B0 without its top: ``local`` if given; else the
+    file in Keras's cache folder, downloaded there by Keras (``keras.utils.get_file``, with its
+    published hash) when it is missing and the machine is online. :class:`TfesiError` with
+    what to do otherwise; there is no silent fallback to random weights."""
+    if local:
+        p = Path(local)
+        if not p.is_file():
+            raise TfesiError("The ImageNet weights file does not exist.", p)
+        return p
+    cached = keras_cache_dir() / IMAGENET_FILE
+    if cached.is_file():
+        return cached
+    try:
+        from keras.src.applications.efficientnet_v2 import WEIGHTS_HASHES
+
+        return Path(keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models",
+                                         cache_dir=str(keras_cache_dir().parent),
+                                         file_hash=WEIGHTS_HASHES["b0"][1]))
+    except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
+        raise TfesiError(
+            f"The ImageNet weights ({IMAGENET_FILE}) are not in Keras's cache folder "
+            f"{keras_cache_dir()} and could not be downloaded ({type(e).__name__}). Put the "
+            "file there (copy it from a connected machine's ~/.keras/models/), or give it with "
+            "--imagenet-weights FILE, or train from random weights with --init random.") from e
 
 VARIANTS = {
     # name: (ImageNet initialisation wanted, Dropout + BatchNormalization)
@@ -30,27 +71,24 @@ INPUT_SHAPE = (100, 100, 3)
 FEATURE_LAYER = "top_activation"
 
 
-def build_model(variant: str = "original", *, imagenet_weights: str | Path | None = None,
-                dropout: float = DROPOUT, seed: int | None = None) -> tuple[keras.Model, dict]:
+def build_model(variant: str = "original", *, init: str = "imagenet",
+                imagenet_weights: str | Path | None = None, dropout: float = DROPOUT,
+                seed: int | None = None) -> tuple[keras.Model, dict]:
     """The network and a description for the model card.
 
-    ``imagenet_weights``: a local ``efficientnetv2-b0_notop.h5`` (nothing is downloaded). Without
-    it, or for the ``from-scratch`` variant, the base starts from random weights (a notice is
-    logged and recorded).
+    ``init``: "imagenet" (the paper's; see :func:`imagenet_weights_file`, ``imagenet_weights``
+    a local file) or "random". The ``from-scratch`` variant always starts from random weights.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
+    if init not in ("imagenet", "random"):
+        raise ValueError("init must be 'imagenet' or 'random'")
     wants_imagenet, regularized = VARIANTS[variant]
     if seed is not None:
         keras.utils.set_random_seed(seed)
     weights = None
-    if wants_imagenet and imagenet_weights:
-        if not Path(imagenet_weights).is_file():
-            raise FileNotFoundError(f"ImageNet weights file not found: {imagenet_weights}")
-        weights = str(imagenet_weights)
-    elif wants_imagenet:
-        log.warning("No ImageNet weights file given: the base network starts from random "
-                    "weights (the paper used ImageNet initialisation).")
+    if wants_imagenet and init == "imagenet":
+        weights = str(imagenet_weights_file(imagenet_weights))
     inp = keras.Input(INPUT_SHAPE, name="roi")
     base = keras.applications.EfficientNetV2B0(
         include_top=False, weights=weights, input_tensor=inp, include_preprocessing=True)

@@ -26,13 +26,15 @@ import numpy as np
 
 from ..baseline import feature_matrix, fit_predict
 from ..evaluation import evaluate_scores, write_report
-from ..manifest import load_inputs
+from ..manifest import load_regions
 from ..stats import auc_delong, brier_score, fit_temperature, logit
 from .network import VARIANTS
 from .train import TrainConfig, fit_and_evaluate, split
 
 BASELINE = "handcrafted+logistic"
 GENERATOR = "generator (best achievable)"
+# arms trained on the ROIs as drawn, without ROI/intensity jitter: {arm: variant}
+AUGMENTATION_OFF_OF = {"augmentation-off": "original"}
 
 
 def _generator_probs(cases) -> np.ndarray | None:
@@ -45,25 +47,27 @@ def _generator_probs(cases) -> np.ndarray | None:
 def run_study(manifest: str | Path, out: str | Path, *, folds: int = 5, ablation: bool = True,
               baseline: bool = True, cv: bool = True, epochs: int = 26, batch_size: int = 8,
               learning_rate: float = 1e-5, seed: int = 0, imagenet_weights: str | None = None,
-              progress=None) -> dict:
+              init: str = "imagenet", progress=None) -> dict:
     from sklearn.model_selection import StratifiedKFold
 
     say = progress or (lambda m: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
-    x, y, cases = load_inputs(manifest)
+    regions, y, cases = load_regions(manifest)
+    x = np.stack([r.input().image for r in regions])
     gen = _generator_probs(cases)
     times: dict[str, float] = {}
     summary: dict = {"manifest": str(manifest), "patients": int(len(y)),
                      "favourable": int(y.sum()), "seed": seed, "epochs": epochs,
                      "batch_size": batch_size, "learning_rate": learning_rate,
-                     "imagenet_weights": bool(imagenet_weights), "arms": {}}
+                     "init": init, "imagenet_weights": bool(imagenet_weights), "arms": {}}
 
-    def cfg(variant):
-        return TrainConfig(variant=variant, epochs=epochs, batch_size=batch_size,
-                           learning_rate=learning_rate, seed=seed,
-                           imagenet_weights=imagenet_weights)
+    def cfg(arm):
+        return TrainConfig(variant=AUGMENTATION_OFF_OF.get(arm, arm), epochs=epochs,
+                           batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                           init=init, imagenet_weights=imagenet_weights,
+                           augment=arm not in AUGMENTATION_OFF_OF)
 
     feats = None
     if baseline:
@@ -76,11 +80,12 @@ def run_study(manifest: str | Path, out: str | Path, *, folds: int = 5, ablation
     columns: dict[str, np.ndarray] = {}  # per-patient scores for predictions.csv
     role = np.array(["train"] * len(y), dtype=object)
     role[va] = "validation"
-    arms = list(VARIANTS) if ablation else (["original"] if cv or not baseline else [])
+    arms = ([*VARIANTS, *AUGMENTATION_OFF_OF] if ablation
+            else (["original"] if cv or not baseline else []))
     for arm in arms:
         t = time.monotonic()
         say(f"split: training {arm} ({len(tr)} train / {len(va)} validation)")
-        _, record = fit_and_evaluate(x, y, cfg(arm), train_idx=tr, val_idx=va,
+        _, record = fit_and_evaluate(regions, y, cfg(arm), train_idx=tr, val_idx=va,
                                      progress=lambda m, a=arm: say(f"  {a} {m}"))
         p = np.array(record["validation_probabilities"])
         split_scores[arm] = p
@@ -130,7 +135,8 @@ def run_study(manifest: str | Path, out: str | Path, *, folds: int = 5, ablation
             fold_of[fva] = k
             t = time.monotonic()
             say(f"cross-validation fold {k}/{folds}")
-            _, record = fit_and_evaluate(x, y, cfg("original"), train_idx=ftr, val_idx=fva,
+            _, record = fit_and_evaluate(regions, y, cfg("original"), train_idx=ftr,
+                                         val_idx=fva,
                                          progress=lambda m, k=k: say(f"  fold {k} {m}"))
             oof["original"][fva] = record["validation_probabilities"]
             times[f"cv_fold{k}_s"] = time.monotonic() - t
@@ -183,7 +189,7 @@ def _write_predictions(path, cases, y, role, gen, columns):
 def summary_text(s: dict) -> str:
     lines = [f"{s['patients']} patients ({s['favourable']} favourable), seed {s['seed']}, "
              f"{s['epochs']} epochs, batch {s['batch_size']}, lr {s['learning_rate']}, "
-             f"ImageNet init: {s['imagenet_weights']}",
+             f"initialisation: {s.get('init', 'imagenet')}",
              "", f"{'arm':30s} {'80/20 split AUC (95 % CI)':28s} {'CV pooled AUC (95 % CI)':28s}"
                  f" {'CV folds mean (sd)':18s}"]
 
@@ -203,7 +209,7 @@ def summary_text(s: dict) -> str:
         lines.append(f"temperature scaling (original, split): T = {cal['temperature']:.3f}, "
                      f"Brier {cal['brier_before']:.4f} -> {cal['brier_after']:.4f}, AUC "
                      f"{cal['auc_before']:.4f} -> {cal['auc_after']:.4f}")
-    if not s["imagenet_weights"] and {"no-regularization", "from-scratch"} <= set(s["arms"]):
+    if s.get("init") == "random" and {"no-regularization", "from-scratch"} <= set(s["arms"]):
         lines.append("note: without --imagenet-weights the 'no-regularization' arm starts from "
                      "random weights too, so it is the same network as 'from-scratch' (same "
                      "seed, same result); the ablation needs the ImageNet weights file.")
