@@ -2,10 +2,13 @@
 
 Each patient gets a study with an axial T2 series through the injected level (narrowest foramen on
 one recorded slice) and a sagittal localizer. The outcome (favourable = NRS reduction >= 50 % at 2
-months) is drawn from :func:`favourable_probability` of the injected foramen's narrowest width, so
-the best AUC any model can reach is known and reported. Storage varies as it does across scanners
-(orientation, MONOCHROME1, rescale, compression, multi-frame, file names); the anatomy does not
-depend on it. All names are made up.
+months) is drawn from :func:`favourable_probability` of findings visible on the narrowest slice of
+the injected foramen (its narrowest width, how flattened the nerve root is, how long the narrowing
+is along the channel), so the best AUC any model can reach is known and reported. The ROI in the
+manifest is placed as a physician would: its size varies and the foramen's waist is not always at
+its centre. Patients lie off-centre and turned in fields of view of 256-512 pixels at 0.4-0.8 mm.
+Storage varies as it does across scanners (orientation, MONOCHROME1, rescale, compression,
+multi-frame, file names); the anatomy does not depend on it. All names are made up.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -31,9 +34,22 @@ from pydicom.uid import (
 )
 
 from ..geometry import Dihedral
-from .phantom import NORMAL_WIDTH, Anatomy, ForamenSpec, foramen_waist, kim_grade, render
+from .phantom import (
+    CANAL_Y,
+    CONTRASTS,
+    NORMAL_WIDTH,
+    SLICE_THICKNESS,
+    SUB_SLICES,
+    Anatomy,
+    ForamenSpec,
+    canal_centre,
+    foramen_waist,
+    kim_grade,
+    render_slices,
+    tissue_values,
+)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 LEVELS = ("C5", "C6", "C7", "C8")
 LEVEL_WEIGHTS = (7, 135, 136, 10)  # the paper's injection levels
 RIGHT_FRACTION = 159 / 288  # the paper's right:left = 159:129
@@ -42,10 +58,23 @@ MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root, for made-up instances
 
-# the outcome model: P(favourable) = sigmoid(SLOPE * (narrowest width of the injected foramen
-# in mm - CENTRE)); nothing else visible or hidden enters it
-OUTCOME_SLOPE = 2.4
-OUTCOME_CENTRE = 2.3
+# the outcome model: P(favourable) = sigmoid(B_WIDTH * (w - W_CENTRE) - B_COMPRESSION * (c - C_MEAN)
+# - B_LENGTH * (L - L_MEAN)) of findings all visible on the narrowest slice of the injected
+# foramen: w its narrowest width (mm), c how much the nerve root is flattened there (0..1), L the
+# half-length of the narrowing along the channel (mm). Nothing else, visible or hidden, enters it.
+B_WIDTH, W_CENTRE = 1.45, 2.15
+B_COMPRESSION, C_MEAN = 4.6, 0.45
+B_LENGTH, L_MEAN = 0.72, 5.0
+LENGTH_RANGE = (2.5, 7.5)
+# the range of the image: matrices and pixel sizes of cervical axial T2 series
+MATRICES = (256, 320, 384, 448, 512)
+MATRIX_WEIGHTS = (0.35, 0.15, 0.2, 0.1, 0.2)
+PIXEL_RANGE = (0.4, 0.8)  # mm
+MAX_FOV = 280.0  # mm
+MAX_OFFCENTRE = 30.0  # mm, the canal's centre from the image centre
+MAX_ROTATION = 10.0  # degrees
+ROI_SIZE_RANGE = (22.0, 38.0)  # mm, each side
+ROI_OFFSET_SD = 0.15  # of the ROI's size, each axis: where the waist lies from the ROI's centre
 
 _FIRST = ("Alba", "Bruno", "Carmen", "Dario", "Elin", "Farid", "Greta", "Hugo", "Ines", "Jonas",
           "Kaori", "Luca", "Mira", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tilde")
@@ -53,9 +82,14 @@ _LAST = ("Testwell", "Phantomsen", "Samplova", "Mockridge", "Fakhouri", "Dumming
          "Synthberg", "Placeholt", "Examplar", "Nullmann")
 
 
-def favourable_probability(width_mm):
-    """The generator's outcome model (also the best possible score for a patient)."""
-    return 1.0 / (1.0 + np.exp(-OUTCOME_SLOPE * (np.asarray(width_mm) - OUTCOME_CENTRE)))
+def favourable_probability(width_mm, compression=C_MEAN, length_mm=L_MEAN):
+    """The generator's outcome model (also the best possible score for a patient): the
+    probability of a favourable outcome from the injected foramen's narrowest width (mm), the
+    root's compression (0..1) and the narrowing's half-length along the channel (mm)."""
+    logit = (B_WIDTH * (np.asarray(width_mm, float) - W_CENTRE)
+             - B_COMPRESSION * (np.asarray(compression, float) - C_MEAN)
+             - B_LENGTH * (np.asarray(length_mm, float) - L_MEAN))
+    return 1.0 / (1.0 + np.exp(-logit))
 
 
 def _draw_injected_width(rng: np.random.Generator) -> float:
@@ -65,11 +99,20 @@ def _draw_injected_width(rng: np.random.Generator) -> float:
     return float(rng.uniform(0.8, 2.0))  # grade 2
 
 
+def _draw_findings(rng: np.random.Generator) -> tuple[float, float, float]:
+    """(width mm, compression 0..1, half-length mm) of the injected foramen's stenosis: a
+    narrower foramen tends to flatten the root more, but not always."""
+    width = _draw_injected_width(rng)
+    compression = float(np.clip(0.45 + 0.15 * (2.4 - width) + rng.normal(0, 0.25), 0, 1))
+    length = float(rng.uniform(*LENGTH_RANGE))
+    return width, compression, length
+
+
 def best_achievable_auc(n: int = 200_000, seed: int = 0) -> float:
     """Expected AUC of the Bayes-optimal score (the true probability) under the generator."""
     rng = np.random.default_rng(seed)
-    w = np.array([_draw_injected_width(rng) for _ in range(n)])
-    p = favourable_probability(w)
+    w, c, length = np.array([_draw_findings(rng) for _ in range(n)]).T
+    p = favourable_probability(w, c, length)
     y = rng.random(n) < p
     return auc(p, y)
 
@@ -165,45 +208,134 @@ class Patient:
     scale: float
     noise: float
     bias: tuple[float, float, float]
-    roi_canonical: tuple[int, int, int, int]  # x, y, w, h in canonical pixels
+    roi_canonical: tuple[int, int, int, int]  # x, y, w, h in canonical pixels, as placed
     storage: Storage = field(default_factory=Storage)
+    compression: float = 0.0  # of the injected foramen's root, 0..1
+    narrowing_mm: float = L_MEAN  # half-length of the injected foramen's narrowing
+    contrast: str = "T2"
+
+    @property
+    def offcentre_mm(self) -> float:
+        """Distance of the spinal canal's centre from the image centre (mm)."""
+        return float(np.hypot(*canal_centre(self.anatomy)))
+
+    @property
+    def rotation_deg(self) -> float:
+        return float(np.rad2deg(self.anatomy.rotation))
+
+    def canonical_pixel(self, uv: tuple[float, float]) -> tuple[float, float]:
+        """Canonical image mm (u, v) as canonical pixel coordinates (x = column, y = row)."""
+        half = (self.matrix - 1) / 2
+        return uv[0] / self.pixel_mm + half, uv[1] / self.pixel_mm + half
+
+    @property
+    def waist_canonical(self) -> tuple[float, float]:
+        """(x, y) canonical pixels of the injected foramen's narrowest point."""
+        return self.canonical_pixel(foramen_waist(self.anatomy, self.side))
+
+    @property
+    def canal_canonical(self) -> tuple[float, float]:
+        """(x, y) canonical pixels of the spinal canal's centre."""
+        return self.canonical_pixel(canal_centre(self.anatomy))
 
 
-def _foramen_spec(width: float, rng: np.random.Generator) -> ForamenSpec:
+def _foramen_spec(width: float, rng: np.random.Generator, *, compression: float | None = None,
+                  length: float | None = None) -> ForamenSpec:
     narrowing = max(NORMAL_WIDTH - width, 0.0)
     share = rng.uniform(0.3, 0.7)  # how much of it comes from the osteophyte vs the facet
-    return ForamenSpec(narrowing * share, narrowing * (1 - share))
+    if compression is None:
+        compression = float(np.clip(0.45 + 0.15 * (2.4 - width) + rng.normal(0, 0.25), 0, 1))
+    if length is None:
+        length = float(rng.uniform(*LENGTH_RANGE))
+    return ForamenSpec(narrowing * share, narrowing * (1 - share), length=length,
+                       compression=compression, displacement=float(rng.uniform(-0.7, 0.7)))
+
+
+def _neck_reach(anatomy: Anatomy) -> float:
+    """How far (mm) the neck reaches from the canal's centre."""
+    a = np.linspace(0, 2 * np.pi, 181)
+    x, y = anatomy.neck[0] * np.cos(a), 3 + anatomy.neck[1] * np.sin(a)
+    return float(np.max(np.hypot(x, y - CANAL_Y)))
+
+
+def _place_roi(anatomy: Anatomy, side: str, matrix: int, pixel: float,
+               rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """The ROI a physician draws: foramen, disc, superior articular process and facet, 22-38 mm
+    on each side, its centre off the foramen's waist by about 15 % of its size on each axis (at
+    most 30 %), never reaching across the canal's centre, inside the image (canonical pixels)."""
+    u, v = foramen_waist(anatomy, side)
+    size = rng.uniform(*ROI_SIZE_RANGE, size=2)
+    off = np.clip(rng.normal(0, ROI_OFFSET_SD, 2), -2 * ROI_OFFSET_SD, 2 * ROI_OFFSET_SD) * size
+    half = (matrix - 1) / 2
+    cx, cy = (u + off[0]) / pixel + half, (v + off[1]) / pixel + half
+    w, h = (int(round(s / pixel)) for s in size)
+    x0, y0 = int(round(cx - (w - 1) / 2)), int(round(cy - (h - 1) / 2))
+    # the medial edge stays at least 1 mm lateral of the canal's centre
+    canal_x = canal_centre(anatomy)[0] / pixel + half
+    margin = 1.0 / pixel
+    if side == "right":  # image left of the canal
+        right_edge = min(x0 + w - 1, int(np.floor(canal_x - margin)))
+        w = right_edge - x0 + 1
+    else:
+        left_edge = max(x0, int(np.ceil(canal_x + margin)))
+        w -= left_edge - x0
+        x0 = left_edge
+    x0, y0 = min(max(x0, 0), matrix - w), min(max(y0, 0), matrix - h)
+    return x0, y0, w, h
 
 
 def draw_patient(seed: int, index: int, *, storage: Storage | None = None,
-                 matrix: int | None = None) -> Patient:
-    """Draw patient ``index`` of the cohort with this ``seed`` (independent of other patients)."""
+                 matrix: int | None = None, contrast: str = "T2") -> Patient:
+    """Draw patient ``index`` of the cohort with this ``seed`` (independent of other patients).
+    ``matrix`` fixes the image size (otherwise drawn, 256-512); ``contrast`` is "T2" (the
+    protocol) or "T1" (another contrast, e.g. to test out-of-distribution detection); neither
+    changes the anatomy or the outcome."""
+    if contrast not in CONTRASTS:
+        raise ValueError(f"unknown contrast {contrast!r}; expected one of {CONTRASTS}")
     rng = np.random.default_rng([seed, index])
     side = "right" if rng.random() < RIGHT_FRACTION else "left"
     level = LEVELS[rng.choice(4, p=np.array(LEVEL_WEIGHTS) / sum(LEVEL_WEIGHTS))]
-    width = _draw_injected_width(rng)
+    width, compression, length = _draw_findings(rng)
     other = float(rng.uniform(0.8, 6.5))
-    specs = {side: _foramen_spec(width, rng),
+    specs = {side: _foramen_spec(width, rng, compression=compression, length=length),
              ("left" if side == "right" else "right"): _foramen_spec(other, rng)}
+    rotation = float(np.deg2rad(rng.uniform(-MAX_ROTATION, MAX_ROTATION)))
+    r, phi = MAX_OFFCENTRE * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
+    canal_uv = np.array([r * np.cos(phi), r * np.sin(phi)])
     anatomy = Anatomy(
-        centre=(float(rng.normal(0, 3)), float(rng.normal(0, 3))),
-        rotation=float(np.deg2rad(rng.normal(0, 3))),
+        rotation=rotation,
         neck=(float(rng.uniform(52, 64)), float(rng.uniform(45, 55))),
         body=(float(rng.uniform(8.5, 10.5)), float(rng.uniform(7, 8.5))),
         canal=(float(rng.uniform(11, 13)), float(rng.uniform(6, 7.5))),
         cord=(float(rng.uniform(6, 7)), float(rng.uniform(3.6, 4.4))),
         right=specs["right"], left=specs["left"],
         fat=float(rng.uniform(0.65, 0.85)), muscle=float(rng.uniform(0.22, 0.32)),
-        csf=float(rng.uniform(0.88, 1.0)), disc_height=float(rng.uniform(4, 6)),
-        spread=float(rng.uniform(3, 5)))
-    p = float(favourable_probability(width))
+        csf=float(rng.uniform(0.88, 1.0)), foramen_fat=float(rng.uniform(0.6, 0.9)),
+        marrow=float(rng.uniform(0.55, 0.8)), disc_height=float(rng.uniform(4, 6)),
+        spread=float(rng.uniform(3, 5)), obliquity=float(rng.uniform(0.4, 0.9)),
+        drift=float(rng.uniform(-0.35, 0.35)), facet_tilt=float(rng.uniform(0.1, 0.5)),
+        facet_gap=float(rng.uniform(0.5, 1.4)), texture_seed=int(rng.integers(1 << 31)),
+        texture=float(rng.uniform(0.7, 1.3)), contrast=contrast)
+    p = float(favourable_probability(width, compression, length))
     label = int(rng.random() < p)
     before = int(rng.integers(4, 10))
     after = int(rng.integers(0, before // 2 + 1)) if label else int(
         rng.integers(before // 2 + 1, before + 1))
-    matrix = matrix or int(rng.choice([256, 256, 256, 512]))
-    fov = float(rng.uniform(160, 200))
-    pixel = round(fov / matrix, 4)
+    drawn_matrix = int(rng.choice(MATRICES, p=MATRIX_WEIGHTS))
+    matrix = int(matrix or drawn_matrix)
+    # the whole neck inside the field of view, 3 mm to spare: off-centre as far as it allows
+    reach = _neck_reach(anatomy) + 3.0
+    max_half_fov = (matrix - 1) / 2 * PIXEL_RANGE[1]
+    if np.hypot(*canal_uv) + reach > max_half_fov:
+        canal_uv *= max(max_half_fov - reach, 0.0) / np.hypot(*canal_uv)
+    lo = max(PIXEL_RANGE[0], (np.hypot(*canal_uv) + reach) / ((matrix - 1) / 2))
+    hi = max(lo, min(PIXEL_RANGE[1], MAX_FOV / matrix))
+    pixel = round(float(rng.uniform(lo, hi)), 4)
+    pixel = max(pixel, round(lo + 5e-5, 4))
+    c, s = np.cos(rotation), np.sin(rotation)
+    # the anatomy frame's origin, so that its canal centre (0, CANAL_Y) lands on canal_uv
+    anatomy = replace(anatomy, centre=(float(canal_uv[0] + s * CANAL_Y),
+                                       float(canal_uv[1] - c * CANAL_Y)))
     n_slices = int(rng.integers(12, 17))
     gap = float(rng.choice([3.0, 3.3, 3.5]))
     narrowest = int(rng.integers(3, n_slices - 3))
@@ -211,15 +343,7 @@ def draw_patient(seed: int, index: int, *, storage: Storage | None = None,
     age = int(np.clip(rng.normal(53.7, 11.2), 20, 79))
     study_day = date(2024, 1, 1) + timedelta(days=int(rng.integers(0, 700)))
     birth = study_day - timedelta(days=int(age * 365.25 + rng.integers(0, 365)))
-    # the ROI a clinician would draw: foramen, disc, superior articular process and facet,
-    # about 30 mm square, centred near the foramen's waist, never quite the same
-    u, v = foramen_waist(anatomy, side)
-    size_mm = rng.uniform(27, 34, size=2)
-    cu, cv = u + rng.normal(0, 1.5), v + rng.normal(0, 1.5)
-    half = (matrix - 1) / 2
-    w, h = (int(round(s / pixel)) for s in size_mm)
-    x0 = int(round(cu / pixel + half - w / 2))
-    y0 = int(round(cv / pixel + half - h / 2))
+    roi = _place_roi(anatomy, side, matrix, pixel, rng)
     return Patient(
         index=index, seed=seed, patient_id=f"SYN-{seed:04d}-{index:05d}",
         name=f"{_LAST[rng.integers(len(_LAST))]}^{_FIRST[rng.integers(len(_FIRST))]}",
@@ -230,27 +354,32 @@ def draw_patient(seed: int, index: int, *, storage: Storage | None = None,
         scale=float(rng.uniform(900, 1900)), noise=float(rng.uniform(0.012, 0.03)),
         bias=(float(rng.uniform(-0.15, 0.15)), float(rng.uniform(-0.15, 0.15)),
               float(rng.uniform(0.0, 0.15))),
-        roi_canonical=(x0, y0, w, h),
-        storage=storage if storage is not None else random_storage(rng))
+        roi_canonical=roi,
+        storage=storage if storage is not None else random_storage(rng),
+        compression=compression, narrowing_mm=length, contrast=contrast)
 
 
 def render_axial(p: Patient, *, only: int | None = None) -> np.ndarray:
     """The axial series in canonical orientation as integer-valued modality values,
     shape (slices, rows, columns), float32; slice k lies (k - narrowest) * gap mm along the
-    slice normal from the narrowest one. ``only``: render just that slice (the others stay
-    zero; the noise is drawn for all, so that slice is the same as in the full series)."""
+    slice normal from the narrowest one, 3 mm thick (the mean of thin sub-slices). ``only``:
+    render just that slice (the others stay zero; the noise is drawn for all, so that slice is
+    the same as in the full series)."""
     rng = np.random.default_rng([p.seed, p.index, 1])
     n = p.matrix
-    c = (np.arange(n) - (n - 1) / 2) * p.pixel_mm
+    c = ((np.arange(n) - (n - 1) / 2) * p.pixel_mm).astype(np.float32)
     v, u = np.meshgrid(c, c, indexing="ij")
     bias = 1 + p.bias[0] * u / 80 + p.bias[1] * v / 80 + p.bias[2] * np.exp(
         -(u ** 2 + v ** 2) / (2 * 60.0 ** 2))
+    ks = [only] if only is not None else list(range(p.n_slices))
+    imgs = render_slices(p.anatomy, [(k - p.narrowest_index) * p.slice_gap_mm for k in ks], u, v,
+                         thickness=SLICE_THICKNESS, sub_slices=SUB_SLICES)
     out = np.zeros((p.n_slices, n, n), np.float32)
     for k in range(p.n_slices):
         noise_re, noise_im = rng.normal(0, p.noise, (2, n, n))
-        if only is not None and k != only:
+        if k not in ks:
             continue
-        img = render(p.anatomy, (k - p.narrowest_index) * p.slice_gap_mm, u, v) * bias
+        img = imgs[ks.index(k)] * bias
         # Rician noise, as magnitude MR images have
         out[k] = np.round(np.sqrt((img + noise_re) ** 2 + noise_im ** 2) * p.scale)
     return out
@@ -361,7 +490,8 @@ def write_study(p: Patient, out_dir: Path) -> dict:
     iop = [float(x) for x in (*row_dir, *col_dir)]
     lo, hi = np.percentile(volume, [1.0, 99.5])
     window = (float((lo + hi) / 2), float(hi - lo))  # as a scanner's default window
-    desc = "T2 TSE AX C-SPINE"
+    desc = f"{p.contrast} TSE AX C-SPINE"
+    te, tr = (100.0, 3500.0) if p.contrast == "T2" else (10.0, 600.0)
     if st.multiframe:
         sop = _uid(p.seed, p.index, "mf")
         narrowest_sop = sop
@@ -376,7 +506,7 @@ def write_study(p: Patient, out_dir: Path) -> dict:
         po = Dataset()
         po.ImageOrientationPatient = iop
         echo = Dataset()
-        echo.EffectiveEchoTime = 100.0
+        echo.EffectiveEchoTime = te
         shared.PixelMeasuresSequence = Sequence([pm])
         shared.PlaneOrientationSequence = Sequence([po])
         shared.MREchoSequence = Sequence([echo])
@@ -420,7 +550,7 @@ def write_study(p: Patient, out_dir: Path) -> dict:
             ds.InstanceNumber = (p.n_slices - k) if st.reverse_instance_numbers else k + 1
             ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NORM"]
             ds.ScanningSequence, ds.SequenceVariant = "SE", "SK"
-            ds.EchoTime, ds.RepetitionTime = 100.0, 3500.0
+            ds.EchoTime, ds.RepetitionTime = te, tr
             ds.ImagePositionPatient = [float(x) for x in positions[k]]
             ds.ImageOrientationPatient = iop
             ds.PixelSpacing = [p.pixel_mm, p.pixel_mm]
@@ -439,6 +569,8 @@ def write_study(p: Patient, out_dir: Path) -> dict:
     for ds, name in files:
         ds.save_as(out_dir / name, enforce_file_format=True)
     x, y, w, h = _roi_to_stored(p)
+    waist = _point_to_stored(p, p.waist_canonical)
+    canal = _point_to_stored(p, p.canal_canonical)
     return dict(
         patient_id=p.patient_id, study_uid=study_uid, series_uid=series_uid,
         sop_instance_uid=narrowest_sop, frame="" if narrowest_frame is None else narrowest_frame,
@@ -446,13 +578,31 @@ def write_study(p: Patient, out_dir: Path) -> dict:
         nrs_before=p.nrs_before, nrs_after=p.nrs_after, label=p.label,
         width_mm=round(p.width_mm, 3), grade=kim_grade(p.width_mm),
         other_side_grade=kim_grade(p.other_width_mm), p_favourable=round(p.p_favourable, 4),
-        storage=st.describe())
+        storage=st.describe(), waist_x=round(waist[0], 3), waist_y=round(waist[1], 3),
+        canal_x=round(canal[0], 3), canal_y=round(canal[1], 3),
+        offcentre_mm=round(p.offcentre_mm, 2), rotation_deg=round(p.rotation_deg, 2),
+        compression=round(p.compression, 3), narrowing_mm=round(p.narrowing_mm, 2),
+        contrast=p.contrast)
 
 
 def _roi_to_stored(p: Patient) -> tuple[int, int, int, int]:
     """The canonical ROI rectangle expressed in stored pixels (x = column, y = row)."""
     x, y, w, h = p.roi_canonical
     return p.storage.dihedral.rect_from_canonical((x, y, w, h), (p.matrix, p.matrix))
+
+
+def _point_to_stored(p: Patient, xy: tuple[float, float]) -> tuple[float, float]:
+    """A canonical pixel position (x = column, y = row, pixel centres at integers) as the
+    position of the same point in the stored array (inverse of the storage's dihedral)."""
+    d, n = p.storage.dihedral, p.matrix
+    x, y = xy
+    if d.flip_cols:
+        x = n - 1 - x
+    if d.flip_rows:
+        y = n - 1 - y
+    if d.transpose:
+        x, y = y, x
+    return float(x), float(y)
 
 
 def _file_names(p: Patient, n: int) -> list[str]:
@@ -476,7 +626,7 @@ def _sagittal_localizer(p: Patient, study_uid: str, names: list[str]):
         disc = (yy > -14) & (yy < 2) & (np.mod(zz + 200, 19.0) <= 5)
         img = np.where(body, 0.34, img)
         img = np.where(disc, 0.5, img)
-        img = np.where((yy >= 4) & (yy < 17), p.anatomy.csf, img)
+        img = np.where((yy >= 4) & (yy < 17), tissue_values(p.anatomy)["csf"], img)
         img = np.where((yy >= 7.5) & (yy < 13.5), 0.45, img)
         img = np.where((yy >= 19) & (yy < 30) & (np.mod(zz + 200, 19.0) > 7), 0.12, img)
         img = np.sqrt((img + rng.normal(0, p.noise, img.shape)) ** 2
@@ -497,15 +647,23 @@ def _sagittal_localizer(p: Patient, study_uid: str, names: list[str]):
     return out
 
 
+# the manifest: one row per patient. roi_* is the ROI as placed, in stored pixels (x = column,
+# y = row of the top-left corner); waist_x/waist_y the injected foramen's narrowest point and
+# canal_x/canal_y the spinal canal's centre, both in stored pixels (x = column, y = row, pixel
+# centres at integers) of the narrowest slice; offcentre_mm how far the canal's centre lies from
+# the image centre; rotation_deg the in-plane rotation of the anatomy; compression (0..1) and
+# narrowing_mm (half-length along the channel) the findings that with width_mm make p_favourable;
+# contrast the series' contrast ("T2", or "T1" for out-of-distribution tests).
 MANIFEST_COLUMNS = ("patient_id", "study_path", "study_uid", "series_uid", "sop_instance_uid",
                     "frame", "roi_x", "roi_y", "roi_w", "roi_h", "side", "level", "nrs_before",
                     "nrs_after", "label", "width_mm", "grade", "other_side_grade",
-                    "p_favourable", "storage")
+                    "p_favourable", "storage", "waist_x", "waist_y", "canal_x", "canal_y",
+                    "offcentre_mm", "rotation_deg", "compression", "narrowing_mm", "contrast")
 
 
 def _one(args) -> dict:
-    seed, index, out, storage, matrix = args
-    p = draw_patient(seed, index, storage=storage, matrix=matrix)
+    seed, index, out, storage, matrix, contrast = args
+    p = draw_patient(seed, index, storage=storage, matrix=matrix, contrast=contrast)
     folder = f"P{index:05d}"
     row = write_study(p, Path(out) / folder)
     row["study_path"] = folder
@@ -514,7 +672,7 @@ def _one(args) -> dict:
 
 def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: int | None = None,
                 storage: Storage | None = None, matrix: int | None = None,
-                progress=None) -> dict:
+                contrast: str = "T2", progress=None) -> dict:
     """Write ``patients`` studies, ``manifest.csv`` and ``cohort.json`` into ``out``.
 
     Returns the cohort summary (also in cohort.json): counts, outcome model, and the best
@@ -523,7 +681,7 @@ def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: i
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = jobs or os.cpu_count() or 1
-    tasks = [(seed, i, str(out), storage, matrix) for i in range(patients)]
+    tasks = [(seed, i, str(out), storage, matrix, contrast) for i in range(patients)]
     rows: list[dict] = []
     if jobs == 1 or patients == 1:
         for i, t in enumerate(tasks):
@@ -545,8 +703,14 @@ def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: i
     summary = dict(
         generator_version=GENERATOR_VERSION, seed=seed, patients=patients,
         favourable=int(labels.sum()), poor=int((1 - labels).sum()),
-        outcome_model=(f"P(favourable) = 1 / (1 + exp(-{OUTCOME_SLOPE} * (w - {OUTCOME_CENTRE})))"
-                       ", w = narrowest width (mm) of the injected foramen"),
+        contrast=contrast,
+        outcome_model=(
+            f"P(favourable) = 1 / (1 + exp(-({B_WIDTH} * (w - {W_CENTRE}) - {B_COMPRESSION} * "
+            f"(c - {C_MEAN}) - {B_LENGTH} * (L - {L_MEAN})))), all on the narrowest slice of the "
+            "injected foramen: w = its narrowest width (mm), c = root compression, how much the "
+            "nerve root is flattened there (0..1), L = the half-length of the narrowing along the "
+            "channel (mm); "
+            "nothing else enters it"),
         best_achievable_auc_expected=round(best_achievable_auc(), 4),
         best_achievable_auc_this_cohort=(round(auc(probs, labels), 4)
                                          if 0 < labels.sum() < len(labels) else None),
