@@ -44,11 +44,75 @@ def _ms(values) -> tuple[float, float]:
     return round(float(np.median(v)), 3), round(float(np.percentile(v, 90)), 3)
 
 
+_RUNTIME = """
+import json, sys, time
+import numpy as np
+from tfesi_desktop.core.bench import demo_prediction_inputs, _ms
+from tfesi_desktop.core.bundle import load_bundle
+from tfesi_desktop.core.dicom.pixels import modality_values
+from tfesi_desktop.core.preprocess import model_input
+from tfesi_desktop.core.runtime import Predictor, predict, single_pass
+path, n, quick = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+out = {}
+loads = []
+for _ in range(3 if quick else 5):
+    t = time.perf_counter(); predictor = Predictor(load_bundle(path))
+    loads.append(time.perf_counter() - t)
+out["model_load_ms_median"] = _ms(loads)[0]
+ref, roi, side = demo_prediction_inputs()
+values, g = modality_values(ref), ref.require_geometry()
+prep = []
+for _ in range(5 if quick else 20):
+    t = time.perf_counter(); mi = model_input(values, g, roi, side)
+    prep.append(time.perf_counter() - t)
+out["model_input_ms_median"] = _ms(prep)[0]
+for name, call in (("predict_gradcam", lambda: single_pass(predictor, mi)),
+                   ("stable_prediction", lambda: predict(predictor, values, g, roi, side))):
+    for _ in range(10):
+        call()
+    lat = []
+    for _ in range(n if name == "predict_gradcam" else max(10, n // 4)):
+        t = time.perf_counter(); call(); lat.append(time.perf_counter() - t)
+    out[name + "_ms_median"], out[name + "_ms_p90"] = _ms(lat)
+    out[name + "_runs"] = len(lat)
+out["stable_prediction_rois"] = len(predictor.crops)
+out["runtime_process_imported_tensorflow"] = "tensorflow" in sys.modules
+print(json.dumps(out))
+"""
+
+_KERAS = """
+import json, sys
+import numpy as np
+from tfesi_desktop.core.bench import _ms, demo_prediction_inputs
+from tfesi_desktop.core.dicom.pixels import modality_values
+from tfesi_desktop.core.preprocess import model_input
+from tfesi_desktop.core.training.timing import keras_predict_seconds, training_images_per_second
+keras_file, n, quick = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+ref, roi, side = demo_prediction_inputs()
+mi = model_input(modality_values(ref), ref.require_geometry(), roi, side)
+out = {"keras_model_predict_ms_median": _ms(keras_predict_seconds(keras_file, mi.image, n))[0]}
+if not quick:
+    out["training_images_per_s"] = training_images_per_second()
+print(json.dumps(out))
+"""
+
+
+def _json_process(script: str, *args) -> dict:
+    import json
+
+    r = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"benchmark process failed: {r.stderr[-800:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def run_bench(*, model: str | None = None, repeat: int = 200, quick: bool = False,
               progress=None) -> dict:
-    from .bundle import KERAS_FILE, default_bundle_path, load_bundle
-    from .preprocess import slice_input
-    from .runtime import Predictor, single_pass
+    """The figures, each runtime in a process of its own: LiteRT in one that never imports
+    TensorFlow (as the program runs; importing TensorFlow beside it tripled LiteRT's time),
+    Keras's ``model.predict`` in another, the window in a third."""
+    from .bundle import KERAS_FILE, default_bundle_path
 
     say = progress or (lambda m: None)
     path = Path(model) if model else default_bundle_path()
@@ -62,46 +126,16 @@ def run_bench(*, model: str | None = None, repeat: int = 200, quick: bool = Fals
         raise RuntimeError(f"first-prediction process failed: {r.stderr[-500:]}")
     figures["process_start_to_first_prediction_s"] = round(time.perf_counter() - t0, 3)
 
-    loads = []
-    for _ in range(3 if quick else 5):
-        t = time.perf_counter()
-        predictor = Predictor(load_bundle(path))
-        loads.append(time.perf_counter() - t)
-    figures["model_load_ms_median"] = _ms(loads)[0]
-
-    ref, roi, side = demo_prediction_inputs()
-    prep = []
-    for _ in range(5 if quick else 20):
-        t = time.perf_counter()
-        mi = slice_input(ref, roi, side)
-        prep.append(time.perf_counter() - t)
-    figures["model_input_ms_median"] = _ms(prep)[0]
-
-    say("prediction + Grad-CAM ...")
+    say("LiteRT: one pass + Grad-CAM, and the stable prediction (no TensorFlow) ...")
     n = max(10, repeat // 10 if quick else repeat)
-    for _ in range(10):
-        single_pass(predictor, mi)
-    lat = []
-    for _ in range(n):
-        t = time.perf_counter()
-        single_pass(predictor, mi)
-        lat.append(time.perf_counter() - t)
-    med, p90 = _ms(lat)
-    figures["predict_gradcam_ms_median"] = med
-    figures["predict_gradcam_ms_p90"] = p90
-    figures["predict_gradcam_runs"] = n
+    figures.update(_json_process(_RUNTIME, path, n, int(quick)))
 
     if importlib.util.find_spec("tensorflow") and (path / KERAS_FILE).exists():
-        say("Keras model.predict on the same input (TensorFlow) ...")
-        from .training.timing import keras_predict_seconds, training_images_per_second
-
-        kt = keras_predict_seconds(path / KERAS_FILE, mi.image, 10 if quick else 30)
-        figures["keras_model_predict_ms_median"] = _ms(kt)[0]
+        say("Keras model.predict on the same input (TensorFlow, own process) ...")
+        figures.update(_json_process(_KERAS, path / KERAS_FILE, 10 if quick else 30,
+                                     int(quick)))
         figures["speedup_vs_keras_predict"] = round(
-            figures["keras_model_predict_ms_median"] / med, 1)
-        if not quick:
-            say("training throughput ...")
-            figures["training_images_per_s"] = training_images_per_second()
+            figures["keras_model_predict_ms_median"] / figures["predict_gradcam_ms_median"], 1)
     else:
         figures["keras_model_predict_ms_median"] = None
 
