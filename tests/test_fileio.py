@@ -122,3 +122,13 @@ def test_unwritable_folder_is_a_clear_error(tmp_path):
         assert (d / "x").read_bytes() == b"old"
     finally:
         os.chmod(d, 0o700)
+
+
+@posix
+def test_private_write_leaves_an_existing_folder_alone(tmp_path):
+    d = tmp_path / "documents"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    write_atomically(d / "report.pdf", b"%PDF", private=True)
+    assert stat.S_IMODE(d.stat().st_mode) == 0o755
+    assert stat.S_IMODE((d / "report.pdf").stat().st_mode) == 0o600

@@ -30,13 +30,8 @@ _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def private_dir(path: str | os.PathLike) -> Path:
-    """Make ``path`` (and missing parents) a folder readable by its owner only.
-
-    Folders this call creates are 0700; an existing folder owned by the user is set to 0700 too.
-    Raises :class:`TfesiError` if the path exists and is not a folder, or is a symlink.
-    """
-    p = Path(path)
+def _make_dirs(p: Path) -> None:
+    """Create ``p`` and its missing parents as 0700 folders; existing ones are left alone."""
     if p.is_symlink():
         raise TfesiError("This folder is a symbolic link; the program keeps private data only "
                          "in a real folder.", p)
@@ -51,13 +46,31 @@ def private_dir(path: str | os.PathLike) -> Path:
         for d in reversed(missing):
             try:
                 os.mkdir(d, 0o700)
+                os.chmod(d, 0o700)  # whatever the umask
             except FileExistsError:
                 pass
+    except OSError as e:
+        raise TfesiError(f"The folder cannot be created ({e.strerror}).", p) from e
+    if not p.is_dir():
+        raise TfesiError("The folder cannot be created.", p)
+
+
+def private_dir(path: str | os.PathLike) -> Path:
+    """Make ``path`` (and missing parents) a folder readable by its owner only, and return it.
+
+    Folders this call creates are 0700, and ``path`` itself is set to 0700 if it already existed
+    (use it for the program's own data folders, not for a folder the user chose). Raises
+    :class:`TfesiError` if the path is a symlink or a file, or cannot be created.
+    """
+    p = Path(path)
+    _make_dirs(p)
+    try:
         st = os.stat(p, follow_symlinks=False)
-        if hasattr(os, "getuid") and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o700:
+        owner = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+        if owner and stat.S_IMODE(st.st_mode) != 0o700:
             os.chmod(p, 0o700)
     except OSError as e:
-        raise TfesiError(f"The folder cannot be created or protected ({e.strerror}).", p) from e
+        raise TfesiError(f"The folder cannot be protected ({e.strerror}).", p) from e
     return p
 
 
@@ -82,7 +95,8 @@ def write_atomically(path: str | os.PathLike, data: bytes | Callable[[BinaryIO],
 
     ``data`` is the bytes to write, or a callable that writes to the binary file object it is
     given (``lambda f: image.save(f, format="PNG")``). With ``private=True`` the file is 0600 and
-    a missing folder is created 0700; otherwise the file gets the usual umask-based mode and the
+    missing folders are created 0700 (an existing folder keeps its mode: see
+    :func:`private_dir`); otherwise the file gets the usual umask-based mode and the
     folder must exist. Raises :class:`TfesiError` (with the target path) when the file cannot be
     written; an exception raised by the callable is passed on unchanged. Either way no temporary
     file is left and an existing target is unchanged.
@@ -90,7 +104,7 @@ def write_atomically(path: str | os.PathLike, data: bytes | Callable[[BinaryIO],
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if private:
-        private_dir(folder)
+        _make_dirs(folder)
     elif not folder.is_dir():
         raise TfesiError("The folder to write into does not exist.", folder)
     if target.is_dir():
