@@ -115,17 +115,17 @@ def test_rendered_page_shows_the_pictures(case, tmp_path):
 
 
 def test_failed_write_leaves_the_earlier_file_intact(case, tmp_path, monkeypatch):
-    from reportlab.pdfgen import canvas
+    import os
 
     pdf = tmp_path / "r.pdf"
     _report(case, pdf)
     before = pdf.read_bytes()
     from tfesi_desktop.cli import main
 
-    def broken_save(self):
+    def disk_full(fd):  # the disk fills up while the file is flushed
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(canvas.Canvas, "save", broken_save)
+    monkeypatch.setattr(os, "fsync", disk_full)
     rc = main(["report", str(demo_study()), "--slice", case.slice_key, "--roi",
                ",".join(map(str, case.roi)), "--side", case.side, "--out", str(pdf)])
     assert rc == 2

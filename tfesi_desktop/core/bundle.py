@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError
+from .fileio import write_atomically
 from .paths import data_dir, resource_path
 from .preprocess import PREPROCESSING_VERSION
 
@@ -138,9 +139,7 @@ def default_bundle_path() -> Path:
 
 
 def _write_card(bundle_path: Path, card: dict) -> None:
-    tmp = bundle_path / (CARD + ".partial")
-    tmp.write_text(json.dumps(card, indent=1))
-    tmp.replace(bundle_path / CARD)
+    write_atomically(bundle_path / CARD, json.dumps(card, indent=1).encode(), private=False)
 
 
 def record_evaluation(bundle: Bundle, result: dict, *, manifest: str | Path,
@@ -189,9 +188,7 @@ def install_bundle(path: str | Path, *, make_default: bool = True) -> Path:
         shutil.rmtree(dest)
     tmp.rename(dest)
     if make_default:
-        marker = dest_root / "DEFAULT"
-        (dest_root / "DEFAULT.partial").write_text(dest.name + "\n")
-        (dest_root / "DEFAULT.partial").replace(marker)
+        write_atomically(dest_root / "DEFAULT", (dest.name + "\n").encode(), private=False)
     return dest
 
 

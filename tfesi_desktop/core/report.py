@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from . import render
 from .errors import TfesiError
+from .fileio import write_atomically
 
 OUTCOME = "favourable outcome: >= 50 % reduction of the NRS pain score 2 months after TFESI"
 SUPPORT = ("This result supports and does not replace clinical judgement. It is a probability "
@@ -117,15 +116,9 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
     W, H = page
     M = 40  # margin, points
 
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".partial", dir=folder)
-        os.close(fd)
-    except OSError as e:
-        raise TfesiError(f"The report cannot be written here ({e.strerror}); nothing was "
-                         "changed.", folder) from e
-    tmp = Path(tmp_name)
-    try:
-        c = canvas.Canvas(str(tmp), pagesize=page, invariant=False, pageCompression=1,
+    # drawn in memory, then written atomically and private (0600): it holds patient data
+    with io.BytesIO() as buf:
+        c = canvas.Canvas(buf, pagesize=page, invariant=False, pageCompression=1,
                           initialFontName="Vera", initialFontSize=9)
         c.setTitle("TFESI outcome prediction report" +
                    ("" if inp.anonymize else f" - {st.patient_name}"))
@@ -265,15 +258,7 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                         "Chang, J Pain Res 2023;16:2587-2594).", 6.5, colour=colors.grey)
         c.showPage()
         c.save()
-        tmp.replace(out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise TfesiError(f"The report could not be written ({e.strerror}); an earlier file of "
-                         "that name was left as it was.", out) from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+        return write_atomically(out, buf.getvalue(), private=True)
 
 
 def report_inputs(prediction, bundle, study, stack, index, model_input, *, level=None,
@@ -320,8 +305,7 @@ def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True) ->
     ds.ConceptNameCodeSequence = []
     ds.EncapsulatedDocument = data + (b"\0" if len(data) % 2 else b"")
     ds.EncapsulatedDocumentLength = len(data)
-    out = pdf.with_suffix(".dcm")
-    tmp = out.with_name(out.name + ".partial")
-    ds.save_as(tmp, enforce_file_format=True)
-    tmp.replace(out)
-    return out
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    # patient data: 0600, atomically (an earlier copy stays whole if this fails)
+    return write_atomically(pdf.with_suffix(".dcm"), buf.getvalue(), private=True)
