@@ -57,6 +57,17 @@ def _stack_summary(stack, proposed) -> dict:
     }
 
 
+def _finite(obj):
+    """``obj`` with every NaN or infinity replaced by None, so that the JSON is strict."""
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def cmd_info(args) -> int:
     from .core.dicom import propose_stack, scan
 
@@ -73,7 +84,7 @@ def cmd_info(args) -> int:
         "non_image_files": result.non_images,
     }
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json.dumps(_finite(out), indent=1, allow_nan=False))
         return 0
     for st in out["studies"]:
         print(f"Study {st['study_uid']}")
