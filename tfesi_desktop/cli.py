@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     _prediction_args(s)
     s.add_argument("--out", required=True, metavar="FILE.pdf")
     s.add_argument("--anonymize", action="store_true",
-                   help="no name, ID or birth date anywhere in the file")
+                   help="DICOM PS3.15 basic profile: no names, IDs, dates, age or sex; new UIDs")
     s.add_argument("--comment", help="the physician's comment")
     s.add_argument("--physician", help="the physician's name")
     s.add_argument("--paper", choices=("a4", "letter"), default="a4")
