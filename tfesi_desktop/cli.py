@@ -596,6 +596,12 @@ def main(argv: list[str] | None = None) -> int:
     except TfesiError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file system refusal (permissions, a full disk): expected, exit 2
+        if os.environ.get("TFESI_DEBUG"):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

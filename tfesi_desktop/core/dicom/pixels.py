@@ -44,7 +44,10 @@ def _decode(ref: SliceRef) -> np.ndarray:
         f.seek(0)
         try:
             arr = pixel_array(f, index=ref.frame)
-        except Exception as e:  # noqa: BLE001 - decoders raise many kinds; all mean "cannot decode"
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - decoders raise many kinds, all meaning
+            # "cannot decode"; the Rust RLE decoder panics with a BaseException (pyo3)
             reason = str(e).split("\n")[0][:300]
             raise DicomReadError(f"The image in this file cannot be decoded "
                                  f"({type(e).__name__}: {reason}).", ref.path) from e

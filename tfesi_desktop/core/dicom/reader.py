@@ -65,6 +65,7 @@ ZIP_MAX_ENTRIES = 50_000
 ZIP_MAX_TOTAL = 8 << 30  # bytes unpacked from one ZIP file
 ZIP_MAX_RATIO = 200  # uncompressed / compressed size, for entries over ZIP_RATIO_FROM bytes
 ZIP_RATIO_FROM = 1 << 20
+MAX_FRAME_BYTES = 1 << 28  # 256 MiB decoded: a compressed frame may not claim more
 ORTHONORMAL_TOLERANCE = 0.01  # |1 - norm| and |row . column| of ImageOrientationPatient
 
 _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
@@ -518,6 +519,10 @@ def check_pixel_data(f: BinaryIO, ds: Dataset) -> tuple[int, str | None]:
         raise DicomReadError(f"SamplesPerPixel is {samples}; images have 1 or 3.")
     if bits not in (1, 8, 16, 32, 64):
         raise DicomReadError(f"BitsAllocated is {bits}; images have 1, 8, 16, 32 or 64.")
+    frame_bytes = (rows * cols * samples * bits + 7) // 8
+    if frame_bytes > MAX_FRAME_BYTES:  # compressed data would otherwise decode into it
+        raise DicomReadError(f"The image is declared as {rows} x {cols} pixels x {samples} "
+                             f"sample(s) x {bits} bits, larger than this program reads.")
     ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
     known = ts.is_transfer_syntax
     if known and ts.is_deflated:  # the header was inflated in memory: the value is there
