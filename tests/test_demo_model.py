@@ -7,12 +7,17 @@ import pytest
 from scipy.stats import binomtest
 
 from tfesi_desktop.core.bundle import default_bundle_path, load_bundle
-from tfesi_desktop.core.geometry import SliceGeometry
+from tfesi_desktop.core.evaluation import peak_hit
+from tfesi_desktop.core.geometry import Dihedral, SliceGeometry
 from tfesi_desktop.core.gradcam import Head, gradcam
-from tfesi_desktop.core.preprocess import model_input
+from tfesi_desktop.core.manifest import Region
+from tfesi_desktop.core.preprocess import jitter_roi, model_input
 from tfesi_desktop.core.runtime import Predictor, predict
 from tfesi_desktop.core.synth.cohort import draw_patient, render_axial
-from tfesi_desktop.core.synth.phantom import foramen_waist
+
+# measured on the shipped demo model (closing note of issue 10); a drop below means the heat map
+# stopped pointing at the lesion
+POINTING_FLOOR = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -34,33 +39,33 @@ def test_demo_card_is_honest():
 
 def _held_out_inputs(n):
     """Synthetic patients the demo model never saw (another seed), in canonical orientation."""
-    g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1), (256, 256))
     for i in range(n):
         p = draw_patient(99, i, matrix=256)
         img = render_axial(p, only=p.narrowest_index)[p.narrowest_index]
-        yield p, img, g
+        yield p, img, SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (p.pixel_mm,) * 2,
+                                    img.shape)
 
 
-def test_pointing_game_beats_chance(demo):
-    hits, chance = [], []
-    yy, xx = np.mgrid[:100, :100]
-    for p, img, g in _held_out_inputs(40):
-        cam = predict(demo, img, g, p.roi_canonical, p.side).cam_input
-        u, v = foramen_waist(p.anatomy, p.side)
-        half = (p.matrix - 1) / 2
-        x0, y0, w, h = p.roi_canonical
-        c, r = u / p.pixel_mm + half - x0, v / p.pixel_mm + half - y0
-        if p.side == "left":
-            c = w - 1 - c  # the input of a left foramen is mirrored
-        c100, r100 = (c + 0.5) * 100 / w - 0.5, (r + 0.5) * 100 / h - 0.5
-        rc, rr = 6 / p.pixel_mm * 100 / w, 6 / p.pixel_mm * 100 / h  # 6 mm around the waist
-        inside = ((yy - r100) / rr) ** 2 + ((xx - c100) / rc) ** 2 <= 1
-        peak = np.unravel_index(np.argmax(cam), cam.shape)
-        hits.append(bool(inside[peak]))
-        chance.append(inside.mean())
-    rate, base = np.mean(hits), np.mean(chance)
-    print(f"pointing game: {rate:.2f} hits, chance {base:.2f}")
-    assert binomtest(int(sum(hits)), len(hits), base, alternative="greater").pvalue < 0.01
+def test_pointing_game_beats_chance_with_the_roi_as_placed_and_shifted(demo):
+    """The averaged Grad-CAM's peak falls within 6 mm of the injected foramen's waist, with the
+    ROI as placed and shifted by a quarter of its size (issue 10's check, floor below)."""
+    hits, chance = {"placed": [], "shifted": []}, {"placed": [], "shifted": []}
+    for i, (p, img, g) in enumerate(_held_out_inputs(40)):
+        region = Region(img, Dihedral(), p.roi_canonical, p.side, (0, 0), (p.pixel_mm,) * 2)
+        x, y, w, h = p.roi_canonical
+        sx, sy = (1 if i % 2 else -1), (1 if (i // 2) % 2 else -1)
+        shifted = jitter_roi(p.roi_canonical, (sx / 4, sy / 4, 1.0), img.shape)
+        for key, roi in (("placed", p.roi_canonical), ("shifted", shifted)):
+            cam = predict(demo, img, g, roi, p.side).cam_roi
+            hit, base = peak_hit(cam, roi, region, p.waist_canonical)
+            hits[key].append(hit)
+            chance[key].append(base)
+    for key in hits:
+        rate, base = np.mean(hits[key]), np.mean(chance[key])
+        print(f"pointing game ({key}): {rate:.2f} hits, chance {base:.2f}")
+        assert rate >= POINTING_FLOOR, key
+        assert binomtest(int(sum(hits[key])), len(hits[key]), base,
+                         alternative="greater").pvalue < 0.01
 
 
 def test_map_changes_when_weights_are_randomised(demo, test_bundle):
@@ -82,3 +87,34 @@ def test_map_changes_when_weights_are_randomised(demo, test_bundle):
         net_corr.append(np.corrcoef(cam.ravel(), o2.ravel())[0, 1] if o2.any() else 0)
     assert np.mean(same) == pytest.approx(1.0)
     assert np.nanmean(head_corr) < 0.5 and np.nanmean(net_corr) < 0.5
+
+
+def test_inputs_unlike_the_training_images_are_flagged(demo):
+    """Invariant 8: a non-spine MR image, noise, and a synthetic patient rendered with another
+    contrast are flagged (no false confidence); a uniform region is refused; fresh synthetic
+    patients of the training distribution are rarely flagged."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from tfesi_desktop.core.errors import RoiError
+
+    assert demo.ood is not None
+    mr = pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array.astype(np.float32)
+    g64 = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1), mr.shape)
+    for roi in ((8, 8, 32, 32), (20, 16, 40, 40)):
+        assert predict(demo, mr, g64, roi, "right").in_distribution is False
+    noise = np.random.default_rng(0).uniform(0, 1000, (256, 256)).astype(np.float32)
+    g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (0.6, 0.6), noise.shape)
+    assert predict(demo, noise, g, (100, 100, 50, 50), "left").in_distribution is False
+    with pytest.raises(RoiError, match="no contrast"):
+        predict(demo, np.full((256, 256), 500, np.float32), g, (100, 100, 50, 50), "left")
+    t1 = []
+    for i in range(10):
+        p = draw_patient(98, i, matrix=256, contrast="T1")
+        img = render_axial(p, only=p.narrowest_index)[p.narrowest_index]
+        gp = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (p.pixel_mm,) * 2, img.shape)
+        t1.append(predict(demo, img, gp, p.roi_canonical, p.side).in_distribution)
+    assert sum(v is False for v in t1) >= 9, t1
+    fresh = [predict(demo, img, g, p.roi_canonical, p.side).in_distribution
+             for p, img, g in _held_out_inputs(40)]
+    assert sum(v is False for v in fresh) <= 2, fresh  # at most 5 %

@@ -85,17 +85,45 @@ def test_anonymized_report_holds_no_identifier(case, tmp_path):
 
     study = scan(demo_study()).studies[0]
     pdf = tmp_path / "anon.pdf"
-    _report(case, pdf, "--anonymize", "--paper", "letter", "--dicom")
+    _report(case, pdf, "--anonymize", "--paper", "letter", "--dicom", "--physician",
+            "Dr. Ada Example")
     text, info = _text(pdf), _info(pdf)
+    stack = scan(demo_study()).find_stack(case.series_uid)
     family, given = study.patient_name.split("^")
-    for ident in (family, given, study.patient_id, "1974-06-14", "19740614"):
-        assert ident not in text and ident not in info, ident
-        assert ident.encode() not in pdf.read_bytes()
-    assert "(anonymized)" in text and "letter" in info
+    import datetime
+    import os
+    import stat
+
     import pydicom
 
+    today = datetime.date.today()
+    sop = stack.slices[stack.find_slice(case.slice_key)].sop_instance_uid
     ds = pydicom.dcmread(tmp_path / "anon.dcm")
+    dcm_bytes = (tmp_path / "anon.dcm").read_bytes()
+    # PS3.15 Annex E basic profile: no names, IDs, dates, age, sex, descriptions, original UIDs
+    for ident in (family, given, study.patient_id, "1974-06-14", "19740614", "2025-06-14",
+                  "20250614", study.description, stack.description, study.study_uid,
+                  case.series_uid, sop, today.isoformat(), today.strftime("%Y%m%d"),
+                  today.strftime("D:%Y%m%d"), "Dr. Ada Example", f"Sex {study.sex}"):
+        assert ident not in text and ident not in info, ident
+        assert ident.encode() not in pdf.read_bytes(), ident
+        assert ident.encode() not in dcm_bytes.replace(pdf.read_bytes(), b""), ident
+    assert "(anonymized)" in text and "letter" in info
     assert not str(ds.PatientName) and not ds.PatientID and not ds.PatientBirthDate
+    assert not ds.PatientSex and not ds.StudyDate and not ds.ContentDate
+    assert "PatientAge" not in ds and not ds.AcquisitionDateTime
+    assert ds.PatientIdentityRemoved == "YES" and "PS3.15" in ds.DeidentificationMethod[0]
+    assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    # new UIDs, the same in the PDF and its copy, mapped back only in the private folder
+    from tfesi_desktop.core.report import anonymized_uid, uid_map_path
+
+    assert ds.StudyInstanceUID != study.study_uid and ds.StudyInstanceUID in text
+    assert anonymized_uid(study.study_uid) == ds.StudyInstanceUID
+    assert anonymized_uid(sop) in text
+    assert stat.S_IMODE(os.stat(uid_map_path()).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(uid_map_path().parent).st_mode) == 0o700
+    for f in (pdf, tmp_path / "anon.dcm"):
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
 
 
 @needs_poppler
@@ -115,17 +143,17 @@ def test_rendered_page_shows_the_pictures(case, tmp_path):
 
 
 def test_failed_write_leaves_the_earlier_file_intact(case, tmp_path, monkeypatch):
-    from reportlab.pdfgen import canvas
+    import os
 
     pdf = tmp_path / "r.pdf"
     _report(case, pdf)
     before = pdf.read_bytes()
     from tfesi_desktop.cli import main
 
-    def broken_save(self):
+    def disk_full(fd):  # the disk fills up while the file is flushed
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(canvas.Canvas, "save", broken_save)
+    monkeypatch.setattr(os, "fsync", disk_full)
     rc = main(["report", str(demo_study()), "--slice", case.slice_key, "--roi",
                ",".join(map(str, case.roi)), "--side", case.side, "--out", str(pdf)])
     assert rc == 2

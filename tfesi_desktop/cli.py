@@ -57,6 +57,17 @@ def _stack_summary(stack, proposed) -> dict:
     }
 
 
+def _finite(obj):
+    """``obj`` with every NaN or infinity replaced by None, so that the JSON is strict."""
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def cmd_info(args) -> int:
     from .core.dicom import propose_stack, scan
 
@@ -73,7 +84,7 @@ def cmd_info(args) -> int:
         "non_image_files": result.non_images,
     }
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json.dumps(_finite(out), indent=1, allow_nan=False))
         return 0
     for st in out["studies"]:
         print(f"Study {st['study_uid']}")
@@ -270,7 +281,7 @@ def cmd_model_info(args) -> int:
     print(f"  intended use: {c.get('intended_use', '-')}")
     print(f"  {b.validated_performance()}")
     arch = c.get("architecture", {})
-    print(f"  network: {arch.get('base')} ({arch.get('variant')}), {arch.get('parameters'):,} "
+    print(f"  network: {arch.get('base')} ({arch.get('variant')}), {arch.get('parameters', 0):,} "
           f"parameters, ImageNet initialisation: {arch.get('imagenet_initialization')}")
     t = c.get("training", {})
     if t:
@@ -306,6 +317,33 @@ def cmd_model_list(args) -> int:
         print("no model installed")
     print("* = default model")
     return 0
+
+
+def cmd_model_sign(args) -> int:
+    from .core.bundle import sign_bundle, trusted_keys_dir
+
+    sig = sign_bundle(args.bundle, args.key, new_key=args.new_key)
+    print(f"signed {args.bundle} (bundle SHA-256 {sig['bundle_sha256']}) with key "
+          f"{sig['key_id']}")
+    if args.new_key:
+        print(f"new key pair: {args.key} (private, keep it safe) and its public key beside it; "
+              f"copy the public key into {trusted_keys_dir()} on each computer that should "
+              "trust this signer")
+    return 0
+
+
+def cmd_model_verify(args) -> int:
+    from .core.bundle import verify_signature
+
+    b = verify_signature(args.bundle or _default_bundle(), args.key)
+    print(f"verified: {b.name} {b.version}, bundle SHA-256 {b.sha256}, signed by {b.signer}")
+    return 0
+
+
+def _default_bundle():
+    from .core.bundle import default_bundle_path
+
+    return default_bundle_path()
 
 
 # --- tfesi evaluate and study -------------------------------------------------------------------
@@ -450,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     _prediction_args(s)
     s.add_argument("--out", required=True, metavar="FILE.pdf")
     s.add_argument("--anonymize", action="store_true",
-                   help="no name, ID or birth date anywhere in the file")
+                   help="DICOM PS3.15 basic profile: no names, IDs, dates, age or sex; new UIDs")
     s.add_argument("--comment", help="the physician's comment")
     s.add_argument("--physician", help="the physician's name")
     s.add_argument("--paper", choices=("a4", "letter"), default="a4")
@@ -499,6 +537,18 @@ def build_parser() -> argparse.ArgumentParser:
     m = msub.add_parser("list", help="list installed models")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_model_list)
+    m = msub.add_parser("sign", help="sign a bundle with an Ed25519 key (signature.json)")
+    m.add_argument("bundle")
+    m.add_argument("--key", required=True, metavar="KEY.pem", help="unencrypted PEM private key")
+    m.add_argument("--new-key", action="store_true",
+                   help="make a new key pair at KEY.pem (and KEY.pub.pem) first")
+    m.set_defaults(func=cmd_model_sign)
+    m = msub.add_parser("verify", help="verify a bundle's files and its signature by a trusted "
+                        "key (default: the model in use)")
+    m.add_argument("bundle", nargs="?")
+    m.add_argument("--key", metavar="PUBLIC.pem", help="check against this public key instead "
+                   "of the trusted-keys folder")
+    m.set_defaults(func=cmd_model_verify)
 
     s = sub.add_parser("evaluate", help="AUC with DeLong CI, Table 2, calibration, paired tests")
     s.add_argument("--predictions", metavar="CSV", help="scores from this or another program")
@@ -562,6 +612,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TfesiError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file system refusal (permissions, a full disk): expected, exit 2
+        if os.environ.get("TFESI_DEBUG"):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -193,7 +193,7 @@ def _moved(roi, dx, dy, s, shape):
     return nx, ny, nw, nh
 
 
-def _peak_hit(cam_roi, roi, region, waist) -> tuple[bool, float]:
+def peak_hit(cam_roi, roi, region, waist) -> tuple[bool, float]:
     """(is the map's peak within 6 mm of the waist, share of the ROI within 6 mm)."""
     x, y, w, h = roi
     rows, cols = np.mgrid[:h, :w]
@@ -235,12 +235,12 @@ def score_cases(predictor, cases, *, progress=None, perturb: bool = True) -> lis
         except (KeyError, TypeError, ValueError):
             waist = None
         if waist is not None:
-            row["hit"], row["chance"] = _peak_hit(pred.cam_roi, r.roi, r, waist)
+            row["hit"], row["chance"] = peak_hit(pred.cam_roi, r.roi, r, waist)
             x, y, w, h = r.roi
             sx, sy = (1 if i % 2 else -1), (1 if (i // 2) % 2 else -1)
             shifted = _moved(r.roi, sx * w / 4, sy * h / 4, 1.0, r.values.shape)
             sp = predict(predictor, r.values, r.dihedral, shifted, c.side)
-            row["hit_shifted"], row["chance_shifted"] = _peak_hit(sp.cam_roi, shifted, r, waist)
+            row["hit_shifted"], row["chance_shifted"] = peak_hit(sp.cam_roi, shifted, r, waist)
         rows.append(row)
         if progress:
             progress(i + 1, len(cases))

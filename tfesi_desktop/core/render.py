@@ -73,7 +73,12 @@ def save_png(rgb: np.ndarray, path: str | Path, *, labels: dict[str, str] | None
                "left": (4, h // 2 - 6), "right": (w - 12, h // 2 - 6)}
         for k, text in labels.items():
             d.text(pos[k], text, fill=(255, 255, 0))
+    from .errors import TfesiError
+    from .fileio import write_atomically
+
+    # a slice of a patient: private (0600); a missing folder or a folder as target is a
+    # TfesiError, and nothing is left behind
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    img_full.save(tmp, format="PNG")
-    tmp.replace(path)
+    if not path.parent.is_dir():
+        raise TfesiError("The folder for this file does not exist.", path.parent)
+    write_atomically(path, lambda f: img_full.save(f, format="PNG"), private=True)

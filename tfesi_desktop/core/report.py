@@ -1,6 +1,13 @@
 """The PDF prediction report: what leaves the program. Clear, honest about the model, traceable,
-and safe with patient data (``anonymize=True`` leaves no name, ID or birth date anywhere in the
-file, its metadata included).
+and safe with patient data.
+
+``anonymize=True`` follows the DICOM PS3.15 Annex E Basic Application Level Confidentiality
+Profile in the PDF (text and metadata) and in its DICOM copy alike: no names (the patient's or a
+physician's), IDs, dates or times, age, sex or free-text descriptions; the Study, Series and SOP
+Instance UIDs are replaced by new ones, the same each time for the same original, and the
+mapping is kept only in the user's private data folder (:func:`anonymized_uid`), so the clinic
+can match a report to its study and nobody else can. The DICOM copy says PatientIdentityRemoved
+YES and names the de-identification method. Both files are written 0600.
 
 Made with ReportLab: vector text in the embedded Bitstream Vera fonts that ReportLab ships, A4 or
 Letter, images as embedded PNGs; written atomically (temporary file, then rename), so an earlier
@@ -11,8 +18,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-import os
-import tempfile
+import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +27,17 @@ import numpy as np
 
 from . import render
 from .errors import TfesiError
+from .fileio import private_dir, write_atomically
+from .paths import data_dir
 from .runtime import format_probability
+
+# (LO: up to 64 characters a value, several values)
+DEID_METHOD = ["DICOM PS3.15 Annex E Basic Profile (TFESI Desktop)",
+               "Names, IDs, dates, times, age, sex, descriptions removed",
+               "UIDs replaced; the mapping is kept by the user"]
+DEID_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
+UID_MAP = "uid-map.json"
+_uid_lock = threading.Lock()
 
 OUTCOME = "favourable outcome: >= 50 % reduction of the NRS pain score 2 months after TFESI"
 SUPPORT = ("This result supports and does not replace clinical judgement. It is a probability "
@@ -45,6 +62,41 @@ class ReportInputs:
     anonymize: bool = True
     paper: str = "a4"
     when: _dt.datetime = field(default_factory=lambda: _dt.datetime.now().astimezone())
+
+
+def uid_map_path() -> Path:
+    """Where the original-to-anonymized UID mapping is kept: the user's private data folder
+    (0700), in a 0600 file. It links reports back to patients: never share it."""
+    return data_dir() / "anonymization" / UID_MAP
+
+
+def anonymized_uid(uid: str) -> str:
+    """The replacement for an original UID in anonymized output: new (2.25 prefix, random),
+    the same every time for the same original, recorded in :func:`uid_map_path`."""
+    from pydicom.uid import generate_uid
+
+    uid = str(uid)
+    path = uid_map_path()
+    with _uid_lock:
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            uids = data["uids"]
+            if not isinstance(uids, dict):
+                raise TypeError
+        except FileNotFoundError:
+            uids = {}
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise TfesiError("The anonymization UID map cannot be read, so no new UID is made "
+                             "(that would break the link the clinic keeps). Repair or move the "
+                             f"file ({e}).", path) from e
+        if uid in uids:
+            return uids[uid]
+        new = generate_uid(prefix=None)  # 2.25.<UUID as an integer>
+        uids[uid] = new
+        private_dir(path.parent)
+        write_atomically(path, json.dumps({"format": "tfesi-uid-map/1", "uids": uids},
+                                          indent=1).encode(), private=True)
+        return new
 
 
 def _fonts():
@@ -118,19 +170,14 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
     W, H = page
     M = 40  # margin, points
 
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".partial", dir=folder)
-        os.close(fd)
-    except OSError as e:
-        raise TfesiError(f"The report cannot be written here ({e.strerror}); nothing was "
-                         "changed.", folder) from e
-    tmp = Path(tmp_name)
-    try:
-        c = canvas.Canvas(str(tmp), pagesize=page, invariant=False, pageCompression=1,
+    # drawn in memory, then written atomically and private (0600): it holds patient data
+    with io.BytesIO() as buf:
+        # anonymized: invariant (no creation date or time in the file's metadata)
+        c = canvas.Canvas(buf, pagesize=page, invariant=inp.anonymize, pageCompression=1,
                           initialFontName="Vera", initialFontSize=9)
         c.setTitle("TFESI outcome prediction report" +
                    ("" if inp.anonymize else f" - {st.patient_name}"))
-        c.setAuthor(inp.physician or "TFESI Desktop")
+        c.setAuthor("TFESI Desktop" if inp.anonymize else (inp.physician or "TFESI Desktop"))
         c.setSubject("Predicted outcome of a cervical transforaminal epidural steroid injection")
         c.setCreator(f"TFESI Desktop {__version__}")
         c.setKeywords("TFESI; prediction; Grad-CAM" + ("; anonymized" if inp.anonymize else ""))
@@ -151,7 +198,8 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         # header
         text(M, y - 14, "TFESI outcome prediction", 16, "Vera-Bold")
         text(W - M - 190, y - 6, f"TFESI Desktop {__version__}", 8)
-        text(W - M - 190, y - 17, f"{inp.when.strftime('%Y-%m-%d %H:%M %Z')}", 8)
+        text(W - M - 190, y - 17, "anonymized (DICOM PS3.15 basic profile)" if inp.anonymize
+             else f"{inp.when.strftime('%Y-%m-%d %H:%M %Z')}", 8)
         y -= 28
         c.setFillColor(colors.HexColor("#fff3cd"))
         c.setStrokeColor(colors.black)
@@ -178,10 +226,12 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
             ("Name", hidden if inp.anonymize else (st.patient_name or "-")),
             ("Patient ID", hidden if inp.anonymize else (st.patient_id or "-")),
             ("Birth date", hidden if inp.anonymize else _date(st.birth_date)),
-            ("Sex", st.sex or "-"),
-            ("Study", f"{_date(st.study_date)}  {st.description or ''}"),
+            ("Sex", hidden if inp.anonymize else (st.sex or "-")),
+            ("Study", hidden if inp.anonymize else f"{_date(st.study_date)}  "
+                                                   f"{st.description or ''}"),
             ("Series", f"{stack.series_number if stack.series_number is not None else '?'}  "
-                       f"{stack.description or ''} ({stack.orientation_name()})"),
+                       f"{'' if inp.anonymize else (stack.description or '')} "
+                       f"({stack.orientation_name()})"),
             ("Slice", f"{inp.index + 1} of {len(stack.slices)}"
                       + (f", position {pos[inp.index]:.1f} mm" if pos else "")),
             ("Injection", f"patient {prov.side} side, level {inp.level or '-'}"),
@@ -248,14 +298,16 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         text(M, y, "Provenance", 11, "Vera-Bold")
         y -= 12
         frame = f"  frame {prov.frame}" if prov.frame is not None else ""
+        uid = anonymized_uid if inp.anonymize else str
         for k, v in (("Model", f"{b.name} {b.version}"),
                      ("Model SHA-256", prov.model_sha256),
                      ("Preprocessing", f"version {prov.preprocessing_version}, "
                                        f"{prov.tta_crops} ROIs, {prov.calibration}"),
-                     ("Study UID", prov.study_uid), ("Series UID", prov.series_uid),
-                     ("SOP Instance UID", f"{prov.sop_instance_uid}{frame}"),
+                     ("Study UID", uid(prov.study_uid)),
+                     ("Series UID", uid(prov.series_uid)),
+                     ("SOP Instance UID", f"{uid(prov.sop_instance_uid)}{frame}"),
                      ("ROI (stored px)", "x {}, y {}, width {}, height {}".format(*prov.roi)),
-                     ("Predicted at", prov.time)):
+                     ("Predicted at", hidden if inp.anonymize else prov.time)):
             text(M, y, k, 7.5, "Vera-Bold")
             text(M + 90, y, str(v), 7.5)
             y -= 10
@@ -264,7 +316,7 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         # physician
         text(M, y, "Physician", 11, "Vera-Bold")
         y -= 13
-        text(M, y, f"Name: {inp.physician or ''}", 9)
+        text(M, y, f"Name: {hidden if inp.anonymize and inp.physician else inp.physician}", 9)
         y -= 13
         y = para(M, y, f"Comment: {inp.comment or ''}", W - 2 * M, 9)
         y -= 22
@@ -277,15 +329,7 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                         "Chang, J Pain Res 2023;16:2587-2594).", 6.5, colour=colors.grey)
         c.showPage()
         c.save()
-        tmp.replace(out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise TfesiError(f"The report could not be written ({e.strerror}); an earlier file of "
-                         "that name was left as it was.", out) from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+        return write_atomically(out, buf.getvalue(), private=True)
 
 
 def report_inputs(prediction, bundle, study, stack, index, model_input, *, level=None,
@@ -300,7 +344,8 @@ def report_inputs(prediction, bundle, study, stack, index, model_input, *, level
 
 def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True) -> Path:
     """The report as a DICOM Encapsulated PDF object (SOP Class 1.2.840.10008.5.1.4.1.1.104.1)
-    in the study (same Study Instance UID, a new series), written beside the PDF (.dcm)."""
+    in the study (same Study Instance UID, or its anonymized replacement; a new series), written
+    beside the PDF (.dcm), 0600."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -314,26 +359,37 @@ def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True) ->
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study.study_uid
+    ds.StudyInstanceUID = anonymized_uid(study.study_uid) if anonymize else study.study_uid
     ds.SeriesInstanceUID = generate_uid()
     ds.Modality = "DOC"
     ds.SeriesNumber, ds.InstanceNumber = 9901, 1
-    ds.PatientName = "" if anonymize else study.patient_name
-    ds.PatientID = "" if anonymize else study.patient_id
-    ds.PatientBirthDate = "" if anonymize else study.birth_date
-    ds.PatientSex = study.sex
-    ds.StudyDate = study.study_date
-    now = _dt.datetime.now()
-    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
+    if anonymize:  # PS3.15 Annex E basic profile: type 2 attributes empty, the rest absent
+        ds.PatientName = ds.PatientID = ds.PatientBirthDate = ds.PatientSex = ""
+        ds.StudyDate = ds.StudyTime = ds.AccessionNumber = ds.StudyID = ""
+        ds.ReferringPhysicianName = ""
+        ds.ContentDate = ds.ContentTime = ds.AcquisitionDateTime = ""
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = DEID_METHOD
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = DEID_CODE
+        ds.DeidentificationMethodCodeSequence = [code]
+        ds.LongitudinalTemporalInformationModified = "REMOVED"
+    else:
+        ds.PatientName = study.patient_name
+        ds.PatientID = study.patient_id
+        ds.PatientBirthDate = study.birth_date
+        ds.PatientSex = study.sex
+        ds.StudyDate = study.study_date
+        now = _dt.datetime.now()
+        ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+        ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
     ds.DocumentTitle = "TFESI outcome prediction report"
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    ds.BurnedInAnnotation = "YES"
+    ds.BurnedInAnnotation = "NO" if anonymize else "YES"  # does the PDF identify the patient?
     ds.ConceptNameCodeSequence = []
     ds.EncapsulatedDocument = data + (b"\0" if len(data) % 2 else b"")
     ds.EncapsulatedDocumentLength = len(data)
-    out = pdf.with_suffix(".dcm")
-    tmp = out.with_name(out.name + ".partial")
-    ds.save_as(tmp, enforce_file_format=True)
-    tmp.replace(out)
-    return out
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    # patient data: 0600, atomically (an earlier copy stays whole if this fails)
+    return write_atomically(pdf.with_suffix(".dcm"), buf.getvalue(), private=True)

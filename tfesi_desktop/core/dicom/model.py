@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GeometryError, TfesiError
+from ..errors import DicomReadError, GeometryError, TfesiError
 from ..geometry import SliceGeometry
 
 
@@ -30,10 +30,24 @@ class SliceRef:
     bits_stored: int = 16
     signed: bool = False
     modality_lut_sequence: bool = False  # a ModalityLUTSequence replaces slope/intercept
+    # why the geometry must not be used for a prediction (non-finite, degenerate or
+    # non-orthonormal orientation, invalid pixel spacing), None when it is sound
+    geometry_problem: str | None = None
+    # why the pixel data may be misread (longer than the header declares), None when sound
+    pixel_problem: str | None = None
 
     def require_geometry(self) -> SliceGeometry:
-        """The slice's geometry, or :class:`GeometryError`: without it patient left and right
-        cannot be told apart, so nothing that depends on the side may go on."""
+        """The slice's geometry, or :class:`GeometryError`: without sound geometry patient left
+        and right cannot be told apart, so nothing that depends on the side may go on. Every
+        prediction path calls this (preprocess, runtime), so it also refuses a slice whose
+        pixel data may be misread (:class:`DicomReadError`)."""
+        if self.pixel_problem:
+            raise DicomReadError(f"{self.pixel_problem} No prediction is made from this image.",
+                                 self.path)
+        if self.geometry_problem:
+            raise GeometryError(f"{self.geometry_problem} A prediction needs sound geometry to "
+                                "tell the patient's left from right, so it is refused.",
+                                self.path)
         if self.geometry is None:
             raise GeometryError("This image has no orientation information, so the patient's "
                                 "left and right cannot be told apart.", self.path)

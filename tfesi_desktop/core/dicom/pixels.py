@@ -25,26 +25,55 @@ def _decode(ref: SliceRef) -> np.ndarray:
     import pydicom  # here, not at the top: importing it costs 0.2 s at start-up
     from pydicom.pixels import apply_modality_lut, pixel_array
 
-    try:
-        arr = pixel_array(ref.path, index=ref.frame)
-    except Exception as e:  # noqa: BLE001 - decoders raise many kinds; all mean "cannot decode"
-        reason = str(e).split("\n")[0][:300]
-        raise DicomReadError(f"The image in this file cannot be decoded ({type(e).__name__}: "
-                             f"{reason}).", ref.path) from e
+    from .reader import check_pixel_data, open_regular
+
+    with open_regular(ref.path) as f:  # never a FIFO or a device
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+        except Exception as e:  # noqa: BLE001 - the file changed since the scan
+            raise DicomReadError(f"This file is no longer a readable DICOM file "
+                                 f"({type(e).__name__}).", ref.path) from e
+        # the file may have changed since the scan: the sizes are checked again before decoding
+        try:
+            frames, _ = check_pixel_data(f, ds)
+        except DicomReadError as e:
+            raise DicomReadError(e.message, ref.path) from e
+        if ref.frame is not None and not 0 <= ref.frame < frames:
+            raise DicomReadError(f"Frame {ref.frame} does not exist in this file any more.",
+                                 ref.path)
+        f.seek(0)
+        try:
+            arr = pixel_array(f, index=ref.frame)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - decoders raise many kinds, all meaning
+            # "cannot decode"; the Rust RLE decoder panics with a BaseException (pyo3)
+            reason = str(e).split("\n")[0][:300]
+            raise DicomReadError(f"The image in this file cannot be decoded "
+                                 f"({type(e).__name__}: {reason}).", ref.path) from e
     if arr.ndim == 3:  # colour (RGB after pydicom's YBR conversion): luminance-like mean
         arr = arr.mean(axis=-1)
     if arr.ndim != 2:
         raise DicomReadError(f"Unexpected image shape {arr.shape}.", ref.path)
     if ref.modality_lut_sequence:  # rare in MR: a lookup table instead of slope/intercept
-        ds = pydicom.dcmread(ref.path, stop_before_pixels=True)
-        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
-        return -values if ref.monochrome1 else values
-    stored = arr.astype(np.float64)
-    if ref.monochrome1:
-        # turn stored values around within their own range, before the modality LUT
-        stored = (-1.0 - stored) if ref.signed else (float(2 ** ref.bits_stored - 1) - stored)
-    slope, intercept = ref.rescale
-    return (stored * slope + intercept).astype(np.float32)
+        try:
+            values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+        except Exception as e:  # noqa: BLE001 - a damaged lookup table
+            raise DicomReadError(f"The image's modality lookup table cannot be applied "
+                                 f"({type(e).__name__}).", ref.path) from e
+        values = -values if ref.monochrome1 else values
+    else:
+        stored = arr.astype(np.float64)
+        if ref.monochrome1:
+            # turn stored values around within their own range, before the modality LUT
+            stored = (-1.0 - stored) if ref.signed else (float(2 ** ref.bits_stored - 1) - stored)
+        slope, intercept = ref.rescale
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = (stored * slope + intercept).astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        raise DicomReadError("The image holds values that are not finite numbers (NaN or "
+                             "infinity), so it cannot be shown or used.", ref.path)
+    return values
 
 
 def cached_values(ref: SliceRef) -> np.ndarray | None:
