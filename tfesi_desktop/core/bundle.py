@@ -554,8 +554,9 @@ def record_evaluation(bundle: Bundle, result: dict, *, manifest: str | Path,
                       platt: tuple[float, float] | None = None) -> dict:
     """Add an evaluation (``tfesi evaluate`` result) to the bundle's card, and optionally the
     Platt scaling (temperature, intercept) fitted on it. The card is rewritten atomically; file
-    hashes are unchanged, the bundle's own SHA-256 changes (and a signature must be made again). The shipped demo bundle
-    and installed bundles are not changed: evaluate the bundle folder, then install it again."""
+    hashes are unchanged, the bundle's own SHA-256 changes (and a signature must be made again).
+    The shipped demo bundle and installed bundles are not changed: evaluate the bundle folder,
+    then install it again."""
     expected, _ = _expected_digest(bundle.path)
     if expected is not None:
         raise ModelError("This model is installed (or is the shipped demonstration model) and "
