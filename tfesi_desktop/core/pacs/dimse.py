@@ -115,8 +115,9 @@ def _ae(calling_aet: str) -> AE:
     return ae
 
 
-def _why_unreachable(node: PacsNode) -> str:
-    """One sentence on why no association came up: nothing listening, or no answer."""
+def _why_unreachable(node: PacsNode) -> str | None:
+    """Why no association came up: nothing listening, or no answer; None when the port
+    does answer (the peer then ended the association itself)."""
     try:
         with socket.create_connection((node.host, node.port), timeout=PROBE_TIMEOUT):
             pass
@@ -130,8 +131,7 @@ def _why_unreachable(node: PacsNode) -> str:
                 "unreachable from this computer, or blocked by a firewall")
     except OSError as e:
         return f"the network says: {e.strerror or e}"
-    return ("the PACS accepted the connection but did not complete the DICOM association "
-            "(is it a DICOM port?)")
+    return None
 
 
 @contextmanager
@@ -157,10 +157,12 @@ def associate(node: PacsNode, contexts: Sequence, *, calling_aet: str = DEFAULT_
             raise PacsError(f"The PACS {where} refused the association: it does not accept the "
                             f"called AE title {node.aet!r} or the calling AE title "
                             f"{calling_aet!r} (check both in the PACS's configuration).")
-        if assoc.is_aborted:
-            raise PacsError(f"The PACS {where} aborted the association: it may not accept "
-                            f"requests from AE title {calling_aet!r}.")
-        raise PacsError(f"Cannot reach the PACS {where}: {_why_unreachable(node)}.")
+        why = _why_unreachable(node)
+        if why is None:
+            raise PacsError(f"The PACS {where} accepted the connection but ended the DICOM "
+                            f"association: it may not accept requests from AE title "
+                            f"{calling_aet!r}, or it is not a DICOM port.")
+        raise PacsError(f"Cannot reach the PACS {where}: {why}.")
     try:
         yield assoc
     finally:

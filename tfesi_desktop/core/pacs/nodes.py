@@ -94,6 +94,7 @@ def load_nodes() -> dict[str, PacsNode]:
 def _save(nodes: dict[str, PacsNode]) -> None:
     folder = data_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)  # it holds patient data and the PACS settings
     f = _file()
     tmp = f.with_name(f.name + ".partial")
     data = {n: {k: v for k, v in asdict(node).items() if k != "name"}
