@@ -53,7 +53,6 @@ from .nodes import DEFAULT_AET, PacsError, PacsNode, check_aet
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0  # TCP connect, then association negotiation (each)
-PROBE_TIMEOUT = 3.0  # the second look that tells "refused" from "no answer"
 DIMSE_TIMEOUT = 10.0  # longest wait for one answer of an established association
 
 TRANSFER_SYNTAXES = [
@@ -119,7 +118,7 @@ def _why_unreachable(node: PacsNode) -> str | None:
     """Why no association came up: nothing listening, or no answer; None when the port
     does answer (the peer then ended the association itself)."""
     try:
-        with socket.create_connection((node.host, node.port), timeout=PROBE_TIMEOUT):
+        with socket.create_connection((node.host, node.port), timeout=CONNECT_TIMEOUT):
             pass
     except socket.gaierror:
         return f"the host name {node.host!r} is unknown"
@@ -127,7 +126,7 @@ def _why_unreachable(node: PacsNode) -> str | None:
         return ("nothing is listening there (connection refused): the PACS is not running, "
                 "or the port is wrong")
     except TimeoutError:
-        return (f"no answer within {CONNECT_TIMEOUT + PROBE_TIMEOUT:.0f} s: the PACS is down, "
+        return (f"no answer within {CONNECT_TIMEOUT:.0f} s: the PACS is down, "
                 "unreachable from this computer, or blocked by a firewall")
     except OSError as e:
         return f"the network says: {e.strerror or e}"
@@ -140,6 +139,12 @@ def associate(node: PacsNode, contexts: Sequence, *, calling_aet: str = DEFAULT_
     """An established association with ``node``; :class:`PacsError` with the reason if none."""
     if not node.dimse:
         raise PacsError(f"The PACS {node} has no DIMSE address (AET@HOST:PORT).")
+    where = f"{node.aet}@{node.host}:{node.port}"
+    # look first: a dead PACS is told at once (and pynetdicom 3.0.4 leaks the socket of a
+    # refused connection)
+    why = _why_unreachable(node)
+    if why is not None:
+        raise PacsError(f"Cannot reach the PACS {where}: {why}.")
     ae = _ae(calling_aet)
     for cx in contexts:
         if isinstance(cx, str):
@@ -152,7 +157,6 @@ def associate(node: PacsNode, contexts: Sequence, *, calling_aet: str = DEFAULT_
     except (OSError, ValueError, RuntimeError) as e:
         raise PacsError(f"Cannot {what} the PACS {node.aet}@{node.host}:{node.port}: {e}.") from e
     if not assoc.is_established:
-        where = f"{node.aet}@{node.host}:{node.port}"
         if assoc.is_rejected:
             raise PacsError(f"The PACS {where} refused the association: it does not accept the "
                             f"called AE title {node.aet!r} or the calling AE title "
@@ -175,12 +179,20 @@ def _status_code(status: Dataset | None) -> int | None:
     return None if status is None or "Status" not in status else int(status.Status)
 
 
-def _failure(code: int | None, node: PacsNode, what: str) -> PacsError:
+def _failure(code: int | None, node: PacsNode, what: str, assoc=None,
+             status_comment: str | None = None) -> PacsError:
+    if code is None and assoc is not None and assoc.is_aborted:
+        return PacsError(f"The PACS {node.aet}@{node.host}:{node.port} broke off the "
+                         f"association when we {what}: it may not allow this request from AE "
+                         f"title {assoc.ae.ae_title!r} (check the PACS's list of DICOM nodes).")
     if code is None:
         return PacsError(f"The PACS {node.aet}@{node.host}:{node.port} stopped answering while "
                          f"we {what} (no reply within {DIMSE_TIMEOUT:.0f} s, or the association "
                          "was aborted).")
     meaning = _STATUS.get(code) or _STATUS.get(code & 0xFF00) or "failure"
+    comment = str(status_comment or "").strip()
+    if comment:
+        meaning += f": {comment}"
     return PacsError(f"The PACS {node.aet}@{node.host}:{node.port} answered 0x{code:04X} "
                      f"({meaning}) when we {what}.")
 
@@ -194,7 +206,7 @@ def echo(node: PacsNode, *, calling_aet: str = DEFAULT_AET) -> float:
         status = assoc.send_c_echo()
         code = _status_code(status)
         if code != 0x0000:
-            raise _failure(code, node, "sent a C-ECHO")
+            raise _failure(code, node, "sent a C-ECHO", assoc)
     return time.perf_counter() - t0
 
 
@@ -271,7 +283,7 @@ def find(node: PacsNode, level: str, query: dict, *, calling_aet: str = DEFAULT_
             elif code == 0x0000:
                 break
             else:
-                raise _failure(code, node, "searched")
+                raise _failure(code, node, "searched", assoc)
     return rows
 
 
@@ -387,8 +399,8 @@ def _drain(responses: Iterable, assoc, node: PacsNode, cancel: Cancel, what: str
             continue
         if code in (0x0000, 0xB000):
             return status
-        raise _failure(code, node, what)
-    raise _failure(None, node, what)
+        raise _failure(code, node, what, assoc, status.get("ErrorComment"))
+    raise _failure(None, node, what, assoc)
 
 
 def _check_final(status: Dataset, rec: _Receiver, node: PacsNode, cancel: Cancel) -> None:
@@ -449,10 +461,15 @@ def _move(node, ident, rec, port, calling_aet, cancel) -> Dataset:
     try:
         with associate(node, [StudyRootQueryRetrieveInformationModelMove],
                        calling_aet=calling_aet, what="retrieve from") as assoc:
-            return _drain(assoc.send_c_move(ident, calling_aet,
-                                            StudyRootQueryRetrieveInformationModelMove),
-                          assoc, node, cancel, f"asked it to send the study to {calling_aet} "
-                          f"on port {port} (C-MOVE)")
+            try:
+                return _drain(assoc.send_c_move(ident, calling_aet,
+                                                StudyRootQueryRetrieveInformationModelMove),
+                              assoc, node, cancel, f"asked it to send the study to "
+                              f"{calling_aet} on port {port} (C-MOVE)")
+            except PacsError as e:
+                raise PacsError(f"{e.message} Does the PACS know the move destination "
+                                f"{calling_aet!r} with this computer's address and port "
+                                f"{port}? Or use C-GET.") from e
     finally:
         server.shutdown()
         scp.shutdown()
@@ -498,7 +515,7 @@ def store(files: Sequence[str | Path], node: PacsNode, *, calling_aet: str = DEF
             status = assoc.send_c_store(ds)
             code = _status_code(status)
             if code is None:
-                raise _failure(None, node, f"sent {Path(f).name}")
+                raise _failure(None, node, f"sent {Path(f).name}", assoc)
             if code != 0x0000 and (code & 0xF000) != 0xB000:
                 refused.append(f"{Path(f).name} (0x{code:04X})")
             if progress:
