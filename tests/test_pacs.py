@@ -317,3 +317,41 @@ def test_cancel_mid_retrieval_leaves_nothing(orthanc, demo_case, tmp_path):
         pacs.retrieve(orthanc.address, demo_case.study_uid, dest,
                       progress=lambda d, t: seen.append(d), cancel=lambda: len(seen) > 3)
     assert sorted(dest.rglob("*.dcm")) == before and not _leftovers(tmp_path)
+
+
+# --- the dialog -------------------------------------------------------------------------------
+
+def test_dialog_searches_groups_and_opens_the_retrieved_study(orthanc, demo_case, qtbot):
+    from tfesi_desktop.gui.pacs_dialog import PacsDialog
+
+    opened = []
+    dlg = PacsDialog(None, opened.append)
+    qtbot.addWidget(dlg)
+    dlg.pacs_box.setEditText(orthanc.address)
+    dlg.patient_id.setText(demo_case.patient_id)
+    dlg.search()
+    qtbot.waitUntil(lambda: not dlg.busy(), timeout=15000)
+    assert dlg.tree.topLevelItemCount() == 1  # one patient ...
+    patient = dlg.tree.topLevelItem(0)
+    assert demo_case.patient_id in patient.text(0) and patient.childCount() == 1  # ... a study
+    assert dlg.selected_study() == demo_case.study_uid and dlg.open_button.isEnabled()
+    dlg.retrieve_selected()
+    assert dlg.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: bool(opened), timeout=15000)
+    assert opened == [pacs.study_cache_dir(demo_case.study_uid)]
+    assert len(list(opened[0].rglob("*.dcm"))) >= 15  # with any results stored back
+
+
+def test_dialog_says_a_dead_pacs_is_dead_within_10_s(qtbot):
+    from tfesi_desktop.gui.pacs_dialog import PacsDialog
+
+    dlg = PacsDialog(None, lambda p: None)
+    qtbot.addWidget(dlg)
+    dlg.pacs_box.setEditText(f"ORTHANC@127.0.0.1:{_free_port()}")
+    t0 = time.monotonic()
+    dlg.search()
+    assert dlg.busy() and not dlg.search_button.isEnabled()  # the window does not wait
+    qtbot.waitUntil(lambda: not dlg.busy(), timeout=10000)
+    assert time.monotonic() - t0 < 10
+    assert dlg.status.text().startswith("Cannot reach the PACS")
+    assert dlg.search_button.isEnabled() and dlg.tree.topLevelItemCount() == 0
