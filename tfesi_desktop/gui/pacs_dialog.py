@@ -249,6 +249,7 @@ class PacsDialog(QDialog):
                     + (f", {r['sex']}" if r.get("sex") else "")])
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsSelectable)
                 self.tree.addTopLevelItem(item)
+                item.setFirstColumnSpanned(True)
                 patients[key] = item
             study = QTreeWidgetItem([
                 r.get("description") or "(no description)", _date_text(r.get("study_date")),
