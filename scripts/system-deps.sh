@@ -1,9 +1,11 @@
 #!/bin/sh
 # Debian packages the test suite needs beyond Python: Xvfb and the xcb libraries for a real Qt
-# window, poppler-utils to render and read PDF reports. Installs what is missing when run as
+# window, poppler-utils to render and read PDF reports, Orthanc (with its DICOMweb plugin) and
+# dcmtk as a real PACS and a second DICOM implementation for the PACS tests (Orthanc is started
+# by the tests themselves, never as a service). Installs what is missing when run as
 # root (as CI does); otherwise says what to install.
 set -eu
-need="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 poppler-utils"
+need="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 poppler-utils orthanc orthanc-dicomweb dcmtk"
 missing=""
 for p in $need; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -13,6 +15,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing:$missing"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    # the package enables a system Orthanc; the tests run their own on free loopback ports
+    if command -v systemctl >/dev/null; then systemctl disable --now orthanc >/dev/null 2>&1 || true; fi
 else
     echo "missing Debian packages:$missing (install them with apt-get; tests that need them skip)" >&2
 fi
