@@ -202,3 +202,41 @@ def test_study_runs_every_protocol_and_writes_the_report(cohort, tmp_path, capsy
     again = json.loads(capsys.readouterr().out)
     assert again["scores"]["cv_original"]["auc"]["auc"] == pytest.approx(
         s["arms"]["original"]["cv_pooled_auc"]["auc"], abs=1e-4)
+
+
+def test_learning_curve_on_nested_subsets(cohort, tmp_path, capsys, monkeypatch):
+    """`tfesi study --learning-curve`: nested, class-balanced subsets, cross-validated AUCs of
+    the CNN, the baseline and the generator per size, a table and a PNG. The network is again
+    replaced by a small logistic model (the real training runs in tests/test_training.py)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tfesi_desktop.core.training import study
+
+    seen = []
+
+    def quick_fit(regions, y, config, *, progress=None, train_idx=None, val_idx=None):
+        seen.append(len(regions))
+        x = np.stack([r.input().image for r in regions])[:, ::10, ::10, 0].reshape(len(y), -1)
+        clf = LogisticRegression(max_iter=2000).fit(x[train_idx], y[train_idx])
+        return None, {"validation_probabilities": clf.predict_proba(x[val_idx])[:, 1].tolist()}
+
+    monkeypatch.setattr(study, "fit_and_evaluate", quick_fit)
+    y = np.array([0, 1] * 50)
+    a, b = study.nested_subsets(y, [10, 40], seed=3)
+    assert set(a) <= set(b) and y[a].sum() == 5 and y[b].sum() == 20
+    out = tmp_path / "lc"
+    assert main(["study", str(cohort[0] / "manifest.csv"), "--out", str(out), "--init",
+                 "random", "--learning-curve", "4,6", "--folds", "2"]) == 0
+    text = capsys.readouterr().out
+    assert seen == [4, 4, 6, 6]  # two folds at each size
+    assert "handcrafted+logistic" in text and "generator (best achievable)" in text
+    assert "exceeds the handcrafted baseline" in text or "does not exceed" in text
+    data = json.loads((out / "learning_curve.json").read_text())
+    assert [r["patients"] for r in data["rows"]] == [4, 6]
+    assert (out / "learning_curve.csv").exists()
+    from PIL import Image
+
+    img = np.asarray(Image.open(out / "learning_curve.png").convert("L"))
+    assert img.shape[0] > 300 and img.std() > 10  # a drawn figure, not a blank page
+    assert main(["study", str(cohort[0] / "manifest.csv"), "--out", str(tmp_path / "x"),
+                 "--learning-curve", "1000"]) == 2

@@ -435,6 +435,24 @@ def cmd_study(args) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise TfesiError("This folder is not empty; choose another or add --force.", out)
+    if args.learning_curve:
+        from .core.training.study import learning_curve_text, run_learning_curve
+
+        try:
+            sizes = [int(v) for v in args.learning_curve.split(",") if v.strip()]
+        except ValueError:
+            raise TfesiError("--learning-curve takes sizes such as 100,200,300.") from None
+        if not sizes or min(sizes) < 2 * max(args.folds, 2):
+            raise TfesiError("--learning-curve needs sizes of at least twice the folds.")
+        result = run_learning_curve(
+            args.manifest, out, sizes, folds=max(args.folds, 2),
+            arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+            seed=args.seed, init=args.init, imagenet_weights=args.imagenet_weights,
+            progress=lambda m: print(m, file=sys.stderr, flush=True))
+        print(learning_curve_text(result), end="")
+        print(f"table and figure: {out}", file=sys.stderr)
+        return 0
     summary = run_study(args.manifest, out, folds=args.folds, ablation=not args.no_ablation,
                         baseline=not args.no_baseline, cv=args.folds > 1, epochs=args.epochs,
                         batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -733,6 +751,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--imagenet-weights", metavar="PATH")
     s.add_argument("--init", choices=("imagenet", "random"), default="imagenet")
+    s.add_argument("--learning-curve", metavar="N1,N2,...",
+                   help="cross-validate on nested subsets of these sizes instead")
+    s.add_argument("--arms", default="original",
+                   help="with --learning-curve: CNN arms, e.g. original,augmentation-off")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_study)
 
