@@ -589,7 +589,7 @@ class MainWindow(QMainWindow):
         self.gates = check_selection(sel, g, canal)
         block = blocking(self.gates, sel)
         if block:
-            p.side_warning.setText(gates_html(block))
+            p.side_warning.setText(gates_html(block, colour="white"))
             p.side_warning.show()
             p.override_button.setVisible(all(x.overridable for x in block))
         elif self.gates:
@@ -876,8 +876,7 @@ class MainWindow(QMainWindow):
             p.provenance_label.setText(provenance_html(r.prediction))
             p.cam_caption.setText(f"Relative attention\n(Grad-CAM of the "
                                   f"{r.prediction.cam_target}\nclass, inside the ROI)")
-        p.stale_label.setVisible(stale)
-        p.result_label.setEnabled(not stale)
+        p.stale_label.setVisible(stale)  # the result itself is greyed and struck through
         self._show_overlay()
         self._update_actions()
 

@@ -43,10 +43,10 @@ def result_html(pred, *, stale: bool = False) -> str:
                    "</small>")
 
 
-def gates_html(gates) -> str:
+def gates_html(gates, *, colour: str = "#b00020") -> str:
     lines = "".join(f"<li>{escape(g.message, quote=False)}</li>" for g in gates)
-    return (f"<b style='color:#b00020'>No result: the selection does not pass the safety "
-            f"checks.</b><ul style='margin:0'>{lines}</ul>")
+    return (f"<b style='color:{colour}'>No result: the selection does not pass the safety "
+            f"checks.</b><ul style='margin:0; color:{colour}'>{lines}</ul>")
 
 
 def provenance_html(pred) -> str:
