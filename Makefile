@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[gui,train,dev]'
 	touch $@
 
-run: setup
+# the window needs the same Debian packages as the tests (Qt's xcb plugin: libxcb-cursor0, ...)
+run: setup system-deps
 	$(BIN)/tfesi-desktop --demo
 
-# Debian packages the tests need (a real window under Xvfb, PDF rendering); installed when
-# missing and we may (root), otherwise listed.
+# Debian packages the window and the tests need (Qt's xcb plugin, Xvfb, PDF rendering); installed
+# when missing and we may (root), otherwise named with the command that installs them.
 system-deps:
 	@sh scripts/system-deps.sh
 

@@ -1,11 +1,13 @@
 #!/bin/sh
-# Debian packages the test suite needs beyond Python: Xvfb and the xcb libraries for a real Qt
-# window, poppler-utils to render and read PDF reports, Orthanc (with its DICOMweb plugin) and
-# dcmtk as a real PACS and a second DICOM implementation for the PACS tests (Orthanc is started
-# by the tests themselves, never as a service). Installs what is missing when run as
-# root (as CI does); otherwise says what to install.
+# Debian packages the program and its tests need beyond Python: the xcb libraries for a real Qt
+# window (make run), Xvfb for the end-to-end test, poppler-utils to render and read PDF reports,
+# Orthanc (with its DICOMweb plugin) and dcmtk as a real PACS and a second DICOM implementation
+# for the PACS tests (Orthanc is started by the tests themselves, never as a service).
+# Installs what is missing when run as root (as CI does); otherwise names the command to run.
+# Not Debian (no dpkg): says nothing and lets Qt report what it misses.
 set -eu
 need="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 poppler-utils orthanc orthanc-dicomweb dcmtk"
+command -v dpkg-query >/dev/null || exit 0
 missing=""
 for p in $need; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -18,5 +20,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # the package enables a system Orthanc; the tests run their own on free loopback ports
     if command -v systemctl >/dev/null; then systemctl disable --now orthanc >/dev/null 2>&1 || true; fi
 else
-    echo "missing Debian packages:$missing (install them with apt-get; tests that need them skip)" >&2
+    echo "missing Debian packages:$missing" >&2
+    echo "install them with:  sudo apt-get install -y$missing" >&2
+    echo "(without them the window may not open; tests that need them skip)" >&2
 fi

@@ -1,6 +1,6 @@
-"""The desktop window driven as a user drives it (pytest-qt, offscreen): open the demo study,
-scroll, draw the ROI with the mouse, predict, toggle the overlay, see warnings and skipped files,
-and find the work restored after a restart."""
+"""The desktop window driven as a user drives it (pytest-qt, offscreen): open, scroll, draw with
+the mouse, predict, undo, the safety gates, the browser, radiological display, restore after a
+restart. Thin: the rules themselves are tested without Qt (test_session.py, test_midline.py)."""
 
 import shutil
 import time
@@ -41,13 +41,19 @@ def _open_demo(qtbot, w):
                     and w.predictor is not None, timeout=30000)
 
 
+def _place_roi(qtbot, w, roi):
+    """Place an ROI (stored pixels) as a finished drag would."""
+    w.view.set_roi(roi)
+    w.view.roi_change_finished.emit()
+    qtbot.waitUntil(lambda: w.session.selection.roi == tuple(roi))
+
+
 def _roi_on_demo(qtbot, w, case):
     """Open the demo study, go to the manifest's slice and place its ROI (as if drawn)."""
     _open_demo(qtbot, w)
     w.set_slice(w.stack.find_slice(case.slice_key))
-    qtbot.waitUntil(lambda: w.current_values() is not None)
-    w.view.set_roi(case.roi)
-    w.view.roi_change_finished.emit()
+    qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
+    _place_roi(qtbot, w, case.roi)
 
 
 def _drag(w, x0, y0, x1, y1, button=Qt.MouseButton.LeftButton,
@@ -76,7 +82,7 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     w = window
     _open_demo(qtbot, w)
     assert w.stack.orientation_name() == "axial"  # the proposed axial T2 series
-    assert w.series_list.count() == 2 and w.skipped_button.text() == "No files skipped"
+    assert len(w.browser.series_items()) == 2 and w.skipped_button.text() == "No files skipped"
     n = len(w.stack.slices)
     assert w.slice_label.text().startswith(f"slice {n // 2 + 1} / {n}")
     assert {k: lab.text() for k, lab in w.view.letters.items()} == {
@@ -94,19 +100,22 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     assert w.index == 3
     # go to the manifest's slice and draw the ROI with Shift+drag
     w.slider.setValue(w.stack.find_slice(case.slice_key))
-    qtbot.waitUntil(lambda: w.current_values() is not None)
+    qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
     x, y, wd, ht = case.roi
     _drag(w, x, y, x + wd, y + ht)
     roi = w.view.roi_rect()
     assert roi is not None and abs(roi[0] - x) <= 2 and abs(roi[2] - wd) <= 2
-    assert w.side == case.side  # proposed from the ROI's position
+    assert w.session.selection.roi == roi
+    qtbot.waitUntil(lambda: w.side == case.side)  # proposed from the anatomy
+    assert "spinal canal" in w.side_hint.text()
     assert w.crop_preview.pixmap() is not None and not w.crop_preview.pixmap().isNull()
     # automatic prediction after the ROI stops moving
-    qtbot.waitUntil(lambda: w.prediction is not None, timeout=10000)
+    qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
     assert "%" in w.result_label.text() and "favourable outcome" in w.result_label.text()
     assert "Validated AUC" in w.performance_label.text()
     assert "not for clinical use" in w.disclaimer_label.text()
     assert w.prediction.provenance.sop_instance_uid == case.slice_key
+    assert w.prediction.provenance.roi_side == case.side
     assert w.view.overlay.image is not None
     # the overlay covers the ROI only
     r = w.view.overlay.mapRectToParent(w.view.overlay.boundingRect())
@@ -115,43 +124,105 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     assert w.view.overlay.image is None and not w.overlay_check.isChecked()
     qtbot.keyClick(w, Qt.Key.Key_O)
     assert w.view.overlay.image is not None
-    # moving the ROI makes the result stale
+    # moving the ROI makes the result stale: greyed and struck through, never green
     w.auto_check.setChecked(False)
-    w.view.set_roi((roi[0] + 3, roi[1], roi[2], roi[3]))
-    w.view.roi_change_finished.emit()
+    _place_roi(qtbot, w, (roi[0] + 3, roi[1], roi[2], roi[3]))
     assert w.stale_label.isVisible() and w.view.overlay.image is None
+    assert "<s>" in w.result_label.text() and "#1b5e20" not in w.result_label.text()
+    assert not w.actions_by_name["export"].isEnabled()
     qtbot.keyClick(w, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not w.stale_label.isVisible(), timeout=10000)
+
+
+def test_undo_redo_delete_and_a_length_never_moves_the_roi(qtbot, window, case):
+    w = window
+    _roi_on_demo(qtbot, w, case)
+    x, y, wd, ht = case.roi
+    _drag(w, x + 5, y + 5, x + 15, y + 9, modifiers=Qt.KeyboardModifier.NoModifier)  # move it
+    moved = w.session.selection.roi
+    assert moved != tuple(case.roi) and w.session.undo_text() == "Move ROI"  # one drag, one step
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert w.view.roi_rect() == tuple(case.roi) == w.session.selection.roi
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier
+                   | Qt.KeyboardModifier.ShiftModifier)
+    assert w.view.roi_rect() == moved
+    qtbot.keyClick(w, Qt.Key.Key_Delete)
+    assert w.view.roi_rect() is None and w.session.selection.roi is None
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert w.view.roi_rect() == moved
+    # L, then a drag that starts inside the ROI: a length, and the ROI stays put
+    qtbot.keyClick(w, Qt.Key.Key_L)
+    mx, my = moved[0] + moved[2] // 2, moved[1] + moved[3] // 2
+    _drag(w, mx, my, mx + 12, my, modifiers=Qt.KeyboardModifier.NoModifier)
+    assert w.view.roi_rect() == moved == w.session.selection.roi
+    (m,) = w.session.selection.measurements
+    assert m.length_mm(w.stack.geometry.spacing) == pytest.approx(
+        12 * w.stack.geometry.spacing[1], rel=0.15)
+    assert w.view.length_mm() == pytest.approx(m.length_mm(w.stack.geometry.spacing), rel=1e-3)
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert w.session.selection.measurements == () and not w.view.lengths
+    # a 3-pixel drag stays 3 pixels (never enlarged) and is refused for prediction
+    w.delete_roi()
+    qtbot.keyClick(w, Qt.Key.Key_D)
+    _drag(w, 60, 60, 63, 63, modifiers=Qt.KeyboardModifier.NoModifier)
+    roi = w.session.selection.roi
+    assert roi is not None and roi[2] <= 4 and roi[3] <= 4
+    qtbot.waitUntil(lambda: "at least 16" in w.result_label.text())
+    assert w.session.current_result() is None
 
 
 def test_window_level_never_changes_the_prediction(qtbot, window, case):
     w = window
     _roi_on_demo(qtbot, w, case)
-    qtbot.waitUntil(lambda: w.prediction is not None, timeout=10000)
-    p1 = w.prediction.probability
+    qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
+    first = w.prediction
     _drag(w, 100, 100, 160, 60, button=Qt.MouseButton.RightButton,
           modifiers=Qt.KeyboardModifier.NoModifier)  # right-drag: window/level
     c, width = w.view.levels()
     assert (c, width) != w.levels_by_stack.get(w.stack.key)
+    w.session.works[w.session.study_uid].result = None  # forget it: a new prediction
     w.predict()
-    qtbot.waitUntil(lambda: w.prediction.probability is not None and not w.busy(),
-                    timeout=10000)
-    assert w.prediction.probability == pytest.approx(p1, abs=1e-9)
+    qtbot.waitUntil(lambda: w.prediction is not None and w.prediction is not first
+                    and not w.busy(), timeout=10000)
+    assert w.prediction.probability == pytest.approx(first.probability, abs=1e-9)
     qtbot.keyClick(w, Qt.Key.Key_R)  # reset to the series default
     assert w.view.levels() == pytest.approx(w.levels_by_stack[w.stack.key], rel=1e-6)
 
 
-def test_side_mismatch_warning_and_mask(qtbot, window, case):
+def test_side_mismatch_is_refused_until_overridden_and_mask(qtbot, window, case, tmp_path):
     w = window
     _roi_on_demo(qtbot, w, case)
+    qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
     other = "right" if case.side == "left" else "left"
     w.side_buttons[other].click()
     assert w.side == other
     assert w.side_warning.isVisible() and f"patient's {case.side} side" in w.side_warning.text()
+    assert w.override_button.isVisible()
+    qtbot.wait(600)  # auto-predict would have fired by now
+    assert w.session.current_result() is None and "No result" in w.result_label.text()
+    assert not w.actions_by_name["export"].isEnabled() and w.export_report() is None
+    w.override_button.click()
+    qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
+    assert w.prediction.provenance.override.startswith("OVERRIDE")
+    assert "OVERRIDE" in w.result_label.text()
     w.side_buttons[case.side].click()
     assert not w.side_warning.isVisible()
     qtbot.keyClick(w, Qt.Key.Key_M)
     assert "hidden" in w.view.corner_left.text() and "SYN" not in w.view.corner_left.text()
+    assert all("SYN" not in i.text(0) for i in w.browser.findItems(
+        "*", Qt.MatchFlag.MatchWildcard | Qt.MatchFlag.MatchRecursive))
+
+
+def test_too_small_roi_is_refused_not_enlarged(qtbot, window, case):
+    w = window
+    _roi_on_demo(qtbot, w, case)
+    x, y = case.roi[:2]
+    _place_roi(qtbot, w, (x, y, 10, 10))
+    w.set_side(case.side)
+    qtbot.wait(600)
+    assert w.session.selection.roi == (x, y, 10, 10)
+    assert w.session.current_result() is None and "at least 16" in w.result_label.text()
+    assert not w.override_button.isVisible()
 
 
 def test_broken_files_are_listed_and_the_rest_opens(qtbot, window, tmp_path):
@@ -160,9 +231,13 @@ def test_broken_files_are_listed_and_the_rest_opens(qtbot, window, tmp_path):
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00" * 40)
     (tmp_path / "readme.txt").write_text("not DICOM")
+    (tmp_path / "copy").mkdir()
+    for f in sorted(demo_study().iterdir())[:4]:
+        shutil.copy(f, tmp_path / "copy" / f.name)  # the same instances twice
     w.open_paths([str(tmp_path)])
     qtbot.waitUntil(lambda: w.stack is not None, timeout=30000)
     assert w.skipped_button.text().startswith("1 file skipped")
+    assert "duplicate" in w.messages.text()
     w.skipped_button.click()
     from PySide6.QtWidgets import QTableWidget
 
@@ -176,31 +251,90 @@ def test_a_bad_folder_gives_a_message_and_the_window_stays_usable(qtbot, window,
     (tmp_path / "a.txt").write_text("x")
     w.open_paths([str(tmp_path)])
     qtbot.waitUntil(lambda: w.last_error is not None, timeout=10000)
-    assert "No DICOM images" in w.last_error
+    assert "No DICOM images" in w.last_error and w.messages.isVisible()
     _open_demo(qtbot, w)  # still works afterwards
 
 
-def test_roi_slice_side_level_survive_a_restart(qtbot, case):
+def test_predict_before_the_model_says_so_and_a_restored_roi_is_predicted(qtbot, case):
     w = MainWindow()
     qtbot.addWidget(w)
     w.show()
-    _open_demo(qtbot, w)
-    idx = w.stack.find_slice(case.slice_key)
-    w.set_slice(idx)
-    qtbot.waitUntil(lambda: w.current_values() is not None)
-    w.view.set_roi(case.roi)
-    w.view.roi_change_finished.emit()
+    _roi_on_demo(qtbot, w, case)
     w.set_level("C6")
     w.close()
-    w2 = MainWindow()
+    w2 = MainWindow(load_model=False)
     qtbot.addWidget(w2)
     w2.show()
-    _open_demo(qtbot, w2)
+    w2.open_paths([str(demo_study())])
     qtbot.waitUntil(lambda: w2.view.roi_rect() is not None, timeout=10000)
-    assert w2.index == idx and w2.view.roi_rect() == tuple(case.roi)
-    assert w2.side == case.side and w2.level == "C6"
-    assert w2.level_combo.currentText() == "C6"
+    assert w2.view.roi_rect() == tuple(case.roi) and w2.side == case.side
+    assert w2.level == "C6" and w2.level_combo.currentText() == "C6"
+    qtbot.keyClick(w2, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
+    assert "still loading" in w2.messages.text()
+    w2.load_model()
+    qtbot.waitUntil(lambda: w2.session.current_result() is not None, timeout=20000)
+    assert w2.prediction.provenance.level == "C6"
     w2.close()
+
+
+def test_three_patients_never_share_state_and_sagittal_round_trip_keeps_all(qtbot, window,
+                                                                           tmp_path):
+    import json
+
+    from tfesi_desktop.core.synth.cohort import make_cohort
+
+    make_cohort(tmp_path, patients=3, seed=4, jobs=1)
+    w = window
+    w.open_paths([str(tmp_path)])
+    qtbot.waitUntil(lambda: w.stack is not None and w.current_values() is not None
+                    and w.predictor is not None, timeout=30000)
+    assert w.browser.topLevelItemCount() == 3
+    first_study = w.session.study_uid
+    qtbot.waitUntil(lambda: w._canal()[0])
+    _place_roi(qtbot, w, (100, 100, 40, 40))
+    w.set_level("C6")
+    before = w.session.selection
+    # Ctrl+] into the next series (the sagittal localizer) and back: nothing lost
+    qtbot.keyClick(w, Qt.Key.Key_BracketRight, Qt.KeyboardModifier.ControlModifier)
+    assert w.session.series_key != before.series_key
+    qtbot.keyClick(w, Qt.Key.Key_BracketLeft, Qt.KeyboardModifier.ControlModifier)
+    assert w.session.selection == before and w.view.roi_rect() == before.roi
+    # into the other patients: patient 0's file keeps patient 0's work only
+    for _ in range(4):
+        qtbot.keyClick(w, Qt.Key.Key_BracketRight, Qt.KeyboardModifier.ControlModifier)
+    assert w.session.study_uid != first_study
+    d = json.loads(w.session.store.file(first_study).read_text())
+    assert d["study_uid"] == first_study
+    assert any(x["roi"] == list(before.roi) for x in d["selections"])
+    w.session.show_study(first_study)
+    assert w.session.selection == before
+
+
+def test_mirrored_off_centre_study_is_shown_radiologically_with_the_side_from_anatomy(
+        qtbot, window, tmp_path):
+    from tests.offcentre import offcentre_patient
+    from tfesi_desktop.core.geometry import Dihedral
+    from tfesi_desktop.core.synth.cohort import render_axial, write_study
+
+    p = offcentre_patient(centre=(30.0, 0.0), rotation_deg=10.0,
+                          dihedral=Dihedral(flip_rows=True, flip_cols=True), side="right")
+    row = write_study(p, tmp_path / "study")
+    w = window
+    w.open_paths([str(tmp_path / "study")])
+    qtbot.waitUntil(lambda: w.stack is not None and w.predictor is not None, timeout=30000)
+    w.set_slice(w.stack.find_slice(row["sop_instance_uid"]))
+    qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
+    assert {k: lab.text() for k, lab in w.view.letters.items()} == {
+        "top": "A", "bottom": "P", "left": "R", "right": "L"}
+    shown = w.view.image.image
+    canon = render_axial(p, only=p.narrowest_index)[p.narrowest_index]
+    assert np.array_equal(shown, canon)  # the display is the canonical (radiological) image
+    roi = (row["roi_x"], row["roi_y"], row["roi_w"], row["roi_h"])
+    _place_roi(qtbot, w, roi)
+    qtbot.waitUntil(lambda: w.side == "right")  # not "left", as the image centre said
+    assert w.view.roi_rect() == roi
+    r = w.view.roi.pos()
+    assert (round(r.x()), round(r.y())) == p.roi_canonical[:2]  # drawn where the anatomy is
 
 
 def test_gui_thread_never_stalls_long(qtbot):
@@ -225,10 +359,11 @@ def test_export_report_from_the_window(qtbot, window, case, tmp_path):
     _open_demo(qtbot, w)
     assert w.export_report() is None and "Predict first" in w.last_error
     w.set_slice(w.stack.find_slice(case.slice_key))
-    qtbot.waitUntil(lambda: w.current_values() is not None)
-    w.view.set_roi(case.roi)
-    w.view.roi_change_finished.emit()
-    qtbot.waitUntil(lambda: w.prediction is not None and not w._stale(), timeout=10000)
+    qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
+    _place_roi(qtbot, w, case.roi)
+    qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
+    w.set_level("C6")  # after predicting: panel and report agree
+    assert "level C6" in w.provenance_label.text()
     dlg = w.export_report()
     assert dlg.anonymize.isChecked()  # anonymized unless the physician unticks it
     out = tmp_path / "from-window.pdf"
@@ -242,7 +377,7 @@ def test_export_report_from_the_window(qtbot, window, case, tmp_path):
         text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True,
                               text=True).stdout
         assert "Dr. Window Test" in text and "Written from the export dialog" in text
-        assert w.study.patient_id not in text
+        assert w.study.patient_id not in text and "level C6" in text
     # an unwritable target: a clear message, the window stays usable
     dlg = w.export_report()
     dlg.path.setText(str(tmp_path / "missing-folder" / "x.pdf"))

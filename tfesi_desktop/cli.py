@@ -156,17 +156,26 @@ def _load_predictor(model: str | None):
 
 
 def run_prediction(args):
-    """Scan, pick series and slice, predict: shared by predict and report."""
-    from .core.dicom import scan
-    from .core.runtime import predict_slice
+    """Open, select, check the safety gates and predict through the commands the window uses:
+    shared by predict and report. Returns (scan, stack, index, predictor, outcome)."""
+    from .core.commands import open_study, predict_selection
+    from .core.session import Selection
 
-    result = scan(args.path)
+    opened = open_study(args.path)
+    for note in opened.notes:
+        print(f"note: {note}", file=sys.stderr)
+    result = opened.scan
     stack = result.find_stack(args.series)
     index = stack.find_slice(args.slice)
+    selection = Selection(stack.study_uid, stack.key, stack.slices[index].key,
+                          _roi_arg(args.roi), args.side, args.level,
+                          overrides=("canal", "midline", "side") if args.allow_side_mismatch
+                          else ())
     predictor = _load_predictor(args.model)
-    pred, mi = predict_slice(predictor, stack, index, _roi_arg(args.roi), args.side,
-                             level=args.level, allow_side_mismatch=args.allow_side_mismatch)
-    return result, stack, index, predictor, pred, mi
+    outcome = predict_selection(predictor, stack, selection)
+    if outcome.prediction.provenance.override:
+        print(f"warning: {outcome.prediction.provenance.override}", file=sys.stderr)
+    return result, stack, index, predictor, outcome
 
 
 def prediction_json(predictor, pred) -> dict:
@@ -179,7 +188,10 @@ def prediction_json(predictor, pred) -> dict:
 
 
 def cmd_predict(args) -> int:
-    _, stack, index, predictor, pred, _ = run_prediction(args)
+    from .core.runtime import format_probability
+
+    _, stack, index, predictor, outcome = run_prediction(args)
+    pred = outcome.prediction
     out = prediction_json(predictor, pred)
     if args.heatmap:
         from .core.dicom import default_window, modality_values
@@ -197,7 +209,8 @@ def cmd_predict(args) -> int:
         print(json.dumps(out, indent=1))
         return 0
     print(f"Probability of a favourable outcome (>= 50 % pain reduction at 2 months): "
-          f"{100 * pred.probability:.1f} %  ->  {pred.label} (threshold {pred.threshold:.2f})")
+          f"{format_probability(pred.probability)}  ->  {pred.label} "
+          f"(threshold {pred.threshold:.2f})")
     print(predictor.bundle.validated_performance())
     print(predictor.bundle.disclaimer())
     print(f"model {out['model_name']} {out['model_version']} sha256 {out['model_sha256']}")
@@ -212,21 +225,18 @@ def cmd_predict(args) -> int:
 # --- tfesi report ------------------------------------------------------------------------------
 
 def cmd_report(args) -> int:
-    from .core.report import report_inputs, write_report
+    from .core.commands import write_report
+    from .core.runtime import format_probability
 
     t0 = time.perf_counter()
-    result, stack, index, predictor, pred, mi = run_prediction(args)
-    inp = report_inputs(pred, predictor.bundle, result.study_of(stack), stack, index, mi,
-                        level=args.level, comment=args.comment or "",
-                        physician=args.physician or "", anonymize=args.anonymize,
-                        paper=args.paper)
-    out = write_report(inp, args.out)
+    result, _, _, predictor, outcome = run_prediction(args)
+    out, dcm, _ = write_report(outcome, predictor.bundle, result, args.out,
+                               comment=args.comment or "", physician=args.physician or "",
+                               anonymize=args.anonymize, paper=args.paper, dicom=args.dicom)
     print(f"report written to {out} in {time.perf_counter() - t0:.2f} s "
-          f"(probability of a favourable outcome {100 * pred.probability:.1f} %)")
-    if args.dicom:
-        from .core.report import encapsulate_pdf
-
-        dcm = encapsulate_pdf(out, result.study_of(stack), stack, anonymize=args.anonymize)
+          f"(probability of a favourable outcome "
+          f"{format_probability(outcome.prediction.probability)})")
+    if dcm:
         print(f"DICOM Encapsulated PDF written to {dcm}")
     if args.sr or args.sc:
         from .core import results_dicom
@@ -778,8 +788,10 @@ def _prediction_args(s) -> None:
                    help="injection side (the patient's)")
     s.add_argument("--level", choices=("C5", "C6", "C7", "C8"))
     s.add_argument("--model", help="model bundle folder (default: installed or demo model)")
-    s.add_argument("--allow-side-mismatch", action="store_true",
-                   help="go on although the ROI is on the other side of the midline")
+    s.add_argument("--allow-side-mismatch", "--override", action="store_true",
+                   help="confirm an override of the side safety gates (ROI on the other side "
+                        "of the spinal canal, across it, or canal not found): recorded in the "
+                        "provenance and printed on the report")
 
 
 def main(argv: list[str] | None = None) -> int:

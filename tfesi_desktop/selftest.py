@@ -14,24 +14,26 @@ def self_test(model: str | None = None) -> int:
     t0 = time.perf_counter()
     try:
         from .core.bundle import default_bundle_path
-        from .core.dicom import scan
+        from .core.commands import open_study, predict_selection, write_report
         from .core.manifest import read_manifest
         from .core.paths import demo_manifest
-        from .core.report import report_inputs, write_report
-        from .core.runtime import Predictor, predict_slice
+        from .core.runtime import Predictor
+        from .core.session import Selection
 
         predictor = Predictor(Path(model) if model else default_bundle_path())
         (case,) = read_manifest(demo_manifest())
-        result = scan(case.study_path)
+        result = open_study(case.study_path).scan
         stack = result.find_stack(case.series_uid)
-        index = stack.find_slice(case.slice_key)
-        pred, mi = predict_slice(predictor, stack, index, case.roi, case.side, level="C6")
+        selection = Selection(stack.study_uid, stack.key, case.slice_key, case.roi, case.side,
+                              "C6")
+        outcome = predict_selection(predictor, stack, selection)
+        pred = outcome.prediction
         assert 0.0 <= pred.probability <= 1.0 and pred.cam_roi.shape == case.roi[:1:-1]
         assert pred.cam_input.max() <= 1.0 and pred.cam_input.min() >= 0.0
+        assert outcome.roi_side == case.side  # the side from the anatomy agrees
         with tempfile.TemporaryDirectory(prefix="tfesi-selftest-") as tmp:
-            inp = report_inputs(pred, predictor.bundle, result.study_of(stack), stack, index,
-                                mi, level="C6", anonymize=True)
-            out = write_report(inp, Path(tmp) / "self-test.pdf")
+            out, _, _ = write_report(outcome, predictor.bundle, result,
+                                     Path(tmp) / "self-test.pdf", anonymize=True)
             size = out.stat().st_size
             assert size > 10_000 and out.read_bytes()[:5] == b"%PDF-"
     except Exception as e:  # noqa: BLE001 - a self-test reports every failure the same way

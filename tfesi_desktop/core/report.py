@@ -121,10 +121,33 @@ def _png(rgb: np.ndarray):
     return ImageReader(buf)
 
 
+def _radiological(inp: ReportInputs):
+    """(dihedral, geometry) bringing the slice to radiological orientation, as the viewer and
+    the model input do (identity for a slice that is not axial)."""
+    from .geometry import Dihedral
+
+    g = inp.stack.slices[inp.index].geometry
+    try:
+        return g.canonical_transform(), g
+    except TfesiError:
+        return Dihedral(), g
+
+
 def _slice_picture(inp: ReportInputs) -> np.ndarray:
-    grey = render.windowed(inp.slice_values, *inp.window)
-    roi = inp.prediction.provenance.roi
+    """The slice in radiological orientation with the ROI outlined (the ROI is kept in stored
+    pixels and mapped with the same transform)."""
+    d, _ = _radiological(inp)
+    grey = np.ascontiguousarray(d.apply(render.windowed(inp.slice_values, *inp.window)))
+    roi = d.rect_to_canonical(inp.prediction.provenance.roi, inp.slice_values.shape)
     return _outline(render.overlay(grey, None, roi, outline=(255, 220, 0)), roi)
+
+
+def _slice_letters(inp: ReportInputs) -> dict[str, str]:
+    from .geometry import SliceGeometry
+
+    d, g = _radiological(inp)
+    r, c = d.directions(g.row_cos, g.col_cos)
+    return SliceGeometry(g.position, tuple(r), tuple(c), g.spacing, g.shape).edge_letters()
 
 
 def _outline(rgb: np.ndarray, roi) -> np.ndarray:
@@ -216,6 +239,16 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                  colors.HexColor("#8b0000") if b.synthetic else colors.black)
             yy -= 11.5
         y -= bh + 14
+        if prov.override:  # a safety gate the user overrode: impossible to miss
+            lines = simpleSplit(prov.override, "Vera-Bold", 10, W - 2 * M - 12)
+            bh = 8 + 12.5 * len(lines)
+            c.setFillColor(colors.HexColor("#b00020"))
+            c.rect(M, y - bh, W - 2 * M, bh, fill=1, stroke=0)
+            yy = y - 14
+            for ln in lines:
+                text(M + 6, yy, ln, 10, "Vera-Bold", colors.white)
+                yy -= 12.5
+            y -= bh + 12
 
         # patient and study
         text(M, y, "Patient and study", 11, "Vera-Bold")
@@ -234,11 +267,14 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                        f"({stack.orientation_name()})"),
             ("Slice", f"{inp.index + 1} of {len(stack.slices)}"
                       + (f", position {pos[inp.index]:.1f} mm" if pos else "")),
-            ("Injection", f"patient {prov.side} side, level {inp.level or '-'}"),
+            ("Injection", f"patient {prov.side} side, level "
+                          f"{inp.level or 'NOT GIVEN (no level was recorded)'}"),
         ]
         for k, v in rows:
             text(M, y, k, 9, "Vera-Bold")
-            text(M + 80, y, str(v), 9)
+            text(M + 80, y, str(v), 9, "Vera-Bold" if k == "Injection" and not inp.level
+                 else "Vera", colors.HexColor("#b00020") if k == "Injection" and not inp.level
+                 else colors.black)
             y -= 12
         y -= 6
 
@@ -248,14 +284,14 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         sl = _slice_picture(inp)
         h_img = size * sl.shape[0] / sl.shape[1]
         c.drawImage(_png(sl), M, img_top - h_img, size, h_img)
-        letters = stack.slices[inp.index].geometry.edge_letters()
+        letters = _slice_letters(inp)
         c.setFillColor(colors.black)
         text(M + size / 2 - 3, img_top + 3, letters["top"], 9, "Vera-Bold")
         text(M + size / 2 - 3, img_top - h_img - 10, letters["bottom"], 9, "Vera-Bold")
         text(M - 11, img_top - h_img / 2, letters["left"], 9, "Vera-Bold")
         text(M + size + 3, img_top - h_img / 2, letters["right"], 9, "Vera-Bold")
-        text(M, img_top - h_img - 20, "Slice with the ROI (yellow), as stored; letters: "
-                                      "patient directions", 7)
+        text(M, img_top - h_img - 20, "Slice with the ROI (yellow), radiological view; "
+                                      "letters: patient directions", 7)
         x2 = M + size + 30
         crop = np.clip(inp.crop, 0, 255).astype(np.uint8)
         c.drawImage(_png(np.repeat(crop[..., None], 3, 2)), x2, img_top - 120, 120, 120)

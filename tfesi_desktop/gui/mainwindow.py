@@ -1,7 +1,9 @@
-"""The main window: open a study, pick the series and slice, draw the ROI, choose side and
-level, see the canonical crop, predict, and see the result with its Grad-CAM overlay.
+"""The main window: a view of a :class:`~..core.session.Session` (docs/architecture.md).
 
-Everything slow runs in workers (:mod:`.workers`); results come back to slots of this window.
+User input becomes session edits (one per finished drag, click or key); session events redraw
+the widgets. The window keeps no copy of the selection, only caches of what is slow to compute
+(decoded slices, the canal found on a slice, window levels). Everything slow runs in workers
+(:mod:`.workers`) whose results come back to slots of this window.
 """
 
 from __future__ import annotations
@@ -11,26 +13,16 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer, Slot
-from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
-    QButtonGroup,
-    QCheckBox,
-    QComboBox,
     QDialog,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QRadioButton,
     QScrollArea,
-    QSlider,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -39,20 +31,26 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.bundle import default_bundle_path
-from ..core.dicom import cached_values, default_window, modality_values, propose_stack
+from ..core.commands import blocking, check_selection, find_anatomy, open_study
+from ..core.commands import predict_selection as _predict_selection
+from ..core.dicom import cached_values, default_window, modality_values
 from ..core.errors import TfesiError
+from ..core.midline import roi_position
 from ..core.paths import data_dir
-from ..core.preprocess import MIN_ROI_PIXELS, model_input, roi_side
+from ..core.preprocess import MIN_ROI_PIXELS, model_input
 from ..core.render import heat_colours
-from ..core.runtime import Predictor, predict_slice
-from ..core.study_state import StudyState, load_state, save_state
-from .report_dialog import ReportMixin
-from .viewer import SliceView, colour_bar_pixmap, grey_pixmap
+from ..core.runtime import Predictor
+from ..core.session import Measurement, Session, StateStore
+from .actions import build_menus
+from .report_controller import ReportController
+from .result_view import gates_html, provenance_html, result_html
+from .side_panel import MessageArea, SidePanel
+from .viewer import SliceView, display_letters, display_transform, grey_pixmap
 from .workers import Worker
 
 log = logging.getLogger(__name__)
 APP_TITLE = "TFESI Desktop"
-LEVELS = ("C5", "C6", "C7", "C8")
+_PENDING = object()  # canal search under way
 
 
 def settings() -> QSettings:
@@ -61,39 +59,40 @@ def settings() -> QSettings:
     return QSettings(str(path), QSettings.Format.IniFormat)
 
 
-class MainWindow(ReportMixin, QMainWindow):
-    def __init__(self, *, model_path: str | Path | None = None, load_model: bool = True):
+class MainWindow(QMainWindow):
+    def __init__(self, *, model_path: str | Path | None = None, load_model: bool = True,
+                 store: StateStore | None = None):
         super().__init__()
         self.pool = QThreadPool.globalInstance()
         self._workers: dict[object, Worker] = {}
-        self.result = None
-        self.stack = None
-        self.study = None
-        self.index = 0
+        self.session = Session(store)
+        self.session.subscribe(self._session_changed)
         self.predictor: Predictor | None = None
-        self.prediction = None
-        self.prediction_key = None
-        self.model_input = None
-        self.side: str | None = None
-        self.level: str | None = None
-        self.state: StudyState | None = None
         self.levels_by_stack: dict[str, tuple[float, float]] = {}
+        self.canals: dict[str, object] = {}  # slice key -> Canal | None | _PENDING
+        self.gates: list | None = []  # the current selection's gates (None: not known yet)
+        self.model_input = None
         self.last_error: str | None = None
-        self.last_report = None
-        self.report_dialog = None
-        self._restoring = False
+        self._shown: str | None = None  # slice key whose values are on the screen
+        self._shown_measurements = None
+        self._first_image = True
+        self._predicting = None  # model key of the prediction under way
+        self._predict_pending = False  # predict as soon as model, slice and canal are ready
         self._scan_worker: Worker | None = None
+        self._scan_paths: list[str] = []
         # True once the model worker has imported scikit-image and pydicom: until then the GUI
         # thread must not import them (it would wait for the worker's import lock: a stall)
         self._warm = False
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_TITLE)
         self._build()
-        self._build_menus()
+        self.actions_by_name = build_menus(self)
+        self.report = ReportController(self)
+        self._refresh_recent()
         self._restore_geometry()
         self._auto_timer = QTimer(self, singleShot=True, interval=350)
         self._auto_timer.timeout.connect(self._auto_predict)
-        self._update_enabled()
+        self._update_actions()
         if load_model:
             self.load_model(model_path)
 
@@ -104,143 +103,31 @@ class MainWindow(ReportMixin, QMainWindow):
         self.view.slice_step.connect(self.step_slice)
         self.view.roi_changed.connect(self._roi_moving)
         self.view.roi_change_finished.connect(self._roi_finished)
+        self.view.roi_refused.connect(self._roi_refused)
+        self.view.measurement_drawn.connect(self._measurement_drawn)
+        self.view.measurement_moved.connect(self._measurement_moved)
 
-        side = QWidget()
-        side.setFixedWidth(390)  # labels wrap inside it; the scroll area never cuts them off
-        col = QVBoxLayout(side)
-        col.setContentsMargins(6, 6, 6, 6)
-
-        g = QGroupBox("Series")
-        lay = QVBoxLayout(g)
-        self.series_list = QListWidget()
-        self.series_list.setIconSize(self.series_list.iconSize() * 3)
-        self.series_list.setMinimumHeight(90)
-        self.series_list.setMaximumHeight(120)
-        self.series_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.series_list.currentRowChanged.connect(self._series_chosen)
-        lay.addWidget(self.series_list)
-        self.skipped_button = QPushButton("No files skipped")
-        self.skipped_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.skipped_button.clicked.connect(self.show_skipped)
-        lay.addWidget(self.skipped_button)
-        col.addWidget(g)
-
-        g = QGroupBox("Slice")
-        lay = QVBoxLayout(g)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.slider.valueChanged.connect(self.set_slice)
-        self.slice_label = QLabel("no study open")
-        lay.addWidget(self.slider)
-        lay.addWidget(self.slice_label)
-        col.addWidget(g)
-
-        g = QGroupBox("Injection")
-        form = QFormLayout(g)
-        sides = QHBoxLayout()
-        self.side_group = QButtonGroup(self)
-        self.side_buttons = {}
-        for name in ("right", "left"):
-            b = QRadioButton(f"patient {name}")
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            self.side_group.addButton(b)
-            self.side_buttons[name] = b
-            sides.addWidget(b)
-            b.toggled.connect(self._side_toggled)
-        form.addRow("Side", sides)
-        self.level_combo = QComboBox()
-        self.level_combo.addItems(["-", *LEVELS])
-        self.level_combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.level_combo.currentTextChanged.connect(self._level_chosen)
-        form.addRow("Level", self.level_combo)
-        self.side_hint = QLabel("")
-        self.side_hint.setWordWrap(True)
-        form.addRow(self.side_hint)
-        self.side_warning = QLabel("")
-        self.side_warning.setWordWrap(True)
-        self.side_warning.setStyleSheet("color: white; background: #b00020; padding: 4px;")
-        self.side_warning.hide()
-        form.addRow(self.side_warning)
-        col.addWidget(g)
-
-        g = QGroupBox("Prediction")
-        lay = QVBoxLayout(g)
-        row = QHBoxLayout()
-        self.predict_button = QPushButton("Predict  (Ctrl+P)")
-        self.predict_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.predict_button.clicked.connect(self.predict)
-        self.auto_check = QCheckBox("automatically")
-        self.auto_check.setChecked(True)
-        self.auto_check.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        row.addWidget(self.predict_button)
-        row.addWidget(self.auto_check)
-        lay.addLayout(row)
-        self.result_label = QLabel("No prediction yet.")
-        self.result_label.setWordWrap(True)
-        self.result_label.setTextFormat(Qt.TextFormat.RichText)
-        lay.addWidget(self.result_label)
-        self.stale_label = QLabel("The result no longer matches the ROI, slice or side: "
-                                  "predict again.")
-        self.stale_label.setWordWrap(True)
-        self.stale_label.setStyleSheet("color: black; background: #ffd54f; padding: 4px;")
-        self.stale_label.hide()
-        lay.addWidget(self.stale_label)
-        self.performance_label = QLabel("")
-        self.performance_label.setWordWrap(True)
-        lay.addWidget(self.performance_label)
-        self.disclaimer_label = QLabel("")
-        self.disclaimer_label.setWordWrap(True)
-        self.disclaimer_label.setStyleSheet("color: #b00020; font-weight: bold;")
-        lay.addWidget(self.disclaimer_label)
-        over = QHBoxLayout()
-        self.overlay_check = QCheckBox("Grad-CAM overlay (O)")
-        self.overlay_check.setChecked(True)
-        self.overlay_check.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.overlay_check.toggled.connect(self._refresh_overlay)
-        self.opacity = QSlider(Qt.Orientation.Horizontal)
-        self.opacity.setRange(0, 100)
-        self.opacity.setValue(40)
-        self.opacity.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.opacity.valueChanged.connect(self._refresh_overlay)
-        over.addWidget(self.overlay_check)
-        over.addWidget(QLabel("opacity"))
-        over.addWidget(self.opacity, 1)
-        lay.addLayout(over)
-        bar = QHBoxLayout()
-        self.colour_bar = QLabel()
-        self.colour_bar.setPixmap(colour_bar_pixmap(90, 14))
-        bar.addWidget(self.colour_bar)
-        ends = QVBoxLayout()
-        ends.addWidget(QLabel("high"))
-        ends.addStretch(1)
-        ends.addWidget(QLabel("low"))
-        bar.addLayout(ends)
-        bar.addWidget(QLabel("Relative attention\n(Grad-CAM of the favourable\nclass, inside "
-                             "the ROI)"), 1)
-        lay.addLayout(bar)
-        self.provenance_label = QLabel("")
-        self.provenance_label.setWordWrap(True)
-        self.provenance_label.setTextFormat(Qt.TextFormat.RichText)
-        self.provenance_label.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.provenance_label.setStyleSheet("color: #555; font-size: 8pt;")
-        lay.addWidget(self.provenance_label)
-        col.addWidget(g)
-        g = QGroupBox("Model input (as the network sees it)")
-        lay = QHBoxLayout(g)
-        self.crop_preview = QLabel()
-        self.crop_preview.setFixedSize(150, 150)
-        self.crop_preview.setStyleSheet("background: black;")
-        self.crop_caption = QLabel("Draw a rectangle around the foramen\n(D, or Shift+drag).")
-        self.crop_caption.setWordWrap(True)
-        lay.addWidget(self.crop_preview)
-        lay.addWidget(self.crop_caption, 1)
-        col.addWidget(g)
-
-        col.addStretch(1)
+        p = self.panel = SidePanel()
+        p.browser.series_chosen.connect(self._series_chosen)
+        p.skipped_button.clicked.connect(self.show_skipped)
+        p.slider.valueChanged.connect(self.set_slice)
+        p.side_chosen.connect(self.set_side)
+        p.level_chosen.connect(self.set_level)
+        p.override_confirmed.connect(self.confirm_override)
+        p.predict_button.clicked.connect(self.predict)
+        p.overlay_check.toggled.connect(self._show_overlay)
+        p.opacity.valueChanged.connect(self._show_overlay)
+        # the widgets tests and scripts reach for, by their old names
+        for name in ("slider", "slice_label", "side_buttons", "level_combo", "side_hint",
+                     "side_warning", "predict_button", "auto_check", "result_label",
+                     "stale_label", "performance_label", "disclaimer_label", "overlay_check",
+                     "opacity", "provenance_label", "crop_preview", "crop_caption",
+                     "skipped_button", "override_button"):
+            setattr(self, name, getattr(p, name))
+        self.browser = p.browser
 
         scroll = QScrollArea()
-        scroll.setWidget(side)
+        scroll.setWidget(p)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFixedWidth(410)
@@ -248,7 +135,14 @@ class MainWindow(ReportMixin, QMainWindow):
         split.addWidget(self.view)
         split.addWidget(scroll)
         split.setStretchFactor(0, 1)
-        self.setCentralWidget(split)
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        self.messages = MessageArea()
+        lay.addWidget(self.messages)
+        lay.addWidget(split, 1)
+        self.setCentralWidget(central)
 
         sb = self.statusBar()
         self.progress = QProgressBar()
@@ -261,73 +155,6 @@ class MainWindow(ReportMixin, QMainWindow):
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_button)
         sb.addPermanentWidget(self.model_status)
-
-    def _action(self, menu, text, slot, shortcut=None, checkable=False):
-        a = QAction(text, self)
-        if shortcut:
-            a.setShortcut(QKeySequence(shortcut))
-            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        a.setCheckable(checkable)
-        a.triggered.connect(slot)
-        menu.addAction(a)
-        self.addAction(a)  # shortcuts work wherever the focus is in the window
-        return a
-
-    def _build_menus(self):
-        m = self.menuBar().addMenu("&File")
-        self._action(m, "Open &folder...", self.open_folder_dialog, "Ctrl+O")
-        self._action(m, "Open &DICOMDIR, ZIP or files...", self.open_files_dialog,
-                     "Ctrl+Shift+O")
-        self.recent_menu = m.addMenu("Open &recent")
-        self.export_action = self._action(m, "&Export report...", self.export_report, "Ctrl+E")
-        m.addSeparator()
-        self._action(m, "&Quit", self.close, "Ctrl+Q")
-
-        m = self.menuBar().addMenu("&Image")
-        self._action(m, "Next slice", lambda: self.step_slice(1), "Down")
-        self._action(m, "Previous slice", lambda: self.step_slice(-1), "Up")
-        self._action(m, "5 slices on", lambda: self.step_slice(5), "PgDown")
-        self._action(m, "5 slices back", lambda: self.step_slice(-5), "PgUp")
-        self._action(m, "First slice", lambda: self.set_slice(0), "Home")
-        self._action(m, "Last slice", lambda: self.set_slice(10 ** 6), "End")
-        m.addSeparator()
-        self._action(m, "Next series", lambda: self._step_series(1), "Ctrl+]")
-        self._action(m, "Previous series", lambda: self._step_series(-1), "Ctrl+[")
-        m.addSeparator()
-        self._action(m, "&Reset window/level", self.reset_levels, "R")
-        self._action(m, "Window: narrow (soft tissue)", lambda: self.preset_levels(0.5), "1")
-        self._action(m, "Window: series default", lambda: self.preset_levels(1.0), "2")
-        self._action(m, "Window: wide", lambda: self.preset_levels(2.0), "3")
-        m.addSeparator()
-        self.mask_action = self._action(m, "&Mask patient details", self._toggle_mask, "M",
-                                        checkable=True)
-        self.overlay_action = self._action(m, "Grad-CAM &overlay", self._toggle_overlay, "O")
-        self._action(m, "Zoom to fit", lambda: self.view.vb.autoRange(padding=0.02), "F")
-
-        m = self.menuBar().addMenu("&Tools")
-        self._action(m, "&Draw ROI rectangle", lambda: self.view.set_tool("roi"), "D")
-        self._action(m, "&Length (mm)", lambda: self.view.set_tool("length"), "L")
-        self._action(m, "Clear length", self.view.clear_length, "Shift+L")
-        self._action(m, "Pan (Esc)", lambda: self.view.set_tool("pan"), "Esc")
-
-        m = self.menuBar().addMenu("&Injection")
-        group = QActionGroup(self)
-        self.side_actions = {}
-        for name, key in (("right", "Ctrl+Shift+R"), ("left", "Ctrl+Shift+L")):
-            a = self._action(m, f"Patient {name} side", lambda _=False, n=name: self.set_side(n),
-                             key, checkable=True)
-            group.addAction(a)
-            self.side_actions[name] = a
-        m.addSeparator()
-        for i, lev in enumerate(LEVELS):
-            self._action(m, f"Level {lev}", lambda _=False, v=lev: self.set_level(v),
-                         f"Ctrl+{5 + i}")
-
-        m = self.menuBar().addMenu("&Model")
-        self.predict_action = self._action(m, "&Predict", self.predict, "Ctrl+P")
-        self._action(m, "&About model...", self.about_model, "F1")
-
-        self._refresh_recent()
 
     # --- settings ----------------------------------------------------------------------------
 
@@ -366,9 +193,9 @@ class MainWindow(ReportMixin, QMainWindow):
             a.triggered.connect(lambda _=False, r=r: self.open_paths(r.split(" | ")))
         self.recent_menu.setEnabled(bool(self.recent()))
 
-    # --- workers -----------------------------------------------------------------------------
+    # --- workers and messages ----------------------------------------------------------------
 
-    def _run(self, worker: Worker, on_result, on_error=None) -> Worker:
+    def run_worker(self, worker: Worker, on_result, on_error=None) -> Worker:
         self._workers[worker.signals] = worker
         worker.signals.result.connect(on_result)
         worker.signals.error.connect(on_error or self._worker_error)
@@ -376,22 +203,25 @@ class MainWindow(ReportMixin, QMainWindow):
         self.pool.start(worker)
         return worker
 
+    _run = run_worker
+
     @Slot()
     def _worker_done(self):
         self._workers.pop(self.sender(), None)
 
     @Slot(str)
     def _worker_error(self, message: str):
-        self.show_error("Something went wrong", message)
+        self.show_message(message)
+
+    def show_message(self, text: str, kind: str = "error"):
+        """Say it in the one message area (replacing what was there) and the status bar."""
+        if kind == "error":
+            self.last_error = text
+        self.messages.show_message(text, kind)
+        self.statusBar().showMessage(text, 15000)
 
     def show_error(self, title: str, message: str):
-        """A plain-language message that does not block the window."""
-        self.last_error = message
-        self.statusBar().showMessage(message, 15000)
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, parent=self)
-        box.setModal(False)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.show()
+        self.show_message(message)
 
     def busy(self) -> bool:
         return bool(self._workers)
@@ -401,7 +231,7 @@ class MainWindow(ReportMixin, QMainWindow):
     def load_model(self, path=None):
         path = Path(path) if path else default_bundle_path()
         self.model_status.setText("Model: loading...")
-        self._run(Worker(_load_model, path), self._model_loaded, self._model_failed)
+        self.run_worker(Worker(_load_model, path), self._model_loaded, self._model_failed)
 
     @Slot(object)
     def _model_loaded(self, predictor: Predictor):
@@ -413,24 +243,30 @@ class MainWindow(ReportMixin, QMainWindow):
         self.setWindowTitle(f"{APP_TITLE}{demo}")
         self.model_status.setText(f"Model: {b.name} {b.version}" +
                                   (" (synthetic demo)" if b.synthetic else ""))
-        self.performance_label.setText(b.validated_performance())
-        self.disclaimer_label.setText(b.disclaimer())
-        self._update_crop()
+        self.panel.performance_label.setText(b.validated_performance())
+        self.panel.disclaimer_label.setText(b.disclaimer())
         self.view.set_banner("DEMONSTRATION MODEL - synthetic training data - not for "
                              "clinical use" if b.synthetic else "")
-        self._update_enabled()
-        self._schedule_auto()
+        if self.messages.kind == "info" and "still loading" in self.messages.text():
+            self.messages.clear()
+        if self._shown is not None and self._shown not in self.canals:
+            self._find_canal(self._shown)
+        self._refresh()
+        self._try_pending()
 
     @Slot(str)
     def _model_failed(self, message: str):
         self._warm = True
-        self._update_crop()
         self.model_status.setText("Model: not available")
-        self.show_error("The model could not be loaded", message)
+        self.show_message(f"The model could not be loaded: {message}")
+        if self._shown is not None and self._shown not in self.canals:
+            self._find_canal(self._shown)
+        self._refresh()
 
     def about_model(self):
         if self.predictor is None:
-            self.show_error("No model", "No model is loaded.")
+            self.show_message("The model is still loading." if not self._warm
+                              else "No model is loaded.", "info")
             return
         b = self.predictor.bundle
         c = b.card
@@ -483,11 +319,11 @@ class MainWindow(ReportMixin, QMainWindow):
         self.progress.setRange(0, 0)
         self.progress.show()
         self.cancel_button.show()
-        w = Worker(_scan, paths, pass_control=True)
+        w = Worker(open_study, paths, pass_control=True)
         w.signals.progress.connect(self._scan_progress)
         w.signals.cancelled.connect(self._scan_cancelled)
         self._scan_paths = paths
-        self._scan_worker = self._run(w, self._scan_done, self._scan_failed)
+        self._scan_worker = self.run_worker(w, self._scan_done, self._scan_failed)
 
     def cancel_scan(self):
         if self._scan_worker is not None:
@@ -511,58 +347,44 @@ class MainWindow(ReportMixin, QMainWindow):
     @Slot(str)
     def _scan_failed(self, message):
         self._scan_finished_ui()
-        self.show_error("The study could not be opened", message)
+        self.show_message(f"The study could not be opened: {message}")
 
     @Slot(object)
-    def _scan_done(self, result):
+    def _scan_done(self, opened):
         self._scan_finished_ui()
         self._remember(self._scan_paths)
-        self.result = result
+        self.messages.clear()
+        result = opened.scan
         n = len(result.skipped)
-        self.skipped_button.setText(f"{n} file{'s' if n != 1 else ''} skipped - show"
-                                    if n else "No files skipped")
-        self.skipped_button.setEnabled(bool(n))
         self.statusBar().showMessage(
             f"{len(result.stacks)} series in {len(result.studies)} "
             f"stud{'ies' if len(result.studies) != 1 else 'y'}"
             + (f"; {n} files could not be read" if n else ""), 10000)
-        self.series_list.blockSignals(True)
-        self.series_list.clear()
-        for st in result.stacks:
-            g = st.geometry
-            text = (f"{st.description or '(no description)'}\n{st.orientation_name()}, "
-                    f"{len(st.slices)} slices" + (f", {g.shape[1]}x{g.shape[0]}" if g else ""))
-            item = QListWidgetItem(text)
-            item.setData(Qt.ItemDataRole.UserRole, st.key)
-            self.series_list.addItem(item)
-        self.series_list.blockSignals(False)
-        first = propose_stack(result.stacks)
-        study = result.study_of(first)
-        self.state = load_state(study.study_uid) or StudyState(study.study_uid)
-        target = next((s for s in result.stacks if s.key == self.state.series_key), first)
-        self._restoring = True
-        self.series_list.setCurrentRow(result.stacks.index(target))
-        self._restoring = False
-        self._run(Worker(_thumbnails, result.stacks), self._thumbnails_done)
+        self.session.open(result, notes=opened.notes)
+        sel = self.session.selection
+        if sel is not None and sel.complete():
+            self._predict_pending = True  # a restored selection: predict once all is ready
+        self.run_worker(Worker(_thumbnails, result.stacks), self._thumbnails_done)
 
     @Slot(object)
     def _thumbnails_done(self, thumbs):
-        for i, t in enumerate(thumbs):
-            item = self.series_list.item(i)
+        for key, t in thumbs:
+            item = self.browser.item_of(key)
             if item is not None and t is not None:
-                item.setIcon(QIcon(grey_pixmap(t)))
+                item.setIcon(0, QIcon(grey_pixmap(t)))
 
     def show_skipped(self):
-        if not self.result or not self.result.skipped:
+        scan = self.session.scan
+        if not scan or not scan.skipped:
             return
         dlg = QDialog(self)
         dlg.setWindowTitle("Files that could not be read")
         lay = QVBoxLayout(dlg)
-        lay.addWidget(QLabel(f"{len(self.result.skipped)} files were skipped; the rest of the "
+        lay.addWidget(QLabel(f"{len(scan.skipped)} files were skipped; the rest of the "
                              "study was read."))
-        table = QTableWidget(len(self.result.skipped), 2)
+        table = QTableWidget(len(scan.skipped), 2)
         table.setHorizontalHeaderLabels(["File", "Reason"])
-        for i, (p, reason) in enumerate(self.result.skipped):
+        for i, (p, reason) in enumerate(scan.skipped):
             table.setItem(i, 0, QTableWidgetItem(str(p)))
             table.setItem(i, 1, QTableWidgetItem(reason))
         table.resizeColumnsToContents()
@@ -572,366 +394,533 @@ class MainWindow(ReportMixin, QMainWindow):
         dlg.show()
         self.skipped_dialog = dlg
 
-    # --- series and slices -------------------------------------------------------------------
+    # --- the session -> the widgets ----------------------------------------------------------
 
-    def _step_series(self, d):
-        n = self.series_list.count()
-        if n:
-            self.series_list.setCurrentRow((self.series_list.currentRow() + d) % n)
+    def _session_changed(self, what: str):
+        if what == "opened":
+            self._fill_browser()
+        elif what == "series":
+            self._show_series()
+        elif what == "selection":
+            self._refresh()
+        elif what == "result":
+            self._show_result()
+        elif what == "notes":
+            notes = self.session.notes
+            if notes:
+                self.show_message(" ".join(notes[-3:]), "note")
+
+    def _fill_browser(self):
+        scan = self.session.scan
+        n = len(scan.skipped)
+        self.skipped_button.setText(f"{n} file{'s' if n != 1 else ''} skipped - show"
+                                    if n else "No files skipped")
+        self.skipped_button.setEnabled(bool(n))
+        self.browser.fill(self.session.patients(), self.actions_by_name["mask"].isChecked())
+
+    def _show_series(self):
+        stack, study = self.session.stack(), self.session.study()
+        self.browser.show_current(stack.key)
+        self.view.set_corner_text(
+            f"{study.patient_name or '(no name)'}\nID {study.patient_id or '-'}   born "
+            f"{study.birth_date or '-'}   {study.sex or ''}\n{study.study_date}  "
+            f"{study.description}",
+            f"{stack.description}\n{stack.modality}  series "
+            f"{stack.series_number if stack.series_number is not None else '?'}")
+        g = stack.geometry
+        self.view.set_letters(display_letters(g, display_transform(g)))
+        self.view.clear_roi()  # placed again once this series' image is shown
+        self.view.clear_length()
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, len(stack.slices) - 1)
+        self.slider.blockSignals(False)
+        if stack.key not in self.levels_by_stack:
+            self.run_worker(Worker(_window_of, stack), self._window_ready)
+        self._first_image = True
+        self._shown = None
+        self._shown_measurements = None
+        self._refresh()
+
+    def _refresh(self):
+        """Everything that follows the selection: slice, ROI, measurements, side and level, the
+        anatomical checks, the model input, the result, the actions."""
+        sel, stack = self.session.selection, self.session.stack()
+        if sel is None or stack is None:
+            return
+        index = self.index
+        self.slider.blockSignals(True)
+        self.slider.setValue(index)
+        self.slider.blockSignals(False)
+        pos = stack.slice_positions()
+        self.slice_label.setText(f"slice {index + 1} / {len(stack.slices)}"
+                                 + (f"   position {pos[index]:.1f} mm" if pos else ""))
+        if self._shown != sel.slice_key:
+            ref = stack.slices[index]
+            values = cached_values(ref)
+            if values is not None:
+                self._show_values(stack.key, sel.slice_key, values)
+            else:
+                self.run_worker(Worker(_decode, stack.key, sel.slice_key, ref), self._decoded)
+            self._prefetch(index)
+        if self._shown is not None and self.view.roi_rect() != sel.roi:
+            self.view.set_roi(sel.roi)  # the view converts to its display orientation
+        ms = tuple(m.points for m in sel.measurements_on(sel.slice_key))
+        if ms != self._shown_measurements and self._shown == sel.slice_key:
+            self._shown_measurements = ms
+            self.view.set_measurements(ms)
+        self.panel.show_side_level(sel.side, sel.level)
+        for name in ("right", "left"):
+            self.actions_by_name[f"side_{name}"].setChecked(sel.side == name)
+        self._update_checks()
+        self._update_crop()
+        self._show_result()
+        self._update_actions()
+        self._schedule_auto()
+
+    def _prefetch(self, index):
+        stack = self.session.stack()
+        for j in (index + 1, index - 1):
+            if 0 <= j < len(stack.slices) and cached_values(stack.slices[j]) is None:
+                self.run_worker(Worker(_decode, stack.key, stack.slices[j].key,
+                                       stack.slices[j]), self._decoded)
+
+    @Slot(object)
+    def _decoded(self, payload):
+        stack_key, slice_key, values = payload
+        sel = self.session.selection
+        if sel is not None and stack_key == sel.series_key and slice_key == sel.slice_key \
+                and self._shown != slice_key:
+            self._show_values(stack_key, slice_key, values)
+            self._refresh()
+
+    def _show_values(self, stack_key, slice_key, values):
+        stack = self.session.stack(stack_key)
+        ref = stack.slices[stack.find_slice(slice_key)]
+        g = ref.geometry
+        spacing = g.spacing if g else (1.0, 1.0)
+        levels = None
+        if self._first_image:
+            c, w = self.levels_by_stack.get(stack_key) or _quick_window(values)
+            levels = (c - w / 2, c + w / 2)
+        self.view.set_image(values, spacing, levels=levels, reset_view=self._first_image,
+                            transform=display_transform(g))
+        self._first_image = False
+        self._shown = slice_key
+        self._shown_measurements = None
+        if slice_key not in self.canals:
+            self._find_canal(slice_key)
+
+    def current_values(self):
+        sel, stack = self.session.selection, self.session.stack()
+        if sel is None or stack is None:
+            return None
+        return cached_values(stack.slices[self.index])
+
+    # --- the anatomy -------------------------------------------------------------------------
+
+    def _find_canal(self, slice_key):
+        if not self._warm:
+            return  # after the model worker has imported scikit-image (see __init__)
+        stack = self.session.stack()
+        ref = stack.slices[stack.find_slice(slice_key)]
+        values = cached_values(ref)
+        if values is None:
+            return
+        self.canals[slice_key] = _PENDING
+        self.run_worker(Worker(_canal, slice_key, values, ref.geometry), self._canal_found,
+                        self._canal_failed)
+
+    @Slot(object)
+    def _canal_found(self, payload):
+        key, canal = payload
+        self.canals[key] = canal
+        sel = self.session.selection
+        if sel is None or sel.slice_key != key:
+            return
+        if sel.roi is not None and sel.side is None and canal is not None:
+            g = self._geometry()
+            self.session.edit("Side from the anatomy",
+                              side=roi_position(g, sel.roi, canal).side)
+        else:
+            self._refresh()
+        self._try_pending()
+
+    @Slot(str)
+    def _canal_failed(self, message):
+        for k, v in list(self.canals.items()):
+            if v is _PENDING:
+                self.canals[k] = None
+        self._refresh()
+
+    def _canal(self):
+        """(known, canal) for the current slice."""
+        sel = self.session.selection
+        c = self.canals.get(sel.slice_key, _PENDING) if sel else _PENDING
+        return c is not _PENDING, (None if c is _PENDING else c)
+
+    def _geometry(self):
+        stack = self.session.stack()
+        return stack.slices[self.index].geometry if stack else None
+
+    def _update_checks(self):
+        sel, g = self.session.selection, self._geometry()
+        p = self.panel
+        self.gates = []
+        p.override_button.hide()
+        p.side_warning.hide()
+        if sel is None or sel.roi is None or g is None:
+            p.side_hint.setText("")
+            return
+        known, canal = self._canal()
+        if not known:
+            p.side_hint.setText("Looking for the spinal canal...")
+            self.gates = None
+            return
+        if canal is None:
+            p.side_hint.setText("The spinal canal was not found on this slice: choose the "
+                                "injection side yourself.")
+        else:
+            pos = roi_position(g, sel.roi, canal)
+            p.side_hint.setText(
+                f"The ROI lies on the patient's {pos.side} side of the spinal canal "
+                f"({abs(pos.centre_mm):.0f} mm from its centre).")
+        if sel.side is None:
+            return
+        self.gates = check_selection(sel, g, canal)
+        block = blocking(self.gates, sel)
+        if block:
+            p.side_warning.setText(gates_html(block, colour="white"))
+            p.side_warning.show()
+            p.override_button.setVisible(all(x.overridable for x in block))
+        elif self.gates:
+            p.side_warning.setText("<b>Override confirmed:</b> " + " ".join(
+                x.message for x in self.gates))
+            p.side_warning.show()
+
+    def blocking_gates(self):
+        sel = self.session.selection
+        return blocking(self.gates or [], sel) if sel else []
+
+    # --- the view -> the session -------------------------------------------------------------
+
+    @Slot()
+    def _roi_moving(self):
+        self._update_crop(self.view.roi_rect())
+
+    @Slot()
+    def _roi_finished(self):
+        roi, sel = self.view.roi_rect(), self.session.selection
+        if sel is None or roi is None or roi == sel.roi:
+            return
+        known, canal = self._canal()
+        text = "Move ROI" if sel.roi is not None else "Draw ROI"
+        if sel.side is None and known and canal is not None:
+            self.session.edit(text, roi=roi, side=roi_position(self._geometry(), roi,
+                                                               canal).side)
+        else:
+            self.session.edit(text, roi=roi)
+
+    @Slot(str)
+    def _roi_refused(self, message):
+        self.show_message(message, "note")
+
+    @Slot(object)
+    def _measurement_drawn(self, points):
+        sel = self.session.selection
+        if sel is not None:
+            self.session.add_measurement(Measurement(sel.slice_key, tuple(points)))
+
+    @Slot(int, object)
+    def _measurement_moved(self, i, points):
+        sel = self.session.selection
+        shown = sel.measurements_on(sel.slice_key) if sel else ()
+        if i < len(shown):
+            new = Measurement(sel.slice_key, tuple(points))
+            if new.points != shown[i].points:
+                self._shown_measurements = tuple(
+                    new.points if k == i else m.points for k, m in enumerate(shown))
+                self.session.replace_measurement(shown[i], new)
+
+    @Slot(str)
+    def _series_chosen(self, key):
+        if key != self.session.series_key:
+            self.session.show_series(key)
+
+    def step_series(self, d: int):
+        keys = [i.data(0, Qt.ItemDataRole.UserRole) for i in self.browser.series_items()]
+        if keys and self.session.series_key in keys:
+            k = keys[(keys.index(self.session.series_key) + d) % len(keys)]
+            self.session.show_series(k)
+
+    _step_series = step_series
+
+    def step_slice(self, d: int):
+        if self.session.selection is not None:
+            self.set_slice(self.index + d)
 
     @Slot(int)
-    def _series_chosen(self, row):
-        if self.result is None or row < 0:
+    def set_slice(self, index: int):
+        stack = self.session.stack()
+        if stack is None:
             return
-        self.stack = self.result.stacks[row]
-        self.study = self.result.study_of(self.stack)
-        st = self.study
-        self.view.set_corner_text(
-            f"{st.patient_name or '(no name)'}\nID {st.patient_id or '-'}   born "
-            f"{st.birth_date or '-'}   {st.sex or ''}\n{st.study_date}  {st.description}",
-            f"{self.stack.description}\n{self.stack.modality}  series "
-            f"{self.stack.series_number if self.stack.series_number is not None else '?'}")
-        self.view.set_letters(self.stack.geometry.edge_letters() if self.stack.geometry
-                              else None)
-        self.view.clear_roi()
-        self.view.clear_length()
-        self._clear_prediction()
-        n = len(self.stack.slices)
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, n - 1)
-        self.slider.blockSignals(False)
-        index = n // 2
-        restore = self.state if (self.state and self.state.series_key == self.stack.key) else None
-        if restore and restore.slice_key:
-            try:
-                index = self.stack.find_slice(restore.slice_key)
-            except TfesiError:
-                pass
-        self._pending_roi = restore.roi if restore else None
-        self.side = restore.side if restore else None
-        self.level = restore.level if restore else None
-        self._show_side_level()
-        if self.stack.key not in self.levels_by_stack:
-            self._run(Worker(_window_of, self.stack), self._window_ready)
-        self._first_image = True
-        self.index = -1
-        self.set_slice(index)
+        index = max(0, min(len(stack.slices) - 1, int(index)))
+        self.session.set_slice(stack.slices[index].key)
+
+    def set_side(self, side: str):
+        self.session.set_side(side)
+
+    def set_level(self, level: str | None):
+        self.session.set_level(level)
+
+    def delete_roi(self):
+        if self.session.selection is not None and self.session.selection.roi is not None:
+            self.session.set_roi(None)
+
+    def clear_measurements(self):
+        self.session.clear_measurements()
+
+    def undo(self):
+        if not self.session.undo():
+            self.statusBar().showMessage("Nothing to undo.", 3000)
+
+    def redo(self):
+        if not self.session.redo():
+            self.statusBar().showMessage("Nothing to redo.", 3000)
+
+    def confirm_override(self):
+        block = self.blocking_gates()
+        if block and all(g.overridable for g in block):
+            self.session.confirm_override([g.kind for g in block])
+            self.predict()
+
+    def _update_actions(self):
+        a = self.actions_by_name
+        s = self.session
+        a["undo"].setEnabled(s.can_undo())
+        a["undo"].setText(f"&Undo {s.undo_text()}" if s.can_undo() else "&Undo")
+        a["redo"].setEnabled(s.can_redo())
+        a["redo"].setText(f"&Redo {s.redo_text()}" if s.can_redo() else "&Redo")
+        sel = s.selection
+        a["delete_roi"].setEnabled(sel is not None and sel.roi is not None)
+        ok = sel is not None and sel.complete()
+        self.predict_button.setEnabled(ok)
+        a["predict"].setEnabled(ok)
+        a["export"].setEnabled(s.current_result() is not None)
+
+    # --- compatibility views of the session --------------------------------------------------
+
+    @property
+    def stack(self):
+        return self.session.stack()
+
+    @property
+    def study(self):
+        return self.session.study()
+
+    @property
+    def index(self) -> int:
+        sel, stack = self.session.selection, self.session.stack()
+        if sel is None or stack is None:
+            return -1
+        return stack.find_slice(sel.slice_key)
+
+    @property
+    def side(self):
+        sel = self.session.selection
+        return sel.side if sel else None
+
+    @property
+    def level(self):
+        sel = self.session.selection
+        return sel.level if sel else None
+
+    @property
+    def prediction(self):
+        r = self.session.result
+        return r.prediction if r else None
+
+    def _stale(self) -> bool:
+        return self.session.is_stale()
+
+    # --- window / level ----------------------------------------------------------------------
 
     @Slot(object)
     def _window_ready(self, payload):
         key, (c, w) = payload
         self.levels_by_stack[key] = (c, w)
-        if self.stack is not None and key == self.stack.key:
+        if key == self.session.series_key:
             self.view.set_levels(c, w)
-
-    def step_slice(self, d: int):
-        if self.stack is not None:
-            self.set_slice(self.index + d)
-
-    @Slot(int)
-    def set_slice(self, index: int):
-        if self.stack is None:
-            return
-        index = max(0, min(len(self.stack.slices) - 1, int(index)))
-        if index == self.index:
-            return
-        self.index = index
-        self.slider.blockSignals(True)
-        self.slider.setValue(index)
-        self.slider.blockSignals(False)
-        pos = self.stack.slice_positions()
-        self.slice_label.setText(f"slice {index + 1} / {len(self.stack.slices)}"
-                                 + (f"   position {pos[index]:.1f} mm" if pos else ""))
-        ref = self.stack.slices[index]
-        values = cached_values(ref)
-        if values is not None:
-            self._show_values(self.stack.key, index, values)
-        else:
-            self._run(Worker(_decode, self.stack.key, index, ref), self._decoded)
-        self._prefetch(index)
-        self._state_changed()
-
-    def _prefetch(self, index):
-        for j in (index + 1, index - 1):
-            if 0 <= j < len(self.stack.slices) and cached_values(self.stack.slices[j]) is None:
-                self._run(Worker(_decode, self.stack.key, j, self.stack.slices[j]),
-                          self._decoded)
-
-    @Slot(object)
-    def _decoded(self, payload):
-        key, index, values = payload
-        if self.stack is not None and key == self.stack.key and index == self.index:
-            self._show_values(key, index, values)
-
-    def _show_values(self, key, index, values):
-        ref = self.stack.slices[index]
-        spacing = ref.geometry.spacing if ref.geometry else (1.0, 1.0)
-        levels = None
-        if self._first_image:
-            c, w = self.levels_by_stack.get(key) or _quick_window(values)
-            levels = (c - w / 2, c + w / 2)
-        self.view.set_image(values, spacing, levels=levels, reset_view=self._first_image)
-        self._first_image = False
-        if self._pending_roi is not None:
-            self._restoring = True
-            self.view.set_roi(self._pending_roi)
-            self._pending_roi = None
-            self._restoring = False
-        self._refresh()
-
-    def current_values(self):
-        if self.stack is None or self.index < 0:
-            return None
-        return cached_values(self.stack.slices[self.index])
-
-    # --- window / level ----------------------------------------------------------------------
 
     def reset_levels(self):
         self.preset_levels(1.0)
 
     def preset_levels(self, factor: float):
-        if self.stack is None:
+        key = self.session.series_key
+        if key is None:
             return
-        c, w = self.levels_by_stack.get(self.stack.key) or _quick_window(
-            self.current_values() if self.current_values() is not None else np.zeros((2, 2)))
+        v = self.current_values()
+        c, w = self.levels_by_stack.get(key) or _quick_window(
+            v if v is not None else np.zeros((2, 2)))
         self.view.set_levels(c, w * factor)
 
-    # --- ROI, side, level --------------------------------------------------------------------
+    # --- the model input ---------------------------------------------------------------------
 
-    def _refresh(self):
-        """Everything that follows the ROI, slice and side: the crop preview, the side check,
-        whether the result is stale, which actions are enabled."""
-        self._update_crop()
-        self._update_side_check()
-        self._mark_stale()
-
-    @Slot()
-    def _roi_moving(self):
-        self._refresh()
-
-    @Slot()
-    def _roi_finished(self):
-        if self._restoring:
-            return
-        roi = self.view.roi_rect()
-        g = self._geometry()
-        if roi is not None and g is not None and self.side is None:
-            self.set_side(roi_side(g, roi))
-        self._refresh()
-        self._state_changed()
-        self._schedule_auto()
-
-    def _geometry(self):
-        if self.stack is None or self.index < 0:
-            return None
-        return self.stack.slices[self.index].geometry
-
-    def set_side(self, side: str):
-        self.side = side
-        self._show_side_level()
-        self._refresh()
-        self._state_changed()
-        self._schedule_auto()
-
-    def set_level(self, level: str):
-        self.level = level
-        self._show_side_level()
-        self._state_changed()
-
-    def _show_side_level(self):
-        for name, b in self.side_buttons.items():
-            b.blockSignals(True)
-            b.setChecked(self.side == name)
-            b.blockSignals(False)
-            self.side_actions[name].setChecked(self.side == name)
-        if self.side is None:
-            self.side_group.setExclusive(False)
-            for b in self.side_buttons.values():
-                b.setChecked(False)
-            self.side_group.setExclusive(True)
-        self.level_combo.blockSignals(True)
-        self.level_combo.setCurrentText(self.level or "-")
-        self.level_combo.blockSignals(False)
-
-    @Slot(bool)
-    def _side_toggled(self, checked):
-        if checked:
-            for name, b in self.side_buttons.items():
-                if b.isChecked() and name != self.side:
-                    self.set_side(name)
-
-    @Slot(str)
-    def _level_chosen(self, text):
-        self.set_level(None if text == "-" else text)
-
-    def _update_side_check(self):
-        roi, g = self.view.roi_rect(), self._geometry()
-        if roi is None or g is None:
-            self.side_hint.setText("")
-            self.side_warning.hide()
-            return
-        found = roi_side(g, roi)
-        self.side_hint.setText(f"The ROI lies on the patient's {found} side.")
-        if self.side is not None and found != self.side:
-            self.side_warning.setText(
-                f"Warning: the ROI is on the patient's {found} side, but the injection side "
-                f"is {self.side}. Check the side before predicting.")
-            self.side_warning.show()
-        else:
-            self.side_warning.hide()
-
-    def _update_crop(self):
-        roi, g, values = self.view.roi_rect(), self._geometry(), self.current_values()
+    def _update_crop(self, roi=None):
+        sel = self.session.selection
+        p = self.panel
+        roi = roi or (sel.roi if sel else None)
+        g, values = self._geometry(), self.current_values()
         self.model_input = None
         if not self._warm:
-            self.crop_caption.setText("Starting up...")
+            p.crop_caption.setText("Starting up...")
             return
-        if roi is None or g is None or values is None or self.side is None:
-            self.crop_preview.clear()
-            self.crop_caption.setText("Draw a rectangle around the foramen (D, or Shift+drag),"
-                                      " and choose the side." if roi is None else
-                                      "Choose the injection side.")
+        if roi is None or g is None or values is None or sel.side is None:
+            p.crop_preview.clear()
+            p.crop_caption.setText("Draw a rectangle around the foramen (D, or Shift+drag),"
+                                   " and choose the side." if roi is None else
+                                   "Choose the injection side.")
+            return
+        if roi[2] < MIN_ROI_PIXELS or roi[3] < MIN_ROI_PIXELS:
+            p.crop_preview.clear()
+            p.crop_caption.setText(f"The ROI is {roi[2]}x{roi[3]} pixels: too small (at least "
+                                   f"{MIN_ROI_PIXELS} on each side). Draw a larger one.")
             return
         try:
-            self.model_input = model_input(values, g, roi, self.side)
+            self.model_input = model_input(values, g, roi, sel.side)
         except TfesiError as e:
-            self.crop_preview.clear()
-            self.crop_caption.setText(e.message)
+            p.crop_preview.clear()
+            p.crop_caption.setText(e.message)
             return
-        self.crop_preview.setPixmap(grey_pixmap(self.model_input.image[..., 0], 150))
-        mirrored = ", mirrored (left side)" if self.side == "left" else ""
-        self.crop_caption.setText(f"100x100, radiological orientation{mirrored}.\n"
-                                  f"ROI {roi[2]}x{roi[3]} px at ({roi[0]}, {roi[1]}).")
-
-    def _state_changed(self):
-        if self.state is None or self.stack is None or self._restoring:
-            return
-        ref = self.stack.slices[self.index] if self.index >= 0 else None
-        self.state.series_key = self.stack.key
-        self.state.slice_key = ref.key if ref else None
-        self.state.roi = self.view.roi_rect()
-        self.state.side, self.state.level = self.side, self.level
-        try:
-            save_state(self.state)
-        except OSError as e:
-            self.statusBar().showMessage(f"Could not save the ROI for this study ({e}).", 8000)
+        p.crop_preview.setPixmap(grey_pixmap(self.model_input.image[..., 0], 150))
+        mirrored = ", mirrored (left side)" if sel.side == "left" else ""
+        p.crop_caption.setText(f"100x100, radiological orientation{mirrored}.\n"
+                               f"ROI {roi[2]}x{roi[3]} px at ({roi[0]}, {roi[1]}) stored.")
 
     # --- prediction --------------------------------------------------------------------------
 
-    def current_key(self):
-        if self.stack is None:
-            return None
-        return (self.stack.key, self.index, self.view.roi_rect(), self.side)
-
-    def _update_enabled(self):
-        ok = (self.predictor is not None and self.view.roi_rect() is not None
-              and self.side is not None and self.current_values() is not None)
-        self.predict_button.setEnabled(ok)
-        self.predict_action.setEnabled(ok)
-        self.export_action.setEnabled(self.prediction is not None and not self._stale())
-
     def _schedule_auto(self):
-        if self.auto_check.isChecked():
+        if self.auto_check.isChecked() or self._predict_pending:
+            self._auto_timer.start()
+
+    def _try_pending(self):
+        if self._predict_pending:
             self._auto_timer.start()
 
     @Slot()
     def _auto_predict(self):
-        if (self.auto_check.isChecked() and self.predict_button.isEnabled()
-                and self.prediction_key != self.current_key()):
-            self.predict()
+        sel = self.session.selection
+        if not (self.auto_check.isChecked() or self._predict_pending):
+            return
+        if (self.predictor is None or sel is None or not sel.complete()
+                or self.session.current_result() is not None
+                or self._predicting == sel.model_key()):
+            return
+        known, _ = self._canal()
+        if not known or self.current_values() is None:
+            return  # comes back when the canal or the slice is ready
+        if self.blocking_gates():
+            self._predict_pending = False
+            return  # no result, not even automatically: the panel says why
+        self.predict()
 
     def predict(self):
+        sel = self.session.selection
         if self.predictor is None:
-            self.show_error("No model", "The model is not loaded yet.")
+            self._predict_pending = True
+            self.show_message("The model is still loading; the prediction follows as soon as "
+                              "it is ready." if not self._warm else
+                              "No model is loaded, so nothing can be predicted.", "info")
             return
-        roi = self.view.roi_rect()
-        if roi is None or self.side is None:
-            self.show_error("Nothing to predict", "Draw the ROI and choose the injection side "
-                            "first.")
+        if sel is None or not sel.complete():
+            self.show_message("Draw the ROI and choose the injection side first.", "info")
             return
-        if roi[2] < MIN_ROI_PIXELS or roi[3] < MIN_ROI_PIXELS:
-            self.show_error("ROI too small", "The ROI must be at least 16 pixels on each side.")
+        known, canal = self._canal()
+        values = self.current_values()
+        if not known or values is None:
+            self._predict_pending = True  # follows when the slice and its canal are ready
             return
-        key = self.current_key()
+        self._predict_pending = False
+        block = self.blocking_gates()
+        if block:
+            self.show_message("No result: " + " ".join(g.message for g in block))
+            self._show_result()
+            return
+        self._predicting = sel.model_key()
         self.result_label.setText("<i>Predicting...</i>")
-        self._run(Worker(_predict, self.predictor, self.stack, self.index, roi, self.side,
-                         self.level, self.study.study_uid, key), self._predicted,
-                  self._predict_failed)
+        self.run_worker(Worker(_predict_selection, self.predictor, self.session.stack(), sel,
+                               values=values, canal=canal), self._predicted,
+                        self._predict_failed)
 
     @Slot(object)
-    def _predicted(self, payload):
-        key, pred = payload
-        self.prediction, self.prediction_key = pred, key
-        b = self.predictor.bundle
-        self.result_label.setText(result_html(pred))
-        p = pred.provenance
-        self.provenance_label.setText(
-            f"Model {p.model_name} {p.model_version}<br>SHA-256 {p.model_sha256}<br>"
-            f"preprocessing v{p.preprocessing_version}, {p.tta_crops} ROIs, "
-            f"{p.calibration}<br>study {p.study_uid}<br>series "
-            f"{p.series_uid}<br>SOP instance {p.sop_instance_uid}<br>slice "
-            f"{p.slice_index + 1}, ROI {list(p.roi)}, side {p.side}, level "
-            f"{p.level or '-'}<br>{p.time}")
-        self.performance_label.setText(b.validated_performance())
-        self._mark_stale()
-        self._refresh_overlay()
-        self._update_enabled()
+    def _predicted(self, outcome):
+        self._predicting = None
+        self.session.set_result(outcome.selection, outcome.prediction, outcome.model_input)
 
     @Slot(str)
     def _predict_failed(self, message):
+        self._predicting = None
         self.result_label.setText("No prediction.")
-        self.show_error("The prediction failed", message)
+        self.show_message(f"The prediction failed: {message}")
 
-    def _stale(self) -> bool:
-        return self.prediction is not None and self.prediction_key != self.current_key()
+    def _show_result(self):
+        p, s = self.panel, self.session
+        r, stale = s.result, s.is_stale()
+        block = self.blocking_gates()
+        html = gates_html(block) if block else ""
+        if r is None:
+            p.result_label.setText(html or "No prediction yet.")
+            p.provenance_label.setText("")
+        else:
+            p.result_label.setText((html + "<br>" if html else "")
+                                   + result_html(r.prediction, stale=stale))
+            p.provenance_label.setText(provenance_html(r.prediction))
+            p.cam_caption.setText(f"Relative attention\n(Grad-CAM of the "
+                                  f"{r.prediction.cam_target}\nclass, inside the ROI)")
+        p.stale_label.setVisible(stale)  # the result itself is greyed and struck through
+        self._show_overlay()
+        self._update_actions()
 
-    def _mark_stale(self):
-        stale = self._stale()
-        self.stale_label.setVisible(stale)
-        self.result_label.setEnabled(not stale)
-        self._refresh_overlay()
-        self._update_enabled()
-
-    def _clear_prediction(self):
-        self.prediction = self.prediction_key = None
-        self.result_label.setText("No prediction yet.")
-        self.provenance_label.setText("")
-        self.stale_label.hide()
-        self.view.clear_overlay()
-
-    def _toggle_overlay(self):
-        self.overlay_check.setChecked(not self.overlay_check.isChecked())
-
-    def _toggle_mask(self):
-        self.view.set_mask_patient(self.mask_action.isChecked())
-
-    def _refresh_overlay(self, *_):
-        if (self.prediction is None or self._stale() or not self.overlay_check.isChecked()):
+    def _show_overlay(self, *_):
+        r = self.session.current_result()
+        if r is None or not self.panel.overlay_check.isChecked():
             self.view.clear_overlay()
             return
-        self.view.set_overlay(heat_colours(self.prediction.cam_roi),
-                              self.prediction.provenance.roi, self.opacity.value() / 100)
+        self.view.set_overlay(heat_colours(r.prediction.cam_roi), r.prediction.provenance.roi,
+                              self.panel.opacity.value() / 100)
+
+    def toggle_overlay(self):
+        self.overlay_check.setChecked(not self.overlay_check.isChecked())
+
+    def toggle_mask(self):
+        masked = self.actions_by_name["mask"].isChecked()
+        self.view.set_mask_patient(masked)
+        if self.session.scan is not None:
+            self.browser.fill(self.session.patients(), masked)
+            self.browser.show_current(self.session.series_key)
+            self.run_worker(Worker(_thumbnails, self.session.scan.stacks),
+                            self._thumbnails_done)
 
     # --- report ------------------------------------------------------------------------------
 
     def export_report(self):
-        from .report_dialog import export_report
+        return self.report.export()
 
-        return export_report(self)
+    @property
+    def report_dialog(self):
+        return self.report.dialog
+
+    @property
+    def last_report(self):
+        return self.report.last_report
 
 
 # --- functions run in workers (no Qt objects touched) -------------------------------------------
-
-def _scan(paths, progress, cancel):
-    from ..core.dicom import scan
-
-    return scan(paths, progress=progress, cancel=cancel)
-
 
 def _load_model(path):
     """Import what the first ROI and prediction need (pydicom, scikit-image: 0.6 s together)
     here rather than in the GUI thread, load the bundle, and run the network once."""
     import pydicom  # noqa: F401
+    import skimage.feature  # noqa: F401
     import skimage.transform  # noqa: F401
 
     predictor = Predictor(path)
@@ -946,32 +935,15 @@ def _load_model(path):
     return predictor
 
 
-def result_html(pred) -> str:
-    """The result as the side panel shows it: calibrated probability (never 0 or 100 %), its
-    interval over the ROI set, the label, and the warnings that qualify it."""
-    from ..core.runtime import format_probability
-
-    lo, hi = pred.interval
-    colour = "#1b5e20" if pred.label == "favourable" else "#8d1c1c"
-    if not pred.reliable or pred.borderline:
-        colour = "#666666"
-    html = (f"<span style='font-size:20pt; font-weight:bold; color:{colour}'>"
-            f"{format_probability(pred.probability)}</span> "
-            f"<span style='color:#444'>(range {format_probability(lo)} - "
-            f"{format_probability(hi)} over {len(pred.crop_probabilities)} ROIs around "
-            f"yours)</span><br>probability of a favourable outcome (&ge; 50 % pain reduction "
-            f"at 2 months)<br><b>{pred.label}</b> at the model's threshold {pred.threshold:.2f}")
-    if pred.borderline:
-        html += ("<br><b style='color:#a05a00'>Borderline: the label depends on where the ROI "
-                 "is drawn.</b>")
-    if not pred.reliable:
-        html += ("<br><b style='color:#8d1c1c'>This image is unlike the images this model was "
-                 "trained on; the prediction is not reliable.</b>")
-    return html + f"<br><small>Heat map: evidence for the {pred.cam_target} class.</small>"
+def _canal(key, values, geometry):
+    try:
+        return key, find_anatomy(values, geometry)
+    except TfesiError:
+        return key, None
 
 
-def _decode(key, index, ref):
-    return key, index, modality_values(ref)
+def _decode(stack_key, slice_key, ref):
+    return stack_key, slice_key, modality_values(ref)
 
 
 def _window_of(stack):
@@ -984,21 +956,17 @@ def _quick_window(values):
 
 
 def _thumbnails(stacks):
+    """(stack key, 64x64 grey picture of its middle slice, radiological) for each stack."""
     from skimage.transform import resize
 
     out = []
     for st in stacks:
         try:
-            v = modality_values(st.slices[len(st.slices) // 2])
+            ref = st.slices[len(st.slices) // 2]
+            v = display_transform(ref.geometry).apply(modality_values(ref))
             lo, hi = np.percentile(v, [1, 99.5])
             small = resize(v, (64, 64), anti_aliasing=True)
-            out.append(np.clip((small - lo) / max(hi - lo, 1e-6) * 255, 0, 255))
+            out.append((st.key, np.clip((small - lo) / max(hi - lo, 1e-6) * 255, 0, 255)))
         except TfesiError:
-            out.append(None)
+            out.append((st.key, None))
     return out
-
-
-def _predict(predictor, stack, index, roi, side, level, study_uid, key):
-    pred, _ = predict_slice(predictor, stack, index, roi, side, level=level,
-                            allow_side_mismatch=True, study_uid=study_uid)
-    return key, pred

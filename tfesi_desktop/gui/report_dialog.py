@@ -1,12 +1,10 @@
-"""File > Export report: a dialog (file, anonymize, physician, comment, paper, DICOM copy),
-then a worker writes the PDF (atomically) while the window stays usable."""
+"""File > Export report: the dialog (file, anonymize, physician, comment, paper, DICOM copy).
+:mod:`.report_controller` opens it and writes the report in a worker."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -19,8 +17,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
 )
-
-from .workers import Worker
 
 
 class ReportDialog(QDialog):
@@ -61,59 +57,3 @@ class ReportDialog(QDialog):
                                            "PDF (*.pdf)")
         if f:
             self.path.setText(f if f.lower().endswith(".pdf") else f + ".pdf")
-
-
-def export_report(win) -> ReportDialog | None:
-    """Open the dialog (non-modal); on Save, write the report in a worker."""
-    if win.prediction is None or win._stale():
-        win.show_error("No current result", "Predict first: the report shows the current "
-                       "result, and the last one no longer matches the ROI, slice or side.")
-        return None
-    default = Path.home() / f"tfesi-report-{time.strftime('%Y%m%d-%H%M%S')}.pdf"
-    dlg = ReportDialog(win, default)
-    dlg.accepted.connect(win._report_dialog_accepted)
-    win.report_dialog = dlg
-    dlg.open()
-    return dlg
-
-
-def _write(prediction, bundle, study, stack, index, model_input, level, comment, physician,
-           anonymize, paper, path, dicom):
-    from ..core.report import encapsulate_pdf, report_inputs, write_report
-
-    t0 = time.perf_counter()
-    inp = report_inputs(prediction, bundle, study, stack, index, model_input, level=level,
-                        comment=comment, physician=physician, anonymize=anonymize, paper=paper)
-    out = write_report(inp, path)
-    dcm = encapsulate_pdf(out, study, stack, anonymize=anonymize) if dicom else None
-    return out, dcm, time.perf_counter() - t0
-
-
-class ReportMixin:
-    """Slots of the main window for the report (kept here beside the dialog)."""
-
-    @Slot()
-    def _report_dialog_accepted(self):
-        from ..core.preprocess import slice_input
-
-        d = self.report_dialog
-        pred = self.prediction
-        p = pred.provenance
-        mi = slice_input(self.stack.slices[p.slice_index], tuple(p.roi), p.side)
-        self.statusBar().showMessage("Writing the report...")
-        self._run(Worker(_write, pred, self.predictor.bundle, self.study, self.stack,
-                         p.slice_index, mi, self.level, d.comment.toPlainText(),
-                         d.physician.text(), d.anonymize.isChecked(),
-                         d.paper.currentText().lower(), d.path.text(), d.dicom.isChecked()),
-                  self._report_written, self._report_failed)
-
-    @Slot(object)
-    def _report_written(self, payload):
-        out, dcm, seconds = payload
-        self.last_report = out
-        self.statusBar().showMessage(f"Report written to {out} ({seconds:.2f} s)"
-                                     + (f"; DICOM copy {dcm}" if dcm else ""), 15000)
-
-    @Slot(str)
-    def _report_failed(self, message):
-        self.show_error("The report could not be written", message)

@@ -1,8 +1,12 @@
 """The slice viewer: a pyqtgraph image in row-major order with window/level, the ROI rectangle,
-the Grad-CAM overlay inside the ROI, a length tool in mm, orientation letters on the four edges
-and a corner text overlay that one key masks.
+the Grad-CAM overlay inside the ROI, length measurements in mm, orientation letters on the four
+edges and a corner text overlay that one key masks.
 
-Image coordinates are stored pixels: x = column, y = row, row 0 at the top.
+An axial slice is *displayed* in radiological orientation (patient's right on the screen's left,
+anterior up) with the same flip/transpose as the model input
+(``SliceGeometry.canonical_transform()``); other planes as stored. The public methods take and
+return *stored* pixels (x = column, y = row): ROIs, overlays and measurement points are converted
+at this boundary, so the session never sees display coordinates (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -13,9 +17,53 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
+from ..core.geometry import Dihedral, SliceGeometry
+
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
-MIN_ROI = 16
+MIN_DRAG = 2  # pixels: a shorter drag is a click, not an ROI (nothing is enlarged)
+
+
+def point_to_display(d: Dihedral, stored_shape, x: float, y: float) -> tuple[float, float]:
+    """A point in continuous stored-pixel coordinates (x = column, y = row, pixel (r, c)
+    covering [c, c+1) x [r, r+1)) as displayed after ``d``."""
+    rows, cols = stored_shape
+    if d.transpose:
+        x, y, rows, cols = y, x, cols, rows
+    if d.flip_rows:
+        y = rows - y
+    if d.flip_cols:
+        x = cols - x
+    return x, y
+
+
+def point_to_stored(d: Dihedral, stored_shape, x: float, y: float) -> tuple[float, float]:
+    """Inverse of :func:`point_to_display`."""
+    rows, cols = stored_shape
+    if d.transpose:
+        rows, cols = cols, rows
+    if d.flip_cols:
+        x = cols - x
+    if d.flip_rows:
+        y = rows - y
+    if d.transpose:
+        x, y = y, x
+    return x, y
+
+
+def display_transform(geometry: SliceGeometry | None) -> Dihedral:
+    """Radiological orientation for an axial slice; as stored for anything else."""
+    if geometry is None or not geometry.is_axial():
+        return Dihedral()
+    return geometry.canonical_transform()
+
+
+def display_letters(geometry: SliceGeometry | None, d: Dihedral) -> dict[str, str] | None:
+    if geometry is None:
+        return None
+    r, c = d.directions(geometry.row_cos, geometry.col_cos)
+    return SliceGeometry(geometry.position, tuple(r), tuple(c), geometry.spacing,
+                         geometry.shape).edge_letters()
 
 
 class SliceViewBox(pg.ViewBox):
@@ -82,7 +130,10 @@ class SliceView(QWidget):
 
     slice_step = Signal(int)
     roi_changed = Signal()  # while moving
-    roi_change_finished = Signal()
+    roi_change_finished = Signal()  # a drag (draw, move, resize) ended: one edit
+    roi_refused = Signal(str)  # a drag too short to be an ROI
+    measurement_drawn = Signal(object)  # ((x0, y0), (x1, y1)) stored pixel coordinates
+    measurement_moved = Signal(int, object)  # index in the shown list, new points
     levels_changed = Signal(float, float)  # centre, width
 
     def __init__(self, parent=None):
@@ -106,11 +157,11 @@ class SliceView(QWidget):
         lay.addWidget(self.histogram)
 
         self.roi: pg.RectROI | None = None
-        self.length: pg.LineSegmentROI | None = None
-        self.length_label = pg.TextItem(color=(255, 220, 0), anchor=(0, 1))
-        self.length_label.setZValue(20)
-        self._shape = (1, 1)
-        self._spacing = (1.0, 1.0)
+        self.lengths: list[tuple[pg.LineSegmentROI, pg.TextItem]] = []
+        self._shape = (1, 1)  # displayed (rows, columns)
+        self._stored_shape = (1, 1)
+        self._d = Dihedral()
+        self._spacing = (1.0, 1.0)  # displayed (between rows, between columns)
         self._drag_levels = (0.0, 1.0)
         self.letters = {k: self._make_label(k) for k in ("top", "bottom", "left", "right")}
         self.corner_left = self._make_label("corner_left", small=True)
@@ -190,21 +241,32 @@ class SliceView(QWidget):
     # --- image and levels --------------------------------------------------------------------
 
     def set_image(self, values: np.ndarray, spacing: tuple[float, float], *,
-                  levels: tuple[float, float] | None = None, reset_view: bool = False):
-        """Show (rows, cols) modality values; levels as (low, high) stay fixed while
-        scrolling."""
-        new_shape = values.shape != self._shape
-        self._shape, self._spacing = values.shape, spacing
+                  levels: tuple[float, float] | None = None, reset_view: bool = False,
+                  transform: Dihedral | None = None):
+        """Show (rows, cols) modality values as stored, displayed through ``transform`` (the
+        radiological flip/transpose); levels as (low, high) stay fixed while scrolling."""
+        d = transform or Dihedral()
+        shown = np.ascontiguousarray(d.apply(values))
+        new_shape = shown.shape != self._shape or d != self._d
+        self._d, self._stored_shape = d, values.shape
+        self._shape = shown.shape
+        self._spacing = (spacing[1], spacing[0]) if d.transpose else tuple(spacing)
         if levels is None and self.image.image is not None:
             levels = tuple(float(v) for v in self.image.getLevels())  # fixed while scrolling
         if levels is None:
             levels = (float(values.min()), float(values.max()))
-        self.image.setImage(values, autoLevels=False, levels=levels)
-        self.vb.setAspectLocked(True, ratio=spacing[1] / spacing[0])
+        self.image.setImage(shown, autoLevels=False, levels=levels)
+        self.vb.setAspectLocked(True, ratio=self._spacing[1] / self._spacing[0])
         if self.roi is not None:
-            self.roi.maxBounds = QRectF(0, 0, values.shape[1], values.shape[0])
+            self.roi.maxBounds = QRectF(0, 0, shown.shape[1], shown.shape[0])
         if new_shape or reset_view:
             self.vb.autoRange(padding=0.02)
+
+    def to_display(self, rect):
+        return self._d.rect_to_canonical(rect, self._stored_shape)
+
+    def to_stored(self, rect):
+        return self._d.rect_from_canonical(rect, self._shape)
 
     def set_levels(self, centre: float, width: float):
         self.image.setLevels((centre - width / 2, centre + width / 2))
@@ -229,23 +291,39 @@ class SliceView(QWidget):
     # --- ROI ---------------------------------------------------------------------------------
 
     def set_tool(self, tool: str):
+        """pan | roi | length. While drawing, the ROI ignores the mouse, so a drag that starts
+        inside it draws instead of moving it."""
         self.vb.tool = tool
         cursor = Qt.CursorShape.CrossCursor if tool != "pan" else Qt.CursorShape.ArrowCursor
         self.graphics.setCursor(cursor)
+        self._roi_accepts_mouse(tool == "pan")
+
+    def _roi_accepts_mouse(self, on: bool):
+        # pyqtgraph's scene skips disabled items when it hands out drags (handles are children)
+        items = ([self.roi] if self.roi is not None else []) + [ln for ln, _ in self.lengths]
+        for it in items:
+            it.setEnabled(on)
 
     def _rect_drawn(self, x0, y0, x1, y1):
         rows, cols = self._shape
         xa, xb = sorted((max(0, min(cols, x0)), max(0, min(cols, x1))))
         ya, yb = sorted((max(0, min(rows, y0)), max(0, min(rows, y1))))
-        w, h = max(MIN_ROI, round(xb - xa)), max(MIN_ROI, round(yb - ya))
-        x, y = min(round(xa), cols - w), min(round(ya), rows - h)
-        self.set_roi((max(0, x), max(0, y), w, h))
+        w, h = round(xb - xa), round(yb - ya)
         self.set_tool("pan")
+        if w < MIN_DRAG or h < MIN_DRAG:
+            self.roi_refused.emit("That drag was too short to draw an ROI; drag a rectangle "
+                                  "around the foramen.")
+            return
+        # as drawn: a small ROI is kept (and refused for prediction), never enlarged
+        self.set_roi(self.to_stored((int(round(xa)), int(round(ya)), w, h)))
         self.roi_change_finished.emit()
 
     def set_roi(self, rect):
-        """Place (or move) the ROI: (x, y, w, h) in stored pixels."""
-        x, y, w, h = rect
+        """Place (or move) the ROI: (x, y, w, h) in stored pixels; None removes it."""
+        if rect is None:
+            self.clear_roi()
+            return
+        x, y, w, h = self.to_display(tuple(rect))
         if self.roi is None:
             rows, cols = self._shape
             self.roi = pg.RectROI([x, y], [w, h], pen=pg.mkPen((255, 220, 0), width=2),
@@ -258,15 +336,18 @@ class SliceView(QWidget):
             self.vb.addItem(self.roi)
             self.roi.sigRegionChanged.connect(self.roi_changed)
             self.roi.sigRegionChangeFinished.connect(self.roi_change_finished)
+            self._roi_accepts_mouse(self.vb.tool == "pan")
         else:
             self.roi.setPos([x, y], update=False, finish=False)
             self.roi.setSize([w, h], update=True, finish=False)
 
     def roi_rect(self) -> tuple[int, int, int, int] | None:
+        """The ROI in stored pixels (x, y, w, h), or None."""
         if self.roi is None:
             return None
         p, s = self.roi.pos(), self.roi.size()
-        return int(round(p.x())), int(round(p.y())), int(round(s.x())), int(round(s.y()))
+        shown = (int(round(p.x())), int(round(p.y())), int(round(s.x())), int(round(s.y())))
+        return tuple(int(v) for v in self.to_stored(shown))
 
     def clear_roi(self):
         if self.roi is not None:
@@ -277,7 +358,9 @@ class SliceView(QWidget):
     # --- Grad-CAM overlay --------------------------------------------------------------------
 
     def set_overlay(self, rgb: np.ndarray, rect, opacity: float):
-        x, y, w, h = rect
+        """A (h, w, 3) picture over the ROI ``rect``, both in stored pixels."""
+        x, y, w, h = self.to_display(rect)
+        rgb = np.ascontiguousarray(self._d.apply(rgb))
         rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
         self.overlay.setImage(rgba, autoLevels=False, levels=(0, 255))
         self.overlay.setRect(QRectF(x, y, w, h))
@@ -286,39 +369,62 @@ class SliceView(QWidget):
     def clear_overlay(self):
         self.overlay.clear()
 
-    # --- length tool -------------------------------------------------------------------------
+    # --- length measurements -----------------------------------------------------------------
 
     def _line_drawn(self, x0, y0, x1, y1):
-        if self.length is not None:
-            self.vb.removeItem(self.length)
-        self.length = pg.LineSegmentROI([[x0, y0], [x1, y1]],
-                                        pen=pg.mkPen((80, 220, 255), width=2))
-        self.length.setZValue(16)
-        self.vb.addItem(self.length)
-        if self.length_label.scene() is None:
-            self.vb.addItem(self.length_label, ignoreBounds=True)
-        self.length.sigRegionChanged.connect(self._update_length)
-        self._update_length()
         self.set_tool("pan")
+        a = point_to_stored(self._d, self._stored_shape, x0, y0)
+        b = point_to_stored(self._d, self._stored_shape, x1, y1)
+        self.measurement_drawn.emit((a, b))
 
-    def length_mm(self) -> float | None:
-        if self.length is None:
+    def set_measurements(self, lines):
+        """Show these lengths: each ((x0, y0), (x1, y1)) in stored pixel coordinates."""
+        self.clear_length()
+        for i, pts in enumerate(lines):
+            shown = [point_to_display(self._d, self._stored_shape, *p) for p in pts]
+            ln = pg.LineSegmentROI([list(p) for p in shown], pen=pg.mkPen((80, 220, 255),
+                                                                           width=2))
+            ln.setZValue(16)
+            label = pg.TextItem(color=(255, 220, 0), anchor=(0, 1))
+            label.setZValue(20)
+            self.vb.addItem(ln)
+            self.vb.addItem(label, ignoreBounds=True)
+            self.lengths.append((ln, label))
+            ln.sigRegionChanged.connect(lambda _=None, k=i: self._update_length(k))
+            ln.sigRegionChangeFinished.connect(lambda _=None, k=i: self._length_moved(k))
+            self._update_length(i)
+        self._roi_accepts_mouse(self.vb.tool == "pan")
+
+    def _ends(self, i):
+        ln = self.lengths[i][0]
+        return [ln.mapToParent(h.pos()) for h in ln.getHandles()]
+
+    def length_mm(self, i: int = -1) -> float | None:
+        if not self.lengths:
             return None
-        a, b = (self.length.mapToParent(h.pos()) for h in self.length.getHandles())
+        a, b = self._ends(i)
         dy, dx = (b.y() - a.y()) * self._spacing[0], (b.x() - a.x()) * self._spacing[1]
         return float(np.hypot(dx, dy))
 
-    def _update_length(self):
-        mm = self.length_mm()
-        b = self.length.mapToParent(self.length.getHandles()[1].pos())
-        self.length_label.setText(f"{mm:.1f} mm")
-        self.length_label.setPos(QPointF(b.x(), b.y()))
+    def _update_length(self, i):
+        if i >= len(self.lengths):
+            return
+        b = self._ends(i)[1]
+        label = self.lengths[i][1]
+        label.setText(f"{self.length_mm(i):.1f} mm")
+        label.setPos(QPointF(b.x(), b.y()))
+
+    def _length_moved(self, i):
+        if i < len(self.lengths):
+            pts = tuple(point_to_stored(self._d, self._stored_shape, p.x(), p.y())
+                        for p in self._ends(i))
+            self.measurement_moved.emit(i, pts)
 
     def clear_length(self):
-        if self.length is not None:
-            self.vb.removeItem(self.length)
-            self.length = None
-            self.length_label.setText("")
+        for ln, label in self.lengths:
+            self.vb.removeItem(ln)
+            self.vb.removeItem(label)
+        self.lengths = []
 
 
 def colour_bar_pixmap(height: int = 120, width: int = 14):

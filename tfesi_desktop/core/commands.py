@@ -1,0 +1,207 @@
+"""The commands the window, the command line and the self-test share: open a study, check a
+selection against the safety gates, predict it, write its report. One prediction builds its
+model inputs once; the report reuses the input of the ROI as drawn (docs/architecture.md).
+
+The safety gates (DESIGN.md, invariant 1): no result for an ROI under the minimum size (refused,
+never enlarged), on the other side of the anatomical midline than the injection side, across the
+midline, or on a slice where the spinal canal was not found, unless the user confirmed an override
+(recorded in the provenance and printed on the report). The size gate cannot be overridden.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RoiError, TfesiError
+from .midline import Canal, find_canal, roi_position
+from .preprocess import MIN_ROI_PIXELS, ModelInput, check_roi, model_inputs
+from .session import Selection
+
+_SEARCH = object()  # "find the canal" (as opposed to None: searched, not found)
+
+
+class GateError(RoiError):
+    """A selection stopped by safety gates; ``gates`` lists them."""
+
+    def __init__(self, gates: list[Gate]):
+        self.gates = gates
+        text = " ".join(g.message for g in gates)
+        if all(g.overridable for g in gates):
+            text += " Correct it, or confirm an override (--override on the command line)."
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class Gate:
+    kind: str  # "size", "side", "midline" (across it), "canal" (not found)
+    message: str
+    overridable: bool = True
+
+
+@dataclass(frozen=True)
+class Opened:
+    scan: object  # dicom.ScanResult, duplicates dropped
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A prediction and what it was made from."""
+
+    selection: Selection
+    prediction: object  # runtime.Prediction
+    model_input: ModelInput  # of the ROI as drawn
+    canal: Canal | None
+    roi_side: str | None
+
+
+# --- opening ---------------------------------------------------------------------------------
+
+def drop_duplicates(scan) -> list[str]:
+    """Remove repeated instances from every stack in place (the same SOP Instance UID twice, or
+    two images at the same position, as when a folder holds a study and its DICOMDIR copy);
+    one note per stack that lost any."""
+    notes = []
+    for stack in scan.stacks:
+        seen_uid, seen_pos, keep, dropped = set(), set(), [], 0
+        for ref in stack.slices:
+            pos = None
+            if ref.geometry is not None:
+                pos = tuple(np.round(np.asarray(ref.geometry.position, float), 2))
+            if ref.key in seen_uid or (pos is not None and pos in seen_pos):
+                dropped += 1
+                continue
+            seen_uid.add(ref.key)
+            if pos is not None:
+                seen_pos.add(pos)
+            keep.append(ref)
+        if dropped:
+            stack.slices[:] = keep
+            notes.append(f"Series '{stack.description or stack.series_uid}': {dropped} "
+                         f"duplicate image{'s' if dropped != 1 else ''} (same instance or same "
+                         "position twice) ignored.")
+    return notes
+
+
+def open_study(paths, *, progress=None, cancel=None) -> Opened:
+    """Scan headers (skipping and listing unreadable files) and drop duplicate instances."""
+    from .dicom import scan
+
+    result = scan(paths, progress=progress, cancel=cancel)
+    return Opened(result, tuple(drop_duplicates(result)))
+
+
+def locate(scan, selection: Selection):
+    """(stack, slice index, slice ref) of a selection in a scan; TfesiError if absent."""
+    stack = scan.find_stack(selection.series_key)
+    if selection.slice_key is None:
+        raise TfesiError("No slice is selected.")
+    index = stack.find_slice(selection.slice_key)
+    return stack, index, stack.slices[index]
+
+
+# --- the gates -------------------------------------------------------------------------------
+
+def find_anatomy(values: np.ndarray, geometry) -> Canal | None:
+    """The spinal canal on a slice, or None (not found, or not an axial slice)."""
+    if geometry is None or not geometry.is_axial():
+        return None
+    return find_canal(values, geometry)
+
+
+def check_selection(selection: Selection, geometry, canal: Canal | None) -> list[Gate]:
+    """The safety gates this selection meets (empty: it may be predicted)."""
+    roi, side = selection.roi, selection.side
+    if roi is None or side is None:
+        raise TfesiError("Draw the ROI and choose the injection side first.")
+    gates = []
+    if roi[2] < MIN_ROI_PIXELS or roi[3] < MIN_ROI_PIXELS:
+        gates.append(Gate("size", f"The ROI is {roi[2]}x{roi[3]} pixels; it must be at least "
+                                  f"{MIN_ROI_PIXELS} on each side. Draw a larger one.", False))
+        return gates
+    if canal is None:
+        gates.append(Gate("canal", "The spinal canal was not found on this slice, so the side "
+                                   "of the ROI cannot be checked. Confirm the injection side."))
+        return gates
+    pos = roi_position(geometry, roi, canal)
+    if pos.crosses:
+        gates.append(Gate("midline", "The ROI reaches across the midline (the spinal canal): "
+                                     "draw it around one foramen only."))
+    elif pos.side != side:
+        gates.append(Gate("side", f"The ROI lies on the patient's {pos.side} side, but the "
+                                  f"injection side is {side}."))
+    return gates
+
+
+def blocking(gates: list[Gate], selection: Selection) -> list[Gate]:
+    """The gates not overridden by the selection's confirmed overrides."""
+    return [g for g in gates if not (g.overridable and g.kind in selection.overrides)]
+
+
+def override_text(gates: list[Gate], selection: Selection) -> str | None:
+    done = [g for g in gates if g.overridable and g.kind in selection.overrides]
+    if not done:
+        return None
+    return "OVERRIDE confirmed by the user: " + " ".join(g.message for g in done)
+
+
+# --- predicting ------------------------------------------------------------------------------
+
+def predict_selection(predictor, stack, selection: Selection, *, values=None,
+                      canal=_SEARCH) -> Outcome:
+    """Check the gates and make the stable prediction for a selection on a scanned stack.
+
+    ``values``: the slice's modality values if already decoded; ``canal``: the canal if already
+    found (None: searched and not found). Raises :class:`GateError` when a gate blocks."""
+    from .dicom.pixels import modality_values
+    from .runtime import predict_inputs
+
+    index = stack.find_slice(selection.slice_key)
+    ref = stack.slices[index]
+    geometry = ref.require_geometry()
+    if values is None:
+        values = modality_values(ref)
+    if selection.roi is None or selection.side is None:
+        raise TfesiError("Draw the ROI and choose the injection side first.")
+    check_roi(selection.roi, values.shape)
+    if canal is _SEARCH:
+        canal = find_anatomy(values, geometry)
+    gates = check_selection(selection, geometry, canal)
+    block = blocking(gates, selection)
+    if block:
+        raise GateError(block)
+    found = roi_position(geometry, selection.roi, canal).side if canal is not None else None
+    inputs = model_inputs(values, geometry, selection.roi, selection.side,
+                          crops=predictor.crops)
+    pred = predict_inputs(
+        predictor, inputs, side=selection.side, study_uid=stack.study_uid,
+        series_uid=stack.series_uid, sop_instance_uid=ref.sop_instance_uid, frame=ref.frame,
+        slice_index=index, level=selection.level, roi_side=found,
+        override=override_text(gates, selection))
+    return Outcome(selection, pred, inputs[0], canal, found)
+
+
+# --- the report ------------------------------------------------------------------------------
+
+def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
+                 physician: str = "", anonymize: bool = True, paper: str = "a4",
+                 dicom: bool = False) -> tuple[Path, Path | None, float]:
+    """Write the PDF (atomically) for a prediction, from the model input it was made from;
+    (pdf, DICOM copy or None, seconds)."""
+    from .report import encapsulate_pdf, report_inputs
+    from .report import write_report as _write
+
+    t0 = time.perf_counter()
+    stack = scan.find_stack(outcome.selection.series_key)
+    study = scan.study_of(stack)
+    index = stack.find_slice(outcome.selection.slice_key)
+    inp = report_inputs(outcome.prediction, bundle, study, stack, index, outcome.model_input,
+                        level=outcome.prediction.provenance.level, comment=comment,
+                        physician=physician, anonymize=anonymize, paper=paper)
+    out = _write(inp, path)
+    dcm = encapsulate_pdf(out, study, stack, anonymize=anonymize) if dicom else None
+    return out, dcm, time.perf_counter() - t0

@@ -1,0 +1,566 @@
+"""The user's work, without Qt: what is open (patients, studies, series), what is selected in
+each study (one :class:`Selection`: series, slice, ROI, side, level, measurements), the result
+kept with the selection it was made for, undo/redo, and saving per study.
+
+The window is a view of a :class:`Session` (docs/architecture.md, "Session model"): widgets call
+its methods to edit, and redraw when it tells its listeners something changed. The command line
+and the self-test build :class:`Selection` objects too, so a selection is spelled one way
+everywhere (state files, CLI arguments, provenance).
+
+Rules (DESIGN.md, invariant 9):
+
+- every edit of the selection goes through :meth:`Session.edit`, which records one undo step
+  (a drag is committed once, when it ends) and saves the study's state;
+- each study keeps one selection per series, so looking at another series or patient never
+  clears a selection;
+- state is saved per StudyInstanceUID, atomically, into that study's file only; files that do not
+  have the expected shape are ignored with a note and never stop a study from opening.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .paths import data_dir
+
+Rect = tuple[int, int, int, int]
+SIDES = ("right", "left")
+LEVELS = ("C5", "C6", "C7", "C8")
+STATE_SCHEMA = "tfesi-study-state"
+STATE_VERSION = 2
+# the fields of a selection that the model's input depends on: a change makes a result stale
+# and withdraws any override the user had confirmed
+MODEL_FIELDS = ("study_uid", "series_key", "slice_key", "roi", "side")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measurement drawn on one slice: for now a length between two points, in stored pixel
+    coordinates (x = column, y = row, continuous: pixel (r, c) covers [c, c+1) x [r, r+1))."""
+
+    slice_key: str
+    points: tuple[tuple[float, float], ...]
+    kind: str = "length"
+
+    def length_mm(self, spacing: tuple[float, float]) -> float:
+        (x0, y0), (x1, y1) = self.points[:2]
+        return math.hypot((x1 - x0) * spacing[1], (y1 - y0) * spacing[0])
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the user chose on one study: the one way a selection is spelled.
+
+    ``roi`` is (x, y, w, h) in *stored* pixels of the slice ``slice_key`` (SOP Instance UID, or
+    ``uid:frame``); ``side`` the patient's injection side; ``overrides`` the safety gates the user
+    has confirmed overriding for exactly this ROI, slice and side (cleared by any change)."""
+
+    study_uid: str
+    series_key: str | None = None
+    slice_key: str | None = None
+    roi: Rect | None = None
+    side: str | None = None
+    level: str | None = None
+    measurements: tuple[Measurement, ...] = ()
+    overrides: tuple[str, ...] = ()
+
+    def model_key(self) -> tuple:
+        """What a prediction depends on (plus the overrides that let it through)."""
+        return tuple(getattr(self, f) for f in MODEL_FIELDS) + (self.overrides,)
+
+    def complete(self) -> bool:
+        return None not in (self.series_key, self.slice_key, self.roi, self.side)
+
+    def measurements_on(self, slice_key: str | None) -> tuple[Measurement, ...]:
+        return tuple(m for m in self.measurements if m.slice_key == slice_key)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A prediction kept together with the selection it was made for."""
+
+    selection: Selection
+    prediction: object  # runtime.Prediction
+    model_input: object = None  # preprocess.ModelInput of the ROI as drawn (for the report)
+
+    def stale_for(self, selection: Selection | None) -> bool:
+        return selection is None or selection.model_key() != self.selection.model_key()
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One undo step: the fields of one series' selection it changed, old and new values."""
+
+    text: str
+    study_uid: str
+    series_key: str
+    changes: tuple[tuple[str, object, object], ...]  # (field, old, new)
+
+
+@dataclass
+class StudyWork:
+    """Everything the user did on one study."""
+
+    study_uid: str
+    current_series: str | None = None
+    selections: dict[str, Selection] = field(default_factory=dict)  # by series key
+    undo: list[Edit] = field(default_factory=list)
+    redo: list[Edit] = field(default_factory=list)
+    result: Result | None = None
+
+
+# --- saving --------------------------------------------------------------------------------------
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
+    a crash leaves the old file or the new one; the file is readable by its owner only."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _roi(v) -> Rect:
+    if (not isinstance(v, list | tuple) or len(v) != 4
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+            or not all(math.isfinite(x) and float(x).is_integer() for x in v)):
+        raise ValueError(f"the ROI {v!r} is not four whole numbers")
+    x, y, w, h = (int(a) for a in v)
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise ValueError(f"the ROI {v!r} has a negative position or no size")
+    return x, y, w, h
+
+
+def _opt_str(d, key, allowed=None):
+    v = d.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str) or (allowed is not None and v not in allowed):
+        raise ValueError(f"{key} {v!r} is not valid")
+    return v
+
+
+def _measurement(d) -> Measurement:
+    pts = d.get("points")
+    if (d.get("kind", "length") != "length" or not isinstance(d.get("slice_key"), str)
+            or not isinstance(pts, list) or len(pts) != 2):
+        raise ValueError("a measurement has not the expected shape")
+    out = []
+    for p in pts:
+        if (not isinstance(p, list) or len(p) != 2
+                or not all(isinstance(x, int | float) and math.isfinite(x) for x in p)):
+            raise ValueError("a measurement point is not two finite numbers")
+        out.append((float(p[0]), float(p[1])))
+    return Measurement(d["slice_key"], tuple(out))
+
+
+def selection_from_json(study_uid: str, d: dict, notes: list[str]) -> Selection:
+    """A selection from its saved form; fields of the wrong shape are dropped with a note."""
+    if not isinstance(d, dict) or not isinstance(d.get("series_key"), str):
+        raise ValueError("a saved selection has no series")
+    kw: dict = {"series_key": d["series_key"]}
+    for key, allowed in (("slice_key", None), ("side", SIDES), ("level", LEVELS)):
+        try:
+            kw[key] = _opt_str(d, key, allowed)
+        except ValueError as e:
+            notes.append(f"Saved {key} ignored: {e}.")
+    if d.get("roi") is not None:
+        try:
+            kw["roi"] = _roi(d["roi"])
+        except ValueError as e:
+            notes.append(f"Saved ROI ignored: {e}.")
+    ms = []
+    for m in d.get("measurements") or []:
+        try:
+            ms.append(_measurement(m))
+        except (ValueError, AttributeError) as e:
+            notes.append(f"Saved measurement ignored: {e}.")
+    return Selection(study_uid, measurements=tuple(ms), **kw)
+
+
+def selection_to_json(s: Selection) -> dict:
+    return {"series_key": s.series_key, "slice_key": s.slice_key,
+            "roi": list(s.roi) if s.roi else None, "side": s.side, "level": s.level,
+            "measurements": [{"kind": m.kind, "slice_key": m.slice_key,
+                              "points": [list(p) for p in m.points]} for m in s.measurements]}
+
+
+class StateStore:
+    """One JSON file per study in ``folder`` (default ``<data dir>/studies``, mode 0700), named
+    by a hash of the StudyInstanceUID (no patient data in names), mode 0600. Overrides are not
+    saved: after a restart the user confirms them again."""
+
+    def __init__(self, folder: str | Path | None = None):
+        self.folder = Path(folder) if folder else data_dir() / "studies"
+
+    def file(self, study_uid: str) -> Path:
+        return self.folder / f"{hashlib.sha256(study_uid.encode()).hexdigest()[:32]}.json"
+
+    def load(self, study_uid: str) -> tuple[StudyWork, list[str]]:
+        """The saved work of a study (empty if none) and notes on what was ignored."""
+        work, notes = StudyWork(study_uid), []
+        f = self.file(study_uid)
+        try:
+            text = f.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return work, notes
+        except OSError as e:
+            return work, [f"The saved work of this study could not be read ({e.strerror})."]
+        try:
+            d = json.loads(text)  # Infinity/NaN parse; the field checks refuse them
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+            if d.get("study_uid") != study_uid:
+                raise ValueError("it belongs to another study")
+            if d.get("schema") == STATE_SCHEMA and d.get("version") == STATE_VERSION:
+                entries = d.get("selections")
+                if not isinstance(entries, list):
+                    raise ValueError("no list of selections")
+                current = d.get("current_series")
+                if current is not None and not isinstance(current, str):
+                    raise ValueError("the current series is not a name")
+            elif "schema" not in d and "series_key" in d:  # version 1: one selection
+                entries, current = [d], d.get("series_key")
+            else:
+                raise ValueError(f"unknown format {d.get('schema')!r} {d.get('version')!r}")
+            for e in entries:
+                try:
+                    s = selection_from_json(study_uid, e, notes)
+                except ValueError as err:
+                    notes.append(f"A saved selection was ignored: {err}.")
+                    continue
+                work.selections[s.series_key] = s
+            work.current_series = current if current in work.selections else None
+        except (ValueError, TypeError, AttributeError) as e:
+            notes.append(f"The saved work of this study was ignored: {e}.")
+            return StudyWork(study_uid), notes
+        return work, notes
+
+    def save(self, work: StudyWork) -> None:
+        """Write this study's file (and only it), atomically; OSError on failure."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.folder, 0o700)
+        d = {"schema": STATE_SCHEMA, "version": STATE_VERSION, "study_uid": work.study_uid,
+             "current_series": work.current_series,
+             "selections": [selection_to_json(s) for s in work.selections.values()]}
+        write_atomically(self.file(work.study_uid), json.dumps(d, indent=1).encode())
+
+
+# --- the session ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PatientEntry:
+    """One patient of what is open, with their studies (newest first)."""
+
+    patient_id: str
+    name: str
+    birth_date: str
+    studies: tuple  # dicom.Study
+
+
+def group_patients(scan) -> list[PatientEntry]:
+    """Studies grouped by patient (ID and name), in the order they were found."""
+    groups: dict[tuple[str, str], list] = {}
+    for st in scan.studies:
+        groups.setdefault((st.patient_id, st.patient_name), []).append(st)
+    return [PatientEntry(pid, name, studies[0].birth_date,
+                         tuple(sorted(studies, key=lambda s: s.study_date, reverse=True)))
+            for (pid, name), studies in groups.items()]
+
+
+Listener = Callable[[str], None]
+
+
+class Session:
+    """What is open and what the user did with it. Listeners get one word for what changed:
+    ``opened``, ``series`` (another series or study is shown), ``selection``, ``result``,
+    ``notes``."""
+
+    def __init__(self, store: StateStore | None = None):
+        self.store = store or StateStore()
+        self.scan = None  # dicom.ScanResult
+        self.works: dict[str, StudyWork] = {}
+        self.study_uid: str | None = None
+        self.notes: list[str] = []
+        self.save_errors: list[str] = []
+        self._listeners: list[Listener] = []
+
+    # --- observers -------------------------------------------------------------------------
+
+    def subscribe(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def _emit(self, what: str) -> None:
+        for fn in list(self._listeners):
+            fn(what)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        self._emit("notes")
+
+    # --- what is open ----------------------------------------------------------------------
+
+    def open(self, scan, notes=()) -> None:
+        """Show a scanned folder; keeps the work of studies already open (by UID), restores
+        saved work of the others, and shows the proposed series of the first study (or the
+        series the user was last on)."""
+        from .dicom.model import propose_stack
+
+        self.scan = scan
+        self.notes = list(notes)
+        for st in scan.studies:
+            if st.study_uid not in self.works:
+                work, n = self.store.load(st.study_uid)
+                self.works[st.study_uid] = work
+                self.notes.extend(n)
+        self._emit("opened")
+        first = propose_stack(scan.stacks)
+        if first is not None:
+            self.show_study(first.study_uid)
+        if self.notes:
+            self._emit("notes")
+
+    def patients(self) -> list[PatientEntry]:
+        return group_patients(self.scan) if self.scan else []
+
+    def stack(self, key: str | None = None):
+        """The stack with this key (default: the current one), or None."""
+        key = key or self.series_key
+        if self.scan is None or key is None:
+            return None
+        return next((s for s in self.scan.stacks if s.key == key), None)
+
+    def study(self, uid: str | None = None):
+        uid = uid or self.study_uid
+        if self.scan is None or uid is None:
+            return None
+        return next((s for s in self.scan.studies if s.study_uid == uid), None)
+
+    @property
+    def work(self) -> StudyWork | None:
+        return self.works.get(self.study_uid) if self.study_uid else None
+
+    @property
+    def series_key(self) -> str | None:
+        w = self.work
+        return w.current_series if w else None
+
+    @property
+    def selection(self) -> Selection | None:
+        w = self.work
+        if w is None or w.current_series is None:
+            return None
+        return w.selections.get(w.current_series)
+
+    def show_study(self, study_uid: str) -> None:
+        """Switch to a study: its last series, else its proposed one."""
+        from .dicom.model import propose_stack
+
+        study = self.study(study_uid)
+        work = self.works[study_uid]
+        keys = [s.key for s in study.stacks]
+        key = work.current_series if work.current_series in keys else None
+        if key is None:
+            axial_with_roi = [k for k, s in work.selections.items() if k in keys and s.roi]
+            key = axial_with_roi[0] if axial_with_roi else propose_stack(study.stacks).key
+        self.show_series(key)
+
+    def show_series(self, key: str) -> None:
+        """Show another series (of any open study). The selection of every other series stays
+        as it was; this series' selection is restored, or starts on its middle slice."""
+        stack = self.stack(key)
+        if stack is None:
+            raise KeyError(key)
+        self.study_uid = stack.study_uid
+        work = self.works[stack.study_uid]
+        work.current_series = key
+        sel = work.selections.get(key)
+        keys = [s.key for s in stack.slices]
+        if sel is None or sel.slice_key not in keys:
+            mid = stack.slices[len(stack.slices) // 2].key
+            sel = dataclasses.replace(sel, slice_key=mid, roi=None) if sel else Selection(
+                stack.study_uid, key, mid)
+            work.selections[key] = sel
+        self._save(work)
+        self._emit("series")
+
+    # --- editing ---------------------------------------------------------------------------
+
+    def edit(self, text: str, *, undoable: bool = True, **changes) -> bool:
+        """Change fields of the current selection as one undo step; False if nothing changed.
+        Changing what the model sees withdraws confirmed overrides."""
+        sel, work = self.selection, self.work
+        if sel is None:
+            return False
+        if "roi" in changes and changes["roi"] is not None:
+            changes["roi"] = tuple(int(v) for v in changes["roi"])
+        if any(k in MODEL_FIELDS for k in changes) and "overrides" not in changes:
+            changes["overrides"] = ()
+        diff = tuple((k, getattr(sel, k), v) for k, v in changes.items()
+                     if getattr(sel, k) != v)
+        if not diff:
+            return False
+        self._apply(work, sel.series_key, {k: new for k, _, new in diff})
+        if undoable and any(k != "overrides" for k, _, _ in diff):
+            work.undo.append(Edit(text, work.study_uid, sel.series_key, diff))
+            work.redo.clear()
+        return True
+
+    def _apply(self, work: StudyWork, series_key: str, values: dict) -> None:
+        sel = work.selections[series_key]
+        new = dataclasses.replace(sel, **values)
+        work.selections[series_key] = new
+        if work.result is not None and work.result.selection.series_key == series_key \
+                and "level" in values and not work.result.stale_for(new):
+            # the level is not a model input: the kept result follows it (one truth)
+            work.result = _restamp(work.result, new)
+        self._save(work)
+        self._emit("selection")
+
+    def set_slice(self, slice_key: str) -> bool:
+        """Scrolling is not an undo step (it would bury the edits), but it is saved."""
+        return self.edit("Change slice", undoable=False, slice_key=slice_key)
+
+    def set_roi(self, roi: Rect | None, text: str = "Draw ROI") -> bool:
+        if self.selection is not None and self.selection.roi is not None and roi is not None:
+            text = "Move ROI" if text == "Draw ROI" else text
+        return self.edit(text if roi is not None else "Delete ROI", roi=roi)
+
+    def set_side(self, side: str | None) -> bool:
+        if side not in (None, *SIDES):
+            raise ValueError(side)
+        return self.edit(f"Side {side or 'none'}", side=side)
+
+    def set_level(self, level: str | None) -> bool:
+        if level not in (None, *LEVELS):
+            raise ValueError(level)
+        return self.edit(f"Level {level or 'none'}", level=level)
+
+    def add_measurement(self, m: Measurement) -> bool:
+        sel = self.selection
+        return sel is not None and self.edit("Add measurement",
+                                             measurements=sel.measurements + (m,))
+
+    def replace_measurement(self, old: Measurement, new: Measurement) -> bool:
+        sel = self.selection
+        if sel is None or old not in sel.measurements:
+            return False
+        ms = tuple(new if m == old else m for m in sel.measurements)
+        return self.edit("Move measurement", measurements=ms)
+
+    def clear_measurements(self) -> bool:
+        sel = self.selection
+        if sel is None:
+            return False
+        keep = tuple(m for m in sel.measurements if m.slice_key != sel.slice_key)
+        return self.edit("Clear measurements", measurements=keep)
+
+    def confirm_override(self, kinds) -> bool:
+        """The user confirmed going on despite these safety gates, for this selection only.
+        Not an undo step; any change of ROI, slice or side withdraws it."""
+        return self.edit("Override", undoable=False, overrides=tuple(sorted(set(kinds))))
+
+    # --- undo ------------------------------------------------------------------------------
+
+    def can_undo(self) -> bool:
+        return bool(self.work and self.work.undo)
+
+    def can_redo(self) -> bool:
+        return bool(self.work and self.work.redo)
+
+    def undo_text(self) -> str | None:
+        return self.work.undo[-1].text if self.can_undo() else None
+
+    def redo_text(self) -> str | None:
+        return self.work.redo[-1].text if self.can_redo() else None
+
+    def undo(self) -> bool:
+        return self._step(back=True)
+
+    def redo(self) -> bool:
+        return self._step(back=False)
+
+    def _step(self, *, back: bool) -> bool:
+        work = self.work
+        if work is None:
+            return False
+        src, dst = (work.undo, work.redo) if back else (work.redo, work.undo)
+        if not src:
+            return False
+        e = src.pop()
+        dst.append(e)
+        values = {k: (old if back else new) for k, old, new in e.changes}
+        if any(k in MODEL_FIELDS for k in values):
+            values["overrides"] = ()
+        if work.current_series != e.series_key:  # show what is undone
+            self.show_series(e.series_key)
+        self._apply(work, e.series_key, values)
+        return True
+
+    # --- results ---------------------------------------------------------------------------
+
+    def set_result(self, selection: Selection, prediction, model_input=None) -> None:
+        """Keep a prediction with the selection it was made for (dropped if that study is no
+        longer open)."""
+        work = self.works.get(selection.study_uid)
+        if work is None:
+            return
+        r = Result(selection, prediction, model_input)
+        current = work.selections.get(selection.series_key)
+        if current is not None and not r.stale_for(current) and current.level != \
+                selection.level:
+            r = _restamp(r, current)
+        work.result = r
+        self._emit("result")
+
+    @property
+    def result(self) -> Result | None:
+        w = self.work
+        if w is None or w.result is None:
+            return None
+        return w.result if w.result.selection.series_key == w.current_series else None
+
+    def current_result(self) -> Result | None:
+        """The kept result if it matches the current selection, else None."""
+        r = self.result
+        return r if r is not None and not r.stale_for(self.selection) else None
+
+    def is_stale(self) -> bool:
+        r = self.result
+        return r is not None and r.stale_for(self.selection)
+
+    # --- saving ----------------------------------------------------------------------------
+
+    def _save(self, work: StudyWork) -> None:
+        try:
+            self.store.save(work)
+        except OSError as e:
+            msg = f"The work on this study could not be saved ({e.strerror or e})."
+            self.save_errors.append(msg)
+            self.notes.append(msg)
+
+
+def _restamp(result: Result, selection: Selection) -> Result:
+    """The result with the selection's level written into it and its provenance."""
+    pred = result.prediction
+    prov = getattr(pred, "provenance", None)
+    if prov is not None:
+        pred = dataclasses.replace(pred, provenance=dataclasses.replace(prov,
+                                                                        level=selection.level))
+    return Result(dataclasses.replace(result.selection, level=selection.level), pred,
+                  result.model_input)

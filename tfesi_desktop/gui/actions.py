@@ -1,0 +1,110 @@
+"""The window's menus as one table: (menu, text, method of the main window or callable taking the
+window, shortcut, checkable). Shortcuts work wherever the focus is in the window."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+
+from ..core.session import LEVELS
+
+SEP = None
+
+ACTIONS = {
+    "&File": [
+        ("Open &folder...", "open_folder_dialog", "Ctrl+O"),
+        ("Open &DICOMDIR, ZIP or files...", "open_files_dialog", "Ctrl+Shift+O"),
+        ("RECENT",),
+        ("&Export report...", "export_report", "Ctrl+E", "export"),
+        SEP,
+        ("&Quit", "close", "Ctrl+Q"),
+    ],
+    "&Edit": [
+        ("&Undo", "undo", "Ctrl+Z", "undo"),
+        ("&Redo", "redo", "Ctrl+Shift+Z", "redo"),
+        SEP,
+        ("&Delete ROI", "delete_roi", "Del", "delete_roi"),
+    ],
+    "&Image": [
+        ("Next slice", lambda w: w.step_slice(1), "Down"),
+        ("Previous slice", lambda w: w.step_slice(-1), "Up"),
+        ("5 slices on", lambda w: w.step_slice(5), "PgDown"),
+        ("5 slices back", lambda w: w.step_slice(-5), "PgUp"),
+        ("First slice", lambda w: w.set_slice(0), "Home"),
+        ("Last slice", lambda w: w.set_slice(10 ** 6), "End"),
+        SEP,
+        ("Next series", lambda w: w.step_series(1), "Ctrl+]"),
+        ("Previous series", lambda w: w.step_series(-1), "Ctrl+["),
+        SEP,
+        ("&Reset window/level", "reset_levels", "R"),
+        ("Window: narrow (soft tissue)", lambda w: w.preset_levels(0.5), "1"),
+        ("Window: series default", lambda w: w.preset_levels(1.0), "2"),
+        ("Window: wide", lambda w: w.preset_levels(2.0), "3"),
+        SEP,
+        ("&Mask patient details", "toggle_mask", "M", "mask", True),
+        ("Grad-CAM &overlay", "toggle_overlay", "O"),
+        ("Zoom to fit", lambda w: w.view.vb.autoRange(padding=0.02), "F"),
+    ],
+    "&Tools": [
+        ("&Draw ROI rectangle", lambda w: w.view.set_tool("roi"), "D"),
+        ("&Length (mm)", lambda w: w.view.set_tool("length"), "L"),
+        ("Clear lengths on this slice", "clear_measurements", "Shift+L"),
+        ("Pan (Esc)", lambda w: w.view.set_tool("pan"), "Esc"),
+    ],
+    "&Injection": [("SIDES",), SEP, ("LEVELS",)],
+    "&Model": [
+        ("&Predict", "predict", "Ctrl+P", "predict"),
+        ("&About model...", "about_model", "F1"),
+    ],
+}
+
+
+def build_menus(win) -> dict[str, QAction]:
+    """Create the menus on ``win`` from :data:`ACTIONS`; returns the named actions."""
+    named: dict[str, QAction] = {}
+
+    def add(menu, text, slot, shortcut=None, checkable=False):
+        a = QAction(text, win)
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        a.setCheckable(checkable)
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        win.addAction(a)
+        return a
+
+    for title, rows in ACTIONS.items():
+        m = win.menuBar().addMenu(title)
+        for row in rows:
+            if row is SEP:
+                m.addSeparator()
+            elif row == ("RECENT",):
+                win.recent_menu = m.addMenu("Open &recent")
+            elif row == ("SIDES",):
+                group = QActionGroup(win)
+                for side, key in (("right", "Ctrl+Shift+R"), ("left", "Ctrl+Shift+L")):
+                    a = add(m, f"Patient {side} side",
+                            lambda _=False, s=side: win.set_side(s), key, True)
+                    group.addAction(a)
+                    named[f"side_{side}"] = a
+            elif row == ("LEVELS",):
+                for i, lev in enumerate(LEVELS):
+                    add(m, f"Level {lev}", lambda _=False, v=lev: win.set_level(v),
+                        f"Ctrl+{5 + i}")
+            else:
+                text, target, shortcut, *rest = row
+                name = rest[0] if rest else None
+                checkable = bool(rest[1]) if len(rest) > 1 else False
+                a = add(m, text, _slot(win, target), shortcut, checkable)
+                if name:
+                    named[name] = a
+    return named
+
+
+def _slot(win, target):
+    """A slot for a table entry: a method name of the window, or a callable taking it."""
+    if isinstance(target, str):
+        method = getattr(win, target)
+        return lambda _=False: method()
+    return lambda _=False: target(win)

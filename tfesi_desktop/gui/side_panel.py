@@ -1,0 +1,291 @@
+"""The panel beside the image: the patient > study > series browser, the slice slider, the
+injection side and level with the anatomical side check and the safety gates, the result, and
+the model input. Widgets only; :class:`~.mainwindow.MainWindow` fills them from the session and
+connects their signals to session edits (docs/architecture.md)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QSlider,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.session import LEVELS
+from .viewer import colour_bar_pixmap
+
+KEY = Qt.ItemDataRole.UserRole
+
+
+def _date(d: str) -> str:
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if d and len(d) == 8 and d.isdigit() else (d or "-")
+
+
+class MessageArea(QWidget):
+    """One line for what the user should know or do, replacing the previous message (no
+    piles of dialogs). Errors in red, notes in amber; a button closes it."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(6, 2, 6, 2)
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QPushButton("\u00d7")
+        close.setFixedWidth(28)
+        close.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        close.clicked.connect(self.clear)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(close)
+        self.kind = None
+        self.hide()
+
+    def show_message(self, text: str, kind: str = "error"):
+        self.kind = kind
+        colours = {"error": "color: white; background: #b00020;",
+                   "note": "color: black; background: #ffd54f;",
+                   "info": "color: black; background: #cfe8ff;"}
+        self.setStyleSheet(f"QLabel {{ {colours.get(kind, colours['note'])} padding: 4px; }}")
+        self.label.setText(text)
+        self.show()
+
+    def text(self) -> str:
+        return self.label.text() if self.isVisible() else ""
+
+    def clear(self):
+        self.kind = None
+        self.label.setText("")
+        self.hide()
+
+
+class Browser(QTreeWidget):
+    """Patients > studies > series. Series items carry their stack key."""
+
+    series_chosen = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setHeaderHidden(True)
+        self.setIconSize(self.iconSize() * 3)
+        self.setMinimumHeight(150)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.itemClicked.connect(self._clicked)
+        self.masked = False
+        self._patients = []
+
+    def fill(self, patients, masked: bool):
+        self.masked = masked
+        self._patients = patients
+        self.blockSignals(True)
+        self.clear()
+        for i, p in enumerate(patients):
+            if masked:
+                text = f"Patient {i + 1}  [details hidden]"
+            else:
+                text = (f"{p.name or '(no name)'}\nID {p.patient_id or '-'}, born "
+                        f"{_date(p.birth_date)}")
+            pi = QTreeWidgetItem(self, [text])
+            for j, st in enumerate(p.studies):
+                stext = (f"Study {j + 1}" if masked else
+                         f"{_date(st.study_date)}  {st.description or '(no description)'}")
+                si = QTreeWidgetItem(pi, [stext])
+                for stack in st.stacks:
+                    g = stack.geometry
+                    t = (f"{stack.description or '(no description)'}\n"
+                         f"{stack.orientation_name()}, {len(stack.slices)} slices"
+                         + (f", {g.shape[1]}x{g.shape[0]}" if g else ""))
+                    item = QTreeWidgetItem(si, [t])
+                    item.setData(0, KEY, stack.key)
+            pi.setExpanded(True)
+            for k in range(pi.childCount()):
+                pi.child(k).setExpanded(True)
+        self.blockSignals(False)
+
+    def series_items(self) -> list[QTreeWidgetItem]:
+        out = []
+
+        def walk(item):
+            for k in range(item.childCount()):
+                c = item.child(k)
+                if c.data(0, KEY):
+                    out.append(c)
+                walk(c)
+
+        walk(self.invisibleRootItem())
+        return out
+
+    def item_of(self, key: str):
+        return next((i for i in self.series_items() if i.data(0, KEY) == key), None)
+
+    def show_current(self, key: str | None):
+        item = self.item_of(key) if key else None
+        self.blockSignals(True)
+        if item is not None:
+            self.setCurrentItem(item)
+        self.blockSignals(False)
+
+    def _clicked(self, item, _col=0):
+        key = item.data(0, KEY)
+        if key:
+            self.series_chosen.emit(key)
+
+
+class SidePanel(QWidget):
+    side_chosen = Signal(str)
+    level_chosen = Signal(object)  # str or None
+    override_confirmed = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setFixedWidth(390)  # labels wrap inside it; the scroll area never cuts them off
+        col = QVBoxLayout(self)
+        col.setContentsMargins(6, 6, 6, 6)
+
+        g = QGroupBox("Patients, studies and series")
+        lay = QVBoxLayout(g)
+        self.browser = Browser()
+        lay.addWidget(self.browser)
+        self.skipped_button = QPushButton("No files skipped")
+        self.skipped_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        lay.addWidget(self.skipped_button)
+        col.addWidget(g)
+
+        g = QGroupBox("Slice")
+        lay = QVBoxLayout(g)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.slice_label = QLabel("no study open")
+        lay.addWidget(self.slider)
+        lay.addWidget(self.slice_label)
+        col.addWidget(g)
+
+        g = QGroupBox("Injection")
+        form = QFormLayout(g)
+        sides = QHBoxLayout()
+        self.side_group = QButtonGroup(self)
+        self.side_buttons = {}
+        for name in ("right", "left"):
+            b = QRadioButton(f"patient {name}")
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            self.side_group.addButton(b)
+            self.side_buttons[name] = b
+            sides.addWidget(b)
+            b.clicked.connect(lambda _=False, n=name: self.side_chosen.emit(n))
+        form.addRow("Side", sides)
+        self.level_combo = QComboBox()
+        self.level_combo.addItems(["-", *LEVELS])
+        self.level_combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.level_combo.currentTextChanged.connect(
+            lambda t: self.level_chosen.emit(None if t == "-" else t))
+        form.addRow("Level", self.level_combo)
+        self.side_hint = QLabel("")
+        self.side_hint.setWordWrap(True)
+        form.addRow(self.side_hint)
+        self.side_warning = QLabel("")
+        self.side_warning.setWordWrap(True)
+        self.side_warning.setTextFormat(Qt.TextFormat.RichText)
+        self.side_warning.setStyleSheet("color: white; background: #b00020; padding: 4px;")
+        self.side_warning.hide()
+        form.addRow(self.side_warning)
+        self.override_button = QPushButton("I have checked: confirm override and predict")
+        self.override_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.override_button.clicked.connect(self.override_confirmed)
+        self.override_button.hide()
+        form.addRow(self.override_button)
+        col.addWidget(g)
+
+        g = QGroupBox("Prediction")
+        lay = QVBoxLayout(g)
+        row = QHBoxLayout()
+        self.predict_button = QPushButton("Predict  (Ctrl+P)")
+        self.predict_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.auto_check = QCheckBox("automatically")
+        self.auto_check.setChecked(True)
+        self.auto_check.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        row.addWidget(self.predict_button)
+        row.addWidget(self.auto_check)
+        lay.addLayout(row)
+        self.result_label = QLabel("No prediction yet.")
+        self.result_label.setWordWrap(True)
+        self.result_label.setTextFormat(Qt.TextFormat.RichText)
+        lay.addWidget(self.result_label)
+        self.stale_label = QLabel("The result no longer matches the ROI, slice or side: "
+                                  "predict again.")
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setStyleSheet("color: black; background: #ffd54f; padding: 4px;")
+        self.stale_label.hide()
+        lay.addWidget(self.stale_label)
+        self.performance_label = QLabel("")
+        self.performance_label.setWordWrap(True)
+        lay.addWidget(self.performance_label)
+        self.disclaimer_label = QLabel("")
+        self.disclaimer_label.setWordWrap(True)
+        self.disclaimer_label.setStyleSheet("color: #b00020; font-weight: bold;")
+        lay.addWidget(self.disclaimer_label)
+        over = QHBoxLayout()
+        self.overlay_check = QCheckBox("Grad-CAM overlay (O)")
+        self.overlay_check.setChecked(True)
+        self.overlay_check.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(40)
+        self.opacity.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        over.addWidget(self.overlay_check)
+        over.addWidget(QLabel("opacity"))
+        over.addWidget(self.opacity, 1)
+        lay.addLayout(over)
+        bar = QHBoxLayout()
+        self.colour_bar = QLabel()
+        self.colour_bar.setPixmap(colour_bar_pixmap(90, 14))
+        bar.addWidget(self.colour_bar)
+        ends = QVBoxLayout()
+        ends.addWidget(QLabel("high"))
+        ends.addStretch(1)
+        ends.addWidget(QLabel("low"))
+        bar.addLayout(ends)
+        self.cam_caption = QLabel("Relative attention\n(Grad-CAM of the predicted\nclass, inside "
+                                  "the ROI)")
+        bar.addWidget(self.cam_caption, 1)
+        lay.addLayout(bar)
+        self.provenance_label = QLabel("")
+        self.provenance_label.setWordWrap(True)
+        self.provenance_label.setTextFormat(Qt.TextFormat.RichText)
+        self.provenance_label.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.provenance_label.setStyleSheet("color: #555; font-size: 8pt;")
+        lay.addWidget(self.provenance_label)
+        col.addWidget(g)
+
+        g = QGroupBox("Model input (as the network sees it)")
+        lay = QHBoxLayout(g)
+        self.crop_preview = QLabel()
+        self.crop_preview.setFixedSize(150, 150)
+        self.crop_preview.setStyleSheet("background: black;")
+        self.crop_caption = QLabel("Draw a rectangle around the foramen\n(D, or Shift+drag).")
+        self.crop_caption.setWordWrap(True)
+        lay.addWidget(self.crop_preview)
+        lay.addWidget(self.crop_caption, 1)
+        col.addWidget(g)
+        col.addStretch(1)
+
+    def show_side_level(self, side: str | None, level: str | None):
+        self.side_group.setExclusive(False)
+        for name, b in self.side_buttons.items():
+            b.setChecked(side == name)
+        self.side_group.setExclusive(True)
+        self.level_combo.blockSignals(True)
+        self.level_combo.setCurrentText(level or "-")
+        self.level_combo.blockSignals(False)
