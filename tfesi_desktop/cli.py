@@ -229,7 +229,7 @@ def cmd_report(args) -> int:
     from .core.runtime import format_probability
 
     t0 = time.perf_counter()
-    result, _, _, predictor, outcome = run_prediction(args)
+    result, stack, index, predictor, outcome = run_prediction(args)
     out, dcm, _ = write_report(outcome, predictor.bundle, result, args.out,
                                comment=args.comment or "", physician=args.physician or "",
                                anonymize=args.anonymize, paper=args.paper, dicom=args.dicom)
@@ -240,14 +240,16 @@ def cmd_report(args) -> int:
         print(f"DICOM Encapsulated PDF written to {dcm}")
     if args.sr or args.sc:
         from .core import results_dicom
+        from .core.dicom import default_window
 
+        pred = outcome.prediction
         if args.sr:
             sr = results_dicom.write_sr(pred, stack, index, args.sr, anonymize=args.anonymize)
             print(f"DICOM structured report (TID 1500) written to {sr}")
         if args.sc:
             sc = results_dicom.write_secondary_capture(pred, stack, index, args.sc,
                                                        anonymize=args.anonymize,
-                                                       window=inp.window)
+                                                       window=default_window(stack))
             print(f"DICOM secondary capture of the heat map written to {sc}")
     return 0
 

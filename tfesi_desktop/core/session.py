@@ -23,12 +23,12 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import TfesiError
+from .fileio import private_dir, write_atomically
 from .paths import data_dir
 
 Rect = tuple[int, int, int, int]
@@ -118,22 +118,6 @@ class StudyWork:
 
 
 # --- saving --------------------------------------------------------------------------------------
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
-    a crash leaves the old file or the new one; the file is readable by its owner only."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _roi(v) -> Rect:
     if (not isinstance(v, list | tuple) or len(v) != 4
@@ -252,13 +236,14 @@ class StateStore:
         return work, notes
 
     def save(self, work: StudyWork) -> None:
-        """Write this study's file (and only it), atomically; OSError on failure."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.folder, 0o700)
+        """Write this study's file (and only it), atomically, 0600 in a 0700 folder;
+        TfesiError on failure."""
+        private_dir(self.folder)
         d = {"schema": STATE_SCHEMA, "version": STATE_VERSION, "study_uid": work.study_uid,
              "current_series": work.current_series,
              "selections": [selection_to_json(s) for s in work.selections.values()]}
-        write_atomically(self.file(work.study_uid), json.dumps(d, indent=1).encode())
+        write_atomically(self.file(work.study_uid), json.dumps(d, indent=1).encode(),
+                         private=True)
 
 
 # --- the session ---------------------------------------------------------------------------------
@@ -549,8 +534,9 @@ class Session:
     def _save(self, work: StudyWork) -> None:
         try:
             self.store.save(work)
-        except OSError as e:
-            msg = f"The work on this study could not be saved ({e.strerror or e})."
+        except (OSError, TfesiError) as e:
+            reason = e.message if isinstance(e, TfesiError) else (e.strerror or str(e))
+            msg = f"The work on this study could not be saved ({reason})."
             self.save_errors.append(msg)
             self.notes.append(msg)
 
