@@ -197,8 +197,9 @@ def test_evaluation_does_not_rewrite_installed_or_demo_cards(bundle):
     for b in (load_bundle(dest), load_bundle(DEMO)):
         with pytest.raises(ModelError, match="not changed in place"):
             record_evaluation(b, result, manifest="m.csv")
-    record_evaluation(load_bundle(bundle), result, manifest="m.csv", temperature=1.3)
-    assert load_bundle(bundle).card["calibration"]["temperature"] == 1.3
+    record_evaluation(load_bundle(bundle), result, manifest="m.csv", platt=(1.3, -0.2))
+    cal = load_bundle(bundle).card["calibration"]
+    assert cal["temperature"] == 1.3 and cal["intercept"] == -0.2
 
 
 def test_sign_verify_and_trusted_keys(bundle, tmp_path, capsys):

@@ -15,6 +15,7 @@ from tfesi_desktop.core.bundle import default_bundle_path
 from tfesi_desktop.core.dicom import scan
 from tfesi_desktop.core.manifest import read_manifest
 from tfesi_desktop.core.paths import demo_manifest, demo_study
+from tfesi_desktop.core.report import anonymized_uid
 from tfesi_desktop.core.runtime import Predictor, predict_slice
 
 
@@ -113,7 +114,11 @@ def test_anonymize_removes_the_patient(predicted, tmp_path):
         raw = f.read_bytes()
         assert str(original.PatientName).encode() not in raw
         assert original.PatientID.encode() not in raw
-        assert ds.StudyInstanceUID == original.StudyInstanceUID  # still in the source study
+        # PS3.15: new UIDs, the same for every object of this study (mapping kept privately)
+        assert ds.StudyInstanceUID == anonymized_uid(original.StudyInstanceUID)
+        assert ds.StudyInstanceUID != original.StudyInstanceUID
+        assert ds.PatientIdentityRemoved == "YES"
+        assert original.StudyInstanceUID.encode() not in raw
 
 
 def test_unwritable_target_is_a_clear_error(predicted, tmp_path):

@@ -99,6 +99,69 @@ def anonymized_uid(uid: str) -> str:
         return new
 
 
+# Identifying attributes of the PS3.15 Annex E Basic Profile beyond names (PN), dates and times
+# (DA, DT, TM) and UIDs (UI), which go by value representation in :func:`deidentify_dataset`.
+_EMPTIED = ("PatientID", "PatientSex", "AccessionNumber", "StudyID")  # type 2: present, empty
+_IDENTIFYING = (
+    "OtherPatientIDs", "OtherPatientIDsSequence", "IssuerOfPatientID",
+    "PatientAge", "PatientSize", "PatientWeight", "PatientAddress",
+    "PatientTelephoneNumbers", "EthnicGroup", "PatientComments", "MedicalRecordLocator",
+    "StudyDescription", "SeriesDescription",
+    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName",
+    "DeviceSerialNumber", "RequestAttributesSequence", "ReferencedPatientSequence",
+    "ReferencedStudySequence", "ProtocolName", "PerformedProcedureStepDescription",
+    "AdmittingDiagnosesDescription", "AdditionalPatientHistory", "ImageComments",
+    "RequestingService", "CurrentPatientLocation", "Occupation")
+# kept UIDs: they name kinds of things, not patients or instances
+_CLASS_UIDS = ("SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID",
+               "TransferSyntaxUID", "ImplementationClassUID", "CodingSchemeUID",
+               "ContextGroupExtensionCreatorUID", "MappingResourceUID",
+               "TemplateExtensionCreatorUID")
+
+
+def deidentify_dataset(ds):
+    """A copy of a pydicom dataset following the PS3.15 Annex E Basic Profile, the same rules as
+    the anonymized report and its DICOM copy: names, dates and times emptied, identifying
+    attributes removed, private tags removed, instance UIDs replaced through
+    :func:`anonymized_uid` (so the SR, the secondary capture and the PDF of one study still
+    share their new Study Instance UID), and the de-identification recorded."""
+    import copy
+
+    out = copy.deepcopy(ds)
+    out.remove_private_tags()
+
+    def clean(d):
+        for elem in list(d):
+            kw = elem.keyword
+            if kw in _IDENTIFYING:
+                del d[elem.tag]
+            elif elem.VR == "SQ":
+                for item in elem.value:
+                    clean(item)
+            elif elem.VR in ("PN", "DA", "DT", "TM") or kw in _EMPTIED:
+                elem.value = ""
+            elif elem.VR == "UI" and kw not in _CLASS_UIDS and elem.value:
+                elem.value = anonymized_uid(elem.value)
+
+    clean(out)
+    if hasattr(out, "file_meta") and "MediaStorageSOPInstanceUID" in out.file_meta:
+        out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
+    return mark_deidentified(out)
+
+
+def mark_deidentified(ds):
+    """Record the de-identification in a dataset (PatientIdentityRemoved, method and code)."""
+    from pydicom.dataset import Dataset
+
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = DEID_METHOD
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = DEID_CODE
+    ds.DeidentificationMethodCodeSequence = [code]
+    ds.LongitudinalTemporalInformationModified = "REMOVED"
+    return ds
+
+
 def _fonts():
     import reportlab
     from reportlab.pdfbase import pdfmetrics

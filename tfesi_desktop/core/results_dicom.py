@@ -13,7 +13,6 @@ no code for use the local coding scheme ``99TFESI`` (PS3.16 allows "99"-prefixed
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,8 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from .errors import TfesiError
+from .fileio import write_atomically
+from .report import mark_deidentified
 from .runtime import format_probability
 
 SCHEME = "99TFESI"
@@ -48,21 +49,11 @@ def _source_dataset(stack, index: int) -> Dataset:
 
 
 def deidentified(ds: Dataset) -> Dataset:
-    """A copy of ``ds`` without the patient's name, ID and birth date: the same
-    de-identification as the PDF report and its encapsulated copy (``report.encapsulate_pdf``).
+    """The source image's attributes de-identified by the same rules as the anonymized report
+    and its DICOM copy (:func:`.report.deidentify_dataset`, PS3.15 Annex E Basic Profile)."""
+    from .report import deidentify_dataset
 
-    NOTE for the lead: core/report.py is getting a PS3.15 de-identification; when it lands,
-    call it here so that the SR, the secondary capture and the report stay the same."""
-    out = copy.deepcopy(ds)
-    for kw in ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDsSequence",
-               "OtherPatientNames", "PatientAddress", "PatientTelephoneNumbers",
-               "IssuerOfPatientID", "PatientBirthTime"):
-        if kw in out:
-            if kw in ("PatientName", "PatientID", "PatientBirthDate"):
-                setattr(out, kw, "")
-            else:
-                delattr(out, kw)
-    return out
+    return deidentify_dataset(ds)
 
 
 def _description(kind: str, synthetic: bool) -> str:
@@ -192,6 +183,8 @@ def structured_report(prediction, stack, index: int, *, anonymize: bool = False)
         series_description=_description("SR", prov.synthetic_model),
         contributing_equipment=[_equipment(prov)])
     assert sr.VerificationFlag == "UNVERIFIED"
+    if anonymize:
+        mark_deidentified(sr)
     return sr
 
 
@@ -274,23 +267,23 @@ def secondary_capture(prediction, stack, index: int, *, anonymize: bool = False,
     if stack.slices[index].frame is not None:
         ref.ReferencedFrameNumber = stack.slices[index].frame + 1
     sc.SourceImageSequence = [ref]
+    if anonymize:
+        mark_deidentified(sc)
     return sc
 
 
 def save_dataset(ds: Dataset, out: str | Path) -> Path:
-    """Write a DICOM file atomically (temporary file + rename)."""
+    """Write a DICOM file atomically, readable by its owner only (it may identify the patient):
+    :func:`.fileio.write_atomically`."""
+    import io
+
     out = Path(out)
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise TfesiError("The folder for the DICOM file does not exist.", folder)
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        ds.save_as(tmp, enforce_file_format=True)
-        tmp.replace(out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise TfesiError(f"The DICOM file could not be written ({e.strerror}).", out) from e
-    return out
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return write_atomically(out, buf.getvalue(), private=True)
 
 
 def write_sr(prediction, stack, index: int, out: str | Path, *, anonymize: bool = False

@@ -14,6 +14,7 @@ ACTIONS = {
     "&File": [
         ("Open &folder...", "open_folder_dialog", "Ctrl+O"),
         ("Open &DICOMDIR, ZIP or files...", "open_files_dialog", "Ctrl+Shift+O"),
+        ("Open from &PACS...", "open_from_pacs", "Ctrl+Shift+P"),
         ("RECENT",),
         ("&Export report...", "export_report", "Ctrl+E", "export"),
         SEP,

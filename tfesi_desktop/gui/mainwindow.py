@@ -302,6 +302,15 @@ class MainWindow(QMainWindow):
         if files:
             self.open_paths(files)
 
+    def open_from_pacs(self):
+        """Search the PACS and retrieve a study in a worker; it opens when it is complete."""
+        from .pacs_dialog import open_pacs_dialog
+
+        return open_pacs_dialog(self, self.open_retrieved)
+
+    def open_retrieved(self, folder):
+        self.open_paths([folder])
+
     def dragEnterEvent(self, ev):
         if ev.mimeData().hasUrls():
             ev.acceptProposedAction()

@@ -56,7 +56,44 @@ class ReportController(QObject):
         self.last_report = out
         self.win.statusBar().showMessage(f"Report written to {out} ({seconds:.2f} s)"
                                          + (f"; DICOM copy {dcm}" if dcm else ""), 15000)
+        d = self.dialog
+        if d is not None and d.send.isChecked() and d.node.text().strip():
+            self.win.run_worker(Worker(_dicom_results, self._outcome, self.win.session.scan,
+                                       out, d.node.text().strip(),
+                                       anonymize=d.anonymize.isChecked()),
+                                self._sent, self._failed_send)
+
+    @Slot(object)
+    def _sent(self, count):
+        self.win.statusBar().showMessage(f"Sent {count} DICOM objects (PDF, SR, heat map) to "
+                                         "the PACS.", 15000)
+
+    @Slot(str)
+    def _failed_send(self, message):
+        self.win.show_message(f"The results were not sent to the PACS: {message}")
 
     @Slot(str)
     def _failed(self, message):
         self.win.show_message(f"The report could not be written: {message}")
+
+
+def _dicom_results(outcome: Outcome, scan, pdf: Path, node: str, *, anonymize: bool) -> int:
+    """In a worker: the encapsulated PDF, the TID 1500 SR and the heat map's secondary capture
+    beside the PDF, then C-STORE (or STOW-RS) to ``node``; the number of objects stored."""
+    from ..core import results_dicom
+    from ..core.dicom import default_window
+    from ..core.pacs import send_to_pacs
+    from ..core.report import encapsulate_pdf
+
+    stack = scan.find_stack(outcome.selection.series_key)
+    index = stack.find_slice(outcome.selection.slice_key)
+    pdf = Path(pdf)
+    files = [encapsulate_pdf(pdf, scan.study_of(stack), stack, anonymize=anonymize),
+             results_dicom.write_sr(outcome.prediction, stack, index,
+                                    pdf.with_suffix(".sr.dcm"), anonymize=anonymize),
+             results_dicom.write_secondary_capture(outcome.prediction, stack, index,
+                                                   pdf.with_suffix(".sc.dcm"),
+                                                   anonymize=anonymize,
+                                                   window=default_window(stack))]
+    send_to_pacs(files, node)
+    return len(files)

@@ -45,6 +45,14 @@ class ReportDialog(QDialog):
         form.addRow("Paper", self.paper)
         self.dicom = QCheckBox("Also save as DICOM Encapsulated PDF (for the PACS)")
         form.addRow(self.dicom)
+        self.send = QCheckBox("Send to PACS: the PDF, a structured report (SR) and the heat map "
+                              "as a secondary capture")
+        self.node = QLineEdit()
+        self.node.setPlaceholderText("AET@HOST:PORT, or a node saved with tfesi pacs nodes add")
+        self.node.setEnabled(False)
+        self.send.toggled.connect(self.node.setEnabled)
+        form.addRow(self.send)
+        form.addRow("PACS", self.node)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
