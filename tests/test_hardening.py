@@ -391,5 +391,5 @@ def test_mixed_modalities_are_flagged(plain, tmp_path):
 @posix
 def test_a_hostile_file_name_still_gives_one_error_line(tmp_path, capsys):
     (tmp_path / "evil\nname\r.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 40)
-    assert main(["info", str(tmp_path)]) == 2
+    assert main(["info", "--json", str(tmp_path)]) == 2
     assert "\\n" in _one_error_line(capsys.readouterr().err)
