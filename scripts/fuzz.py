@@ -335,8 +335,12 @@ def _child(seed: int, start: int, deadline_wall: float) -> None:
         print(json.dumps({"i": i, "kind": kind, "outcome": outcome, "detail": detail}),
               flush=True)
 
-    os.environ.setdefault("TFESI_HOME", tempfile.mkdtemp(prefix="tfesi-fuzz-home-"))
-    run_cases(seed, start, None, deadline, report)
+    home = tempfile.mkdtemp(prefix="tfesi-fuzz-home-")
+    os.environ["TFESI_HOME"] = home  # nothing the cases write reaches the user's folder
+    try:
+        run_cases(seed, start, None, deadline, report)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def campaign(seed: int, seconds: float, *, verbose: bool = False) -> tuple[Counter, list]:
@@ -391,9 +395,13 @@ def main(argv=None) -> int:
     if args.replay:
         seed, index = (int(v) for v in args.replay.split(":"))
         warnings.simplefilter("ignore")
-        folder = Path(args.keep or tempfile.mkdtemp(prefix="tfesi-fuzz-")) / "case"
-        kind, paths = make_case(seed, index, _seeds(), folder)
-        print(kind, paths, *run_case(kind, paths))
+        work = Path(args.keep or tempfile.mkdtemp(prefix="tfesi-fuzz-"))
+        try:
+            kind, paths = make_case(seed, index, _seeds(), work / "case")
+            print(kind, paths, *run_case(kind, paths))
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
         return 0
     t0 = time.time()
     counts, failures, kinds = campaign(args.seed, args.seconds, verbose=args.verbose)

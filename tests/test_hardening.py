@@ -386,3 +386,10 @@ def test_mixed_modalities_are_flagged(plain, tmp_path):
     _edit(d / "IM0002.dcm", lambda ds: setattr(ds, "Modality", "CT"))
     res = scan(d)
     assert any("mixes modalities (CT, MR)" in w for s in res.stacks for w in s.warnings)
+
+
+@posix
+def test_a_hostile_file_name_still_gives_one_error_line(tmp_path, capsys):
+    (tmp_path / "evil\nname\r.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 40)
+    assert main(["info", "--json", str(tmp_path)]) == 2
+    assert "\\n" in _one_error_line(capsys.readouterr().err)

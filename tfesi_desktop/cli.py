@@ -796,19 +796,24 @@ def _prediction_args(s) -> None:
                         "provenance and printed on the report")
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line: control characters (from hostile file names or values) escaped."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except TfesiError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:  # a file system refusal (permissions, a full disk): expected, exit 2
         if os.environ.get("TFESI_DEBUG"):
             raise
         where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"error: {_one_line(f'{where}{e.strerror or e}')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
