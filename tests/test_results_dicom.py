@@ -12,11 +12,13 @@ from pydicom import dcmread
 
 from tfesi_desktop.core import results_dicom
 from tfesi_desktop.core.bundle import default_bundle_path
+from tfesi_desktop.core.commands import predict_selection
 from tfesi_desktop.core.dicom import scan
 from tfesi_desktop.core.manifest import read_manifest
 from tfesi_desktop.core.paths import demo_manifest, demo_study
 from tfesi_desktop.core.report import anonymized_uid
-from tfesi_desktop.core.runtime import Predictor, predict_slice
+from tfesi_desktop.core.runtime import Predictor
+from tfesi_desktop.core.session import Selection
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +26,9 @@ def predicted():
     (case,) = read_manifest(demo_manifest())
     stack = scan(demo_study()).find_stack(case.series_uid)
     index = stack.find_slice(case.slice_key)
-    pred, _ = predict_slice(Predictor(default_bundle_path()), stack, index, case.roi,
-                            case.side, level=case.level)
+    selection = Selection(stack.study_uid, stack.key, case.slice_key, case.roi, case.side,
+                          case.level)
+    pred = predict_selection(Predictor(default_bundle_path()), stack, selection).prediction
     return pred, stack, index
 
 

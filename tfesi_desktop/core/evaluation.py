@@ -303,7 +303,6 @@ def write_predictions(path: str | Path, rows: list[dict]) -> Path:
     w.writeheader()
     for r in rows:
         w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(buf.getvalue())
-    tmp.replace(path)
-    return path
+    from .fileio import write_atomically
+
+    return write_atomically(path, buf.getvalue().encode(), private=True)

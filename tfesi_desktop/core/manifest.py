@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ManifestError, TfesiError
+from .fileio import write_atomically
 from .geometry import Dihedral
 from .preprocess import PREPROCESSING_VERSION, check_roi, model_input, model_inputs
 
@@ -144,11 +145,11 @@ def load_regions(path: str | Path, *, progress=None, cache: bool = True
         meta = np.array([[*r.roi, r.dihedral.transpose, r.dihedral.flip_rows,
                           r.dihedral.flip_cols, r.side == "left", *r.origin, *r.spacing]
                          for r in regions], np.float64)
-        try:
-            tmp = cache_file.with_suffix(".partial.npz")
-            np.savez(tmp, meta=meta, **{f"v{i}": r.values for i, r in enumerate(regions)})
-            tmp.replace(cache_file)
-        except OSError:
+        try:  # image data: private
+            write_atomically(cache_file, lambda f: np.savez(
+                f, meta=meta, **{f"v{i}": r.values for i, r in enumerate(regions)}),
+                private=True)
+        except TfesiError:
             pass  # a read-only folder: no cache, same result
     return regions, labels, cases
 

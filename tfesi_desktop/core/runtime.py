@@ -26,8 +26,6 @@ from .preprocess import (
     TTA_CROPS,
     ModelInput,
     RoiTransform,
-    check_roi,
-    check_side,
     model_inputs,
 )
 
@@ -295,26 +293,3 @@ def single_pass(predictor: Predictor, model_input: ModelInput, *,
     features, raw = predictor.infer_batch(model_input.image[None])
     cam = gradcam_batch(features, predictor.head, target=target)[0]
     return float(predictor.probability(raw[0])), upsample(cam, model_input.image.shape[0])
-
-
-def predict_slice(predictor: Predictor, stack, index: int, roi, side: str, *,
-                  level: str | None = None, allow_side_mismatch: bool = False,
-                  study_uid: str | None = None) -> tuple[Prediction, ModelInput]:
-    """The whole path for one slice of a scanned stack: checks (ROI inside the image and at
-    least 16 pixels, on the injection side of the midline unless allowed), the stable
-    prediction with the UIDs in the provenance, and the model input of the ROI as drawn."""
-    from .dicom.pixels import modality_values
-
-    ref = stack.slices[index]
-    geometry = ref.require_geometry()
-    roi = check_roi(roi, geometry.shape)
-    roi_side = check_side(geometry, roi, side, allow_mismatch=allow_side_mismatch)
-    values = modality_values(ref)
-    inputs = model_inputs(values, geometry, roi, side, crops=predictor.crops)
-    pred = predict_inputs(
-        predictor, inputs, side=side, study_uid=study_uid or stack.study_uid,
-        series_uid=stack.series_uid, sop_instance_uid=ref.sop_instance_uid, frame=ref.frame,
-        slice_index=index, level=level, roi_side=roi_side,
-        override=(f"side: the ROI lies on the patient's {roi_side}, the injection side is {side}"
-                  if roi_side != side else None))
-    return pred, inputs[0]

@@ -35,6 +35,7 @@ from ..core.commands import blocking, check_selection, find_anatomy, open_study
 from ..core.commands import predict_selection as _predict_selection
 from ..core.dicom import cached_values, default_window, modality_values
 from ..core.errors import TfesiError
+from ..core.fileio import private_dir
 from ..core.midline import roi_position
 from ..core.paths import data_dir
 from ..core.preprocess import MIN_ROI_PIXELS, model_input
@@ -54,9 +55,18 @@ _PENDING = object()  # canal search under way
 
 
 def settings() -> QSettings:
+    """The window's settings (geometry, recent folders: paths can name patients), in the user's
+    private data folder (0700), the file readable by its owner only."""
+    import os
+
     path = data_dir() / "settings.ini"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return QSettings(str(path), QSettings.Format.IniFormat)
+    private_dir(path.parent)
+    s = QSettings(str(path), QSettings.Format.IniFormat)
+    if path.exists():
+        os.chmod(path, 0o600)
+    else:
+        path.touch(mode=0o600)
+    return s
 
 
 class MainWindow(QMainWindow):

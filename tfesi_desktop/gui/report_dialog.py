@@ -31,7 +31,8 @@ class ReportDialog(QDialog):
         row.addWidget(self.path, 1)
         row.addWidget(browse)
         form.addRow("PDF file", row)
-        self.anonymize = QCheckBox("Anonymize: no name, ID or birth date in the file")
+        self.anonymize = QCheckBox("Anonymize (DICOM PS3.15 basic profile: no names, IDs, "
+                                   "dates, age or sex; new UIDs)")
         self.anonymize.setChecked(True)
         form.addRow(self.anonymize)
         self.physician = QLineEdit()

@@ -9,7 +9,6 @@ atomically.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -92,18 +91,12 @@ def load_nodes() -> dict[str, PacsNode]:
 
 
 def _save(nodes: dict[str, PacsNode]) -> None:
-    folder = data_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)  # it holds patient data and the PACS settings
-    f = _file()
-    tmp = f.with_name(f.name + ".partial")
+    from ..fileio import private_dir, write_atomically
+
+    private_dir(data_dir())  # it holds patient data and the PACS settings
     data = {n: {k: v for k, v in asdict(node).items() if k != "name"}
             for n, node in sorted(nodes.items())}
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1)
-    os.chmod(tmp, 0o600)
-    tmp.replace(f)
+    write_atomically(_file(), json.dumps(data, indent=1).encode(), private=True)
 
 
 def add_node(name: str, address: str | None = None, *, url: str | None = None,

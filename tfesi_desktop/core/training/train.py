@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import CARD, load_bundle, sha256_file
+from ..fileio import write_atomically
 from ..manifest import load_regions
 from ..ood import OOD_FILE
 from ..ood import fit as fit_ood
@@ -287,9 +288,7 @@ def bundle_from_trained(model, record: dict, regions, y: np.ndarray, manifest: P
                                                              > dist.threshold)), 4)}
     full["files"][OOD_FILE] = sha256_file(out / OOD_FILE)
     full["metrics"] = {"validation": val, "training": record["metrics"]["training"]}
-    tmp = out / (CARD + ".partial")
-    tmp.write_text(json.dumps(full, indent=1))
-    tmp.replace(out / CARD)
+    write_atomically(out / CARD, json.dumps(full, indent=1).encode(), private=False)
     load_bundle(out)  # verify what was written
     return full
 
