@@ -325,7 +325,7 @@ def draw_patient(seed: int, index: int, *, storage: Storage | None = None,
     matrix = int(matrix or drawn_matrix)
     # the whole neck inside the field of view, 3 mm to spare: off-centre as far as it allows
     reach = _neck_reach(anatomy) + 3.0
-    max_half_fov = (matrix - 1) / 2 * PIXEL_RANGE[1]
+    max_half_fov = (matrix - 1) / 2 * PIXEL_RANGE[1] - 0.1
     if np.hypot(*canal_uv) + reach > max_half_fov:
         canal_uv *= max(max_half_fov - reach, 0.0) / np.hypot(*canal_uv)
     lo = max(PIXEL_RANGE[0], (np.hypot(*canal_uv) + reach) / ((matrix - 1) / 2))
