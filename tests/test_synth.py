@@ -118,6 +118,12 @@ def test_rois_are_placed_as_physicians_place_them(index):
     assert (x > cx) if p.side == "left" else (x + w - 1 < cx)
     assert 256 <= p.matrix <= 512 and 0.4 <= p.pixel_mm <= 0.8
     assert p.offcentre_mm <= 30.0 + 1e-6 and abs(p.rotation_deg) <= 10.0
+    # the whole neck inside the field of view: nothing but background on the image's border
+    e = (p.matrix - 1) / 2 * p.pixel_mm
+    side = np.linspace(-e, e, p.matrix)
+    u = np.concatenate([side, side, np.full_like(side, -e), np.full_like(side, e)])
+    v = np.concatenate([np.full_like(side, -e), np.full_like(side, e), side, side])
+    assert render(p.anatomy, 0.0, u, v, texture=False).max() < 0.01
 
 
 def test_roi_placement_spreads_like_a_hand():

@@ -311,7 +311,7 @@ def draw_patient(seed: int, index: int, *, storage: Storage | None = None,
         right=specs["right"], left=specs["left"],
         fat=float(rng.uniform(0.65, 0.85)), muscle=float(rng.uniform(0.22, 0.32)),
         csf=float(rng.uniform(0.88, 1.0)), foramen_fat=float(rng.uniform(0.6, 0.9)),
-        marrow=float(rng.uniform(0.55, 0.8)), disc_height=float(rng.uniform(4, 6)),
+        marrow=float(rng.uniform(0.4, 0.65)), disc_height=float(rng.uniform(4, 6)),
         spread=float(rng.uniform(3, 5)), obliquity=float(rng.uniform(0.4, 0.9)),
         drift=float(rng.uniform(-0.35, 0.35)), facet_tilt=float(rng.uniform(0.1, 0.5)),
         facet_gap=float(rng.uniform(0.5, 1.4)), texture_seed=int(rng.integers(1 << 31)),
@@ -325,7 +325,7 @@ def draw_patient(seed: int, index: int, *, storage: Storage | None = None,
     matrix = int(matrix or drawn_matrix)
     # the whole neck inside the field of view, 3 mm to spare: off-centre as far as it allows
     reach = _neck_reach(anatomy) + 3.0
-    max_half_fov = (matrix - 1) / 2 * PIXEL_RANGE[1]
+    max_half_fov = (matrix - 1) / 2 * PIXEL_RANGE[1] - 0.1
     if np.hypot(*canal_uv) + reach > max_half_fov:
         canal_uv *= max(max_half_fov - reach, 0.0) / np.hypot(*canal_uv)
     lo = max(PIXEL_RANGE[0], (np.hypot(*canal_uv) + reach) / ((matrix - 1) / 2))
