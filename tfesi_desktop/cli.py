@@ -211,6 +211,14 @@ def cmd_predict(args) -> int:
     print(f"Probability of a favourable outcome (>= 50 % pain reduction at 2 months): "
           f"{format_probability(pred.probability)}  ->  {pred.label} "
           f"(threshold {pred.threshold:.2f})")
+    lo, hi = pred.interval
+    print(f"range over {len(pred.crop_probabilities)} ROIs around the one given: "
+          f"{format_probability(lo)} to {format_probability(hi)}"
+          + ("  BORDERLINE: the label depends on where the ROI is drawn" if pred.borderline
+             else ""))
+    if not pred.reliable:
+        print("NOT RELIABLE: this image is unlike the images this model was trained on "
+              f"(feature distance {pred.ood_distance:.2f}, limit {pred.ood_threshold:.2f}).")
     print(predictor.bundle.validated_performance())
     print(predictor.bundle.disclaimer())
     print(f"model {out['model_name']} {out['model_version']} sha256 {out['model_sha256']}")
@@ -276,7 +284,8 @@ def cmd_train(args) -> int:
                           learning_rate=args.learning_rate,
                           validation_fraction=args.validation_fraction, seed=args.seed,
                           init=args.init, imagenet_weights=args.imagenet_weights,
-                          augment=not args.no_augment, devices=args.devices or [])
+                          augment=not args.no_augment, soft_labels=args.soft_labels,
+                          devices=args.devices or [])
         if cfg.variant != "from-scratch" and cfg.init == "imagenet":
             from .core.training.network import imagenet_weights_file
 
@@ -694,6 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="initialise the base from ImageNet (the paper's; default) or randomly")
     s.add_argument("--no-augment", action="store_true",
                    help="train on the ROIs as drawn (no ROI or intensity jitter)")
+    s.add_argument("--soft-labels", metavar="COLUMN",
+                   help="synthetic cohorts only: train against this column's probability "
+                        "(e.g. p_favourable) instead of the 0/1 label; recorded on the card")
     s.add_argument("--imagenet-weights", metavar="PATH",
                    help="local efficientnetv2-b0_notop.h5 (nothing is downloaded)")
     s.add_argument("--precision", choices=("float32", "float16"), default="float32",

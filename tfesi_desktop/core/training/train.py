@@ -49,6 +49,9 @@ class TrainConfig:
     imagenet_weights: str | None = None  # a local file; default: Keras's cache (or download)
     dropout: float = 0.5
     augment: bool = True
+    # synthetic cohorts only: train against this manifest column's probability (e.g. the
+    # generator's p_favourable) instead of the 0/1 outcome; metrics still use the outcome
+    soft_labels: str | None = None
     devices: list[str] = field(default_factory=list)  # MirroredStrategy over these, if several
 
     def augmentation(self) -> Augmentation | None:
@@ -93,11 +96,12 @@ def _strategy(devices: list[str]):
 
 
 def fit_and_evaluate(regions, y: np.ndarray, config: TrainConfig, *, progress=None,
-                     train_idx=None, val_idx=None):
+                     train_idx=None, val_idx=None, targets: np.ndarray | None = None):
     """Train and return (model, record). Keras only (any backend). ``regions``: one
     :class:`..manifest.Region` per patient; training inputs are jittered every epoch unless
     ``config.augment`` is off; validation inputs are the ROIs as drawn. The split is the seeded
-    stratified one unless ``train_idx``/``val_idx`` are given (cross-validation folds)."""
+    stratified one unless ``train_idx``/``val_idx`` are given (cross-validation folds).
+    ``targets``: training targets in 0..1 instead of ``y`` (``config.soft_labels``)."""
     import keras
 
     from .network import build_model
@@ -131,7 +135,8 @@ def fit_and_evaluate(regions, y: np.ndarray, config: TrainConfig, *, progress=No
                          f"validation AUC {logs.get('val_auc', float('nan')):.3f}")
 
     x_va = np.stack([regions[i].input().image for i in va])
-    train_seq = make_sequence(regions, y, tr, batch_size=config.batch_size,
+    train_seq = make_sequence(regions, y if targets is None else targets, tr,
+                              batch_size=config.batch_size,
                               aug=config.augmentation(), seed=config.seed)
     t0 = time.monotonic()
     history = model.fit(train_seq, validation_data=(x_va, y[va].astype(np.float32)),
@@ -222,6 +227,9 @@ def card_fields(manifest: Path, record: dict, *, name: str, version: str,
             "initialization": ("ImageNet" if record["architecture"]["imagenet_initialization"]
                                else "random"),
             "augmentation": record.get("augmentation") or "off",
+            "targets": (f"the manifest's {cfg['soft_labels']} (soft labels: the generator's "
+                        "probability, which a clinic does not have); metrics use the 0/1 "
+                        "outcome" if cfg.get("soft_labels") else "the 0/1 outcome"),
         },
         "changelog": [f"{version}: trained with tfesi train"],
     }
@@ -310,10 +318,22 @@ def train(manifest: str | Path, out: str | Path, config: TrainConfig, *, name: s
           version: str = "1.0.0", precision: str = "float32", progress=None,
           overwrite: bool = False) -> dict:
     manifest, out = Path(manifest), Path(out)
-    regions, y, _ = load_regions(manifest, progress=(
+    regions, y, cases = load_regions(manifest, progress=(
         lambda d, t: progress(f"reading studies {d}/{t}") if progress and (d % 50 == 0 or d == t)
         else None))
-    model, record = fit_and_evaluate(regions, y, config, progress=progress)
+    targets = None
+    if config.soft_labels:
+        from ..errors import ManifestError
+
+        try:
+            targets = np.array([float(c.row[config.soft_labels]) for c in cases])
+        except (KeyError, TypeError, ValueError):
+            raise ManifestError(f"The manifest has no numeric column {config.soft_labels!r} "
+                                "for --soft-labels.", manifest) from None
+        if not np.all((targets >= 0) & (targets <= 1)):
+            raise ManifestError(f"--soft-labels {config.soft_labels}: values must be 0..1.",
+                                manifest)
+    model, record = fit_and_evaluate(regions, y, config, progress=progress, targets=targets)
     return bundle_from_trained(model, record, regions, y, manifest, out, name=name,
                                version=version, precision=precision, overwrite=overwrite,
                                progress=progress)
