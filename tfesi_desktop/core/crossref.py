@@ -75,3 +75,22 @@ def nearest_slice(geometries, point) -> int:
 def same_frame(uid_a: str | None, uid_b: str | None) -> bool:
     """Whether two series share a Frame of Reference (both UIDs known and equal)."""
     return bool(uid_a) and uid_a == uid_b
+
+
+def read_frames_of_reference(stacks) -> dict[str, str | None]:
+    """FrameOfReferenceUID of each stack (by key), read from its first file's header (None when
+    absent or unreadable). Reads headers: run it in a worker."""
+    import pydicom
+
+    out: dict[str, str | None] = {}
+    for st in stacks:
+        uid = None
+        if st.slices:
+            try:
+                ds = pydicom.dcmread(st.slices[0].path, stop_before_pixels=True,
+                                     specific_tags=["FrameOfReferenceUID"])
+                uid = str(ds.get("FrameOfReferenceUID", "") or "") or None
+            except Exception:  # noqa: BLE001 - any unreadable header: no shared frame known
+                uid = None
+        out[st.key] = uid
+    return out

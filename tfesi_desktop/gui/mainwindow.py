@@ -43,6 +43,7 @@ from ..core.render import heat_colours
 from ..core.runtime import Predictor
 from ..core.session import Measurement, Session, StateStore
 from .actions import build_menus
+from .localizer import Localizer
 from .report_controller import ReportController
 from .result_view import gates_html, provenance_html, result_html
 from .side_panel import MessageArea, SidePanel
@@ -136,15 +137,20 @@ class MainWindow(QMainWindow):
             setattr(self, name, getattr(p, name))
         self.browser = p.browser
 
+        self.localizer = Localizer(self)
+        self.sag_view = self.localizer.view
         scroll = QScrollArea()
         scroll.setWidget(p)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFixedWidth(410)
-        split = QSplitter()
+        split = self.splitter = QSplitter()
         split.addWidget(self.view)
+        split.addWidget(self.localizer.widget)
         split.addWidget(scroll)
-        split.setStretchFactor(0, 1)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setStretchFactor(2, 0)
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -261,6 +267,7 @@ class MainWindow(QMainWindow):
             self.messages.clear()
         if self._shown is not None and self._shown not in self.canals:
             self._find_canal(self._shown)
+        self.localizer.request_frames()
         self._refresh()
         self._try_pending()
 
@@ -271,6 +278,7 @@ class MainWindow(QMainWindow):
         self.show_message(f"The model could not be loaded: {message}")
         if self._shown is not None and self._shown not in self.canals:
             self._find_canal(self._shown)
+        self.localizer.request_frames()
         self._refresh()
 
     def about_model(self):
@@ -458,6 +466,7 @@ class MainWindow(QMainWindow):
         self._first_image = True
         self._shown = None
         self._shown_measurements = None
+        self.localizer.study_changed()
         self._refresh()
 
     def _refresh(self):
@@ -490,6 +499,7 @@ class MainWindow(QMainWindow):
         self.panel.show_side_level(sel.side, sel.level)
         for name in ("right", "left"):
             self.actions_by_name[f"side_{name}"].setChecked(sel.side == name)
+        self.localizer.update()
         self._update_checks()
         self._update_crop()
         self._show_result()

@@ -66,6 +66,11 @@ def display_letters(geometry: SliceGeometry | None, d: Dihedral) -> dict[str, st
                          geometry.shape).edge_letters()
 
 
+def _stored_centre_to_display(view, row: float, col: float) -> tuple[float, float]:
+    """A stored pixel-centre position (row, col; centres at integers) in display coordinates."""
+    return point_to_display(view._d, view._stored_shape, col + 0.5, row + 0.5)
+
+
 class SliceViewBox(pg.ViewBox):
     """Mouse handling: wheel scrolls slices (Ctrl+wheel zooms), left-drag pans (or draws the
     ROI in draw mode / with Shift), right-drag changes window (horizontal) and level
@@ -76,6 +81,7 @@ class SliceViewBox(pg.ViewBox):
     window_drag_started = Signal()
     rect_drawn = Signal(float, float, float, float)  # x0, y0, x1, y1 in image coordinates
     line_drawn = Signal(float, float, float, float)
+    clicked = Signal(float, float)  # x, y in image coordinates (left button, no drag)
 
     def __init__(self):
         super().__init__(invertY=True, enableMenu=False)
@@ -89,6 +95,14 @@ class SliceViewBox(pg.ViewBox):
         delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
         self.wheel_slices.emit(-1 if delta > 0 else 1)
         ev.accept()
+
+    def mouseClickEvent(self, ev):
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            p = self.mapSceneToView(ev.scenePos())
+            self.clicked.emit(p.x(), p.y())
+            return
+        super().mouseClickEvent(ev)
 
     def mouseDragEvent(self, ev, axis=None):
         if ev.button() == Qt.MouseButton.RightButton:
@@ -135,8 +149,9 @@ class SliceView(QWidget):
     measurement_drawn = Signal(object)  # ((x0, y0), (x1, y1)) stored pixel coordinates
     measurement_moved = Signal(int, object)  # index in the shown list, new points
     levels_changed = Signal(float, float)  # centre, width
+    point_clicked = Signal(float, float)  # (row, col) stored pixel centres (integers)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, *, histogram: bool = True):
         super().__init__(parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.graphics = pg.GraphicsLayoutWidget()
@@ -155,6 +170,17 @@ class SliceView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.graphics, 1)
         lay.addWidget(self.histogram)
+        self.histogram.setVisible(histogram)
+        # the cross-reference line (another plane cutting this one) and level marks
+        self.ref_line = pg.PlotCurveItem(pen=pg.mkPen((0, 230, 120), width=2))
+        self.ref_line.setZValue(12)
+        self.vb.addItem(self.ref_line, ignoreBounds=True)
+        self.marks = pg.ScatterPlotItem(size=9, pen=pg.mkPen((255, 140, 0), width=2),
+                                        brush=pg.mkBrush(255, 140, 0, 90))
+        self.marks.setZValue(13)
+        self.vb.addItem(self.marks, ignoreBounds=True)
+        self._mark_labels: list[pg.TextItem] = []
+        self.extra_rects: list = []  # other ROIs shown for comparison (not editable)
 
         self.roi: pg.RectROI | None = None
         self.lengths: list[tuple[pg.LineSegmentROI, pg.TextItem]] = []
@@ -180,6 +206,7 @@ class SliceView(QWidget):
         self.vb.window_drag.connect(self._window_drag)
         self.vb.rect_drawn.connect(self._rect_drawn)
         self.vb.line_drawn.connect(self._line_drawn)
+        self.vb.clicked.connect(self._clicked)
 
     # --- overlays on the widget (letters and text) -------------------------------------------
 
@@ -368,6 +395,57 @@ class SliceView(QWidget):
 
     def clear_overlay(self):
         self.overlay.clear()
+
+    # --- cross-reference line, level marks, comparison ROIs ----------------------------------
+
+    def set_reference_line(self, ends):
+        """Draw the cross-reference line between two (row, col) stored pixel-centre positions;
+        None hides it."""
+        if ends is None:
+            self.ref_line.setData([], [])
+            return
+        (xa, ya), (xb, yb) = (_stored_centre_to_display(self, r, c) for r, c in ends)
+        self.ref_line.setData([xa, xb], [ya, yb])
+
+    def reference_line(self):
+        """The line's display end points ((x0, y0), (x1, y1)), or None."""
+        x, y = self.ref_line.getData()
+        if x is None or len(x) < 2:
+            return None
+        return (float(x[0]), float(y[0])), (float(x[1]), float(y[1]))
+
+    def set_marks(self, marks):
+        """Level marks: [(label, (row, col) stored pixel centre)], drawn as dots with labels."""
+        for t in self._mark_labels:
+            self.vb.removeItem(t)
+        self._mark_labels = []
+        pts = [_stored_centre_to_display(self, r, c) for _, (r, c) in marks]
+        self.marks.setData([p[0] for p in pts], [p[1] for p in pts])
+        for (label, _), (x, y) in zip(marks, pts, strict=True):
+            t = pg.TextItem(label, color=(255, 170, 60), anchor=(1.1, 0.5))
+            t.setZValue(20)
+            t.setPos(x, y)
+            self.vb.addItem(t, ignoreBounds=True)
+            self._mark_labels.append(t)
+
+    def set_extra_rects(self, rects):
+        """Other ROIs (x, y, w, h stored pixels) drawn dashed, for comparison only."""
+        for r in self.extra_rects:
+            self.vb.removeItem(r)
+        self.extra_rects = []
+        for rect in rects:
+            x, y, w, h = self.to_display(tuple(rect))
+            item = pg.QtWidgets.QGraphicsRectItem(x, y, w, h)
+            item.setPen(pg.mkPen((120, 200, 255), width=2, style=Qt.PenStyle.DashLine))
+            item.setZValue(14)
+            self.vb.addItem(item, ignoreBounds=True)
+            self.extra_rects.append(item)
+
+    def _clicked(self, x, y):
+        rows, cols = self._shape
+        if 0 <= x < cols and 0 <= y < rows and self.vb.tool == "pan":
+            sx, sy = point_to_stored(self._d, self._stored_shape, x, y)
+            self.point_clicked.emit(sy - 0.5, sx - 0.5)
 
     # --- length measurements -----------------------------------------------------------------
 
