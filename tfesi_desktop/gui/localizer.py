@@ -10,11 +10,12 @@ disc-level marks placed on it belong to the study and live in the session."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..core.crossref import cross_reference, nearest_slice, read_frames_of_reference, same_frame
 from ..core.dicom import cached_values, modality_values
+from ..core.levels import LevelMark, next_disc
 from .viewer import SliceView
 from .workers import Worker
 
@@ -51,6 +52,45 @@ class Localizer(QObject):
         self._frames_asked: set[str] = set()
         self._shown: str | None = None
         self._first = True
+        self.marking = False  # clicks place the next disc mark
+
+    # --- disc-level marks --------------------------------------------------------------------
+
+    def start_marking(self):
+        """Guided marking: each click on the sagittal marks the next disc, C2-3 to C7-T1."""
+        if self.stack is None:
+            self.win.show_message("No sagittal series in this study to mark the levels on.",
+                                  "info")
+            return
+        self.marking = True
+        self.view.graphics.setCursor(Qt.CursorShape.CrossCursor)
+        self._say_next()
+
+    def stop_marking(self):
+        self.marking = False
+        self.view.graphics.setCursor(Qt.CursorShape.ArrowCursor)
+        self.update()
+
+    def _say_next(self):
+        d = next_disc(self.win.session.marks)
+        if d is None:
+            self.status.setText("All discs marked (click one again to move its mark; Esc "
+                                "ends).")
+        else:
+            self.status.setText(f"Click the centre of the {d} disc on the sagittal (Esc "
+                                "ends).")
+
+    def marks_on_view(self):
+        """The study's marks projected onto the sagittal slice shown: [(disc, (row, col))]."""
+        g = self.sagittal_geometry()
+        if g is None:
+            return []
+        o, r, c = (np.asarray(v, float) for v in (g.position, g.row_cos, g.col_cos))
+        out = []
+        for m in self.win.session.marks:
+            rel = np.asarray(m.point, float) - o
+            out.append((m.disc, (float(rel @ c / g.spacing[0]), float(rel @ r / g.spacing[1]))))
+        return out
 
     # --- which sagittal ----------------------------------------------------------------------
 
@@ -164,6 +204,9 @@ class Localizer(QObject):
                                 "The axial slice does not cross this sagittal image.")
         else:
             self.status.setText("")
+        if self.marking:
+            self._say_next()
+        self.view.set_marks(self.marks_on_view() if self._shown is not None else [])
         self.view.set_reference_line(line)
         self.win.view.set_reference_line(back)
         self.line_changed.emit()
@@ -173,6 +216,17 @@ class Localizer(QObject):
     @Slot(float, float)
     def _clicked(self, row, col):
         gs, axial = self.sagittal_geometry(), self.win.session.stack()
+        if gs is not None and self.marking:
+            # the mark of the next disc; a click near a marked disc moves that one
+            point = tuple(float(v) for v in gs.pixel_to_patient(row, col))
+            near = [(abs(r - row) * gs.spacing[0], d) for d, (r, _c) in self.marks_on_view()]
+            close = min(near, default=(99.0, None))
+            disc = close[1] if close[0] < 4.0 else next_disc(self.win.session.marks)
+            if disc is not None:
+                self.win.session.add_mark(LevelMark(disc, point))
+            if next_disc(self.win.session.marks) is None and close[0] >= 4.0:
+                self.stop_marking()
+            return
         if gs is None or axial is None or not self.shared_frame():
             return
         if any(s.geometry is None for s in axial.slices) or not axial.geometry.is_axial():
