@@ -214,9 +214,17 @@ class MainWindow(QMainWindow):
         h = min(self.height() if not force else 1000, max_h)
         if force or self.width() > max_w or self.height() > max_h:
             self.resize(max(w, 640), max(h, 480))
+        self._auto_size = self.size()  # a size set by the caller afterwards is kept
         x = min(max(self.x(), avail.x()), avail.right() - self.frameGeometry().width() + 1)
         y = min(max(self.y(), avail.y()), avail.bottom() - self.frameGeometry().height() + 1)
         self.move(max(x, avail.x()), max(y, avail.y()))
+
+    def showEvent(self, ev):
+        super().showEvent(ev)
+        if not getattr(self, "_fitted", False) and self.size() == getattr(
+                self, "_auto_size", None):  # the frame is known once shown
+            self._fitted = True
+            QTimer.singleShot(0, self.fit_to_screen)
 
     def apply_theme(self, light: bool):
         """Dark (default, as radiology viewers) or light."""
