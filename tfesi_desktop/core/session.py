@@ -315,6 +315,10 @@ class Session:
         self.notes: list[str] = []
         self.save_errors: list[str] = []
         self._listeners: list[Listener] = []
+        # scrolling is saved, but a window may ask to write it later (flush()), so that a
+        # wheel turn does not fsync a file per slice; every other edit is written at once
+        self.defer_scroll_saves = False
+        self._pending: set[str] = set()
 
     # --- observers -------------------------------------------------------------------------
 
@@ -487,8 +491,20 @@ class Session:
         return propose_level(work.marks, g)
 
     def set_slice(self, slice_key: str) -> bool:
-        """Scrolling is not an undo step (it would bury the edits), but it is saved."""
-        return self.edit("Change slice", undoable=False, slice_key=slice_key)
+        """Scrolling is not an undo step (it would bury the edits), but it is saved (at the
+        next :meth:`flush` when ``defer_scroll_saves`` is set)."""
+        self._scrolling = self.defer_scroll_saves
+        try:
+            return self.edit("Change slice", undoable=False, slice_key=slice_key)
+        finally:
+            self._scrolling = False
+
+    def flush(self) -> None:
+        """Write the studies whose scrolling was not written yet."""
+        for uid in list(self._pending):
+            self._pending.discard(uid)
+            if uid in self.works:
+                self._save(self.works[uid], now=True)
 
     def set_roi(self, roi: Rect | None, text: str = "Draw ROI") -> bool:
         if self.selection is not None and self.selection.roi is not None and roi is not None:
@@ -667,7 +683,11 @@ class Session:
 
     # --- saving ----------------------------------------------------------------------------
 
-    def _save(self, work: StudyWork) -> None:
+    def _save(self, work: StudyWork, *, now: bool = False) -> None:
+        if getattr(self, "_scrolling", False) and not now:
+            self._pending.add(work.study_uid)
+            return
+        self._pending.discard(work.study_uid)
         try:
             self.store.save(work)
         except (OSError, TfesiError) as e:

@@ -165,6 +165,7 @@ class Localizer(QObject):
         g = ref.geometry
         self.view.set_image(values, g.spacing if g else (1.0, 1.0), levels=levels,
                             reset_view=self._first)
+        self.view._show_wl()
         self._first = False
         self._shown = ref.key
         self.view.set_corner_text("", f"{self.stack.description}\nslice {self.index + 1} / "

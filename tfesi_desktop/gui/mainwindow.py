@@ -80,7 +80,10 @@ class MainWindow(QMainWindow):
         self.pool = QThreadPool.globalInstance()
         self._workers: dict[object, Worker] = {}
         self.session = Session(store)
+        self.session.defer_scroll_saves = True  # written 0.5 s after scrolling stops
         self.session.subscribe(self._session_changed)
+        self._flush_timer = QTimer(self, singleShot=True, interval=500)
+        self._flush_timer.timeout.connect(self.session.flush)
         self.predictor: Predictor | None = None
         self.levels_by_stack: dict[str, tuple[float, float]] = {}
         self.canals: dict[str, object] = {}  # slice key -> Canal | None | _PENDING
@@ -255,6 +258,7 @@ class MainWindow(QMainWindow):
         self.help_box = box
 
     def closeEvent(self, ev):
+        self.session.flush()
         s = settings()
         s.setValue("geometry", self.saveGeometry())
         s.sync()
@@ -824,6 +828,7 @@ class MainWindow(QMainWindow):
             return
         index = max(0, min(len(stack.slices) - 1, int(index)))
         self.session.set_slice(stack.slices[index].key)
+        self._flush_timer.start()
 
     def set_side(self, side: str):
         self.session.set_side(side)
