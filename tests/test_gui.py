@@ -14,6 +14,9 @@ from PySide6.QtCore import QEvent, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+# pydicom imported here, not racing the window's model worker (two threads importing it at
+# once: a partial-module error)
+import tfesi_desktop.core.synth.cohort  # noqa: E402,F401
 from tfesi_desktop.core.manifest import read_manifest  # noqa: E402
 from tfesi_desktop.core.paths import demo_manifest, demo_study  # noqa: E402
 from tfesi_desktop.gui.mainwindow import MainWindow  # noqa: E402
@@ -385,3 +388,181 @@ def test_export_report_from_the_window(qtbot, window, case, tmp_path):
     dlg.buttons.button(dlg.buttons.StandardButton.Save).click()
     qtbot.waitUntil(lambda: w.last_error is not None and "does not exist" in w.last_error,
                     timeout=10000)
+
+
+def _click(view, x, y):
+    """A left click on a SliceView at image (display) coordinates, as a mouse would."""
+    gv = view.graphics
+    vp = gv.viewport()
+    p = QPointF(gv.mapFromScene(view.vb.mapViewToScene(QPointF(x, y))))
+    for kind, buttons in ((QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton),
+                          (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton)):
+        QApplication.sendEvent(vp, QMouseEvent(kind, p, vp.mapToGlobal(p),
+                                               Qt.MouseButton.LeftButton, buttons,
+                                               Qt.KeyboardModifier.NoModifier))
+        QApplication.processEvents()
+
+
+def test_sagittal_beside_the_axial_with_the_cross_reference_line(qtbot, window, case):
+    from tfesi_desktop.core.crossref import cross_reference
+
+    w = window
+    _open_demo(qtbot, w)
+    loc = w.localizer
+    assert loc.stack is not None and loc.stack.orientation_name() == "sagittal"
+    qtbot.waitUntil(lambda: loc.shared_frame() is True and loc._shown is not None)
+    qtbot.waitUntil(lambda: w.sag_view.reference_line() is not None)
+    # the line is where the current axial plane cuts the sagittal (pixel centres + 0.5)
+    (ra, ca), (rb, cb) = cross_reference(w._geometry(), loc.sagittal_geometry())
+    (xa, ya), (xb, yb) = w.sag_view.reference_line()
+    assert (xa, ya, xb, yb) == pytest.approx((ca + 0.5, ra + 0.5, cb + 0.5, rb + 0.5))
+    # scrolling the axial moves the line by the slice gap (3.5 mm at 0.9 mm pixels)
+    before = ya
+    w.step_slice(1)
+    assert w.sag_view.reference_line()[0][1] == pytest.approx(before - 3.5 / 0.9, abs=1e-6)
+    # a click on the sagittal goes to the nearest axial slice: the manifest's slice
+    target = w.stack.find_slice(case.slice_key)
+    g = w.stack.slices[target].geometry
+    gs = loc.sagittal_geometry()
+    row = (gs.position[2] - g.position[2]) / gs.spacing[0]
+    _click(w.sag_view, 100.0, row + 0.5 + 0.4)
+    assert w.index == target
+    # scrolling the sagittal moves its line on the axial
+    qtbot.waitUntil(lambda: w.view.reference_line() is not None)
+    x0 = w.view.reference_line()[0][0]
+    loc.step(1)
+    qtbot.waitUntil(lambda: loc._shown == loc.stack.slices[loc.index].key)
+    assert w.view.reference_line()[0][0] == pytest.approx(x0 + 3.0 / g.spacing[1], abs=1e-6)
+
+
+def test_series_without_a_shared_frame_of_reference_get_no_line(qtbot, window):
+    w = window
+    _open_demo(qtbot, w)
+    loc = w.localizer
+    qtbot.waitUntil(lambda: loc.shared_frame() is True and loc._shown is not None)
+    loc.frames[loc.stack.key] = "1.2.3.4"  # as if the sagittal came from another frame
+    loc.update()
+    assert w.sag_view.reference_line() is None and w.view.reference_line() is None
+    assert "do not share a Frame of Reference" in loc.status.text()
+
+
+def test_levels_marked_on_the_sagittal_propose_the_axial_level(qtbot, window, case):
+    w = window
+    _open_demo(qtbot, w)
+    loc = w.localizer
+    qtbot.waitUntil(lambda: loc.shared_frame() is True and loc._shown is not None)
+    gs = loc.sagittal_geometry()
+    # the demo's discs: C5-6 at z = -62 (its level C6), 17 mm apart; click C2-3 .. C7-T1
+    qtbot.keyClick(w, Qt.Key.Key_K)
+    assert loc.marking and "C2-3" in loc.status.text()
+    col = 120.0
+    for i in range(6):
+        z = -11.0 - 17.0 * i
+        row = (gs.position[2] - z) / gs.spacing[0]
+        _click(w.sag_view, col + 0.5, row + 0.5)
+    assert [m.disc for m in w.session.marks] == ["C2-3", "C3-4", "C4-5", "C5-6", "C6-7",
+                                                 "C7-T1"]
+    assert not loc.marking  # all six marked: the guided marking ends
+    assert len(w.sag_view.marks.data) == 6
+    w.set_slice(w.stack.find_slice(case.slice_key))  # z = -62
+    assert w.session.selection.level == "C6" and w.level_combo.currentText() == "C6"
+    assert "Proposed" in w.panel.level_source.text()
+    assert w.view.level_text.text() == "C6 (proposed)"  # on the axial too
+    w.set_level("C7")
+    assert w.session.selection.level_source == "hand" and "Set by hand" in \
+        w.panel.level_source.text()
+    w.undo()
+    assert w.session.selection.level == "C6"
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo the last mark
+    assert len(w.session.marks) == 5
+
+
+def test_lengths_and_angle_listed_tagged_kim_grade_and_never_moving_the_roi(qtbot, window,
+                                                                            case):
+    w = window
+    _roi_on_demo(qtbot, w, case)
+    qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
+    x, y, wd, ht = case.roi
+    roi = w.session.selection.roi
+    sp = w._spacing()[1]
+    # a length drawn from inside the ROI: the ROI does not move
+    qtbot.keyClick(w, Qt.Key.Key_L)
+    _drag(w, x + 5, y + 10, x + 5 + 2.6 / sp, y + 10, modifiers=Qt.KeyboardModifier.NoModifier)
+    qtbot.keyClick(w, Qt.Key.Key_L)
+    _drag(w, x + 5, y + 20, x + 5 + 4.0 / sp, y + 20, modifiers=Qt.KeyboardModifier.NoModifier)
+    qtbot.keyClick(w, Qt.Key.Key_A)
+    for px, py in ((x + 30, y + 5), (x + 20, y + 5), (x + 20, y + 15)):
+        _click(w.view, px, py)
+    assert w.session.selection.roi == roi and w.view.roi_rect() == roi
+    lst = w.panel.measure_list
+    assert lst.count() == 3 and "angle 90.0 deg" in lst.item(2).text()
+    lst.setCurrentRow(0)
+    w.panel.measure_buttons["foramen"].click()
+    lst.setCurrentRow(1)
+    w.panel.measure_buttons["root"].click()
+    # the mouse drag lands within a pixel or so: the grade from the lengths as drawn
+    from tfesi_desktop.core.measure import kim_from, length_mm
+
+    ms = w.session.selection.measurements
+    f, r = (length_mm(m.points, w._spacing()) for m in ms[:2])
+    assert abs(f - 2.6) < 0.5 and abs(r - 4.0) < 0.5
+    assert kim_from(ms, w._spacing())[0] == 1
+    assert "Kim grade 1" in w.panel.kim_label.text()
+    assert f"{100 * f / r:.0f} %" in w.panel.kim_label.text()
+    assert w.panel.kim_label.isVisible()  # beside the prediction
+    lst.setCurrentRow(2)
+    w.panel.measure_buttons["delete"].click()
+    assert lst.count() == 2
+    w.undo()
+    assert lst.count() == 3 and w.session.current_result() is not None  # not stale
+
+
+def test_both_foramina_compared_on_an_off_centre_patient(qtbot, window, tmp_path):
+    from tests.offcentre import canonical_roi, offcentre_patient
+    from tfesi_desktop.core.synth.cohort import write_study
+
+    p = offcentre_patient(centre=(30.0, 0.0), rotation_deg=10.0, side="right")
+    row = write_study(p, tmp_path / "study")
+    w = window
+    w.open_paths([str(tmp_path / "study")])
+    qtbot.waitUntil(lambda: w.stack is not None and w.predictor is not None, timeout=30000)
+    w.set_slice(w.stack.find_slice(row["sop_instance_uid"]))
+    qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
+    _place_roi(qtbot, w, (row["roi_x"], row["roi_y"], row["roi_w"], row["roi_h"]))
+    qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
+    qtbot.keyClick(w, Qt.Key.Key_B)
+    qtbot.waitUntil(lambda: w.session.comparison() is not None, timeout=10000)
+    other = w.session.comparison().selection
+    assert other.side == "left" and w.session.selection.side == "right"  # injection unchanged
+    # the mirrored ROI lies on the left foramen (the anatomy's, not the image's other half)
+    ex, ey, _, _ = canonical_roi(p, "left")
+    cx = other.roi[0] + other.roi[2] / 2
+    cy = other.roi[1] + other.roi[3] / 2
+    assert abs(cx - (ex + other.roi[2] / 2)) * p.pixel_mm < 6.0
+    assert abs(cy - (ey + other.roi[3] / 2)) * p.pixel_mm < 6.0
+    text = w.panel.comparison_label.text()
+    assert "Injection side (right)" in text and "for comparison only" in text
+    assert len(w.view.extra_rects) == 1 and w.view.overlay2.image is not None
+    assert "For comparison only" in w.comparison_text()
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_the_window_fits_the_screen_and_keeps_the_result_visible(qtbot, size, monkeypatch):
+    from PySide6.QtCore import QRect
+
+    scale = 1.0 if size[0] == 1280 else 1.5  # 1920x1080 at 150 %: 1280x693 logical
+    avail = QRect(0, 0, int(size[0] / scale), int((size[1] - 40) / scale))  # minus a task bar
+    monkeypatch.setattr(type(QApplication.primaryScreen()), "availableGeometry",
+                        lambda self: avail)
+    w = MainWindow(load_model=False)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: w.frameGeometry().width() <= avail.width() + 1)
+    assert w.frameGeometry().width() <= avail.width() + 1
+    assert w.frameGeometry().height() <= avail.height() + 1
+    box = w.panel.result_group
+    top_left = box.mapTo(w, box.rect().topLeft())
+    assert box.isVisible() and not box.visibleRegion().isEmpty()
+    assert top_left.y() >= 0 and top_left.y() + 60 < w.height()
+    assert top_left.x() + box.width() <= w.width()

@@ -189,9 +189,11 @@ def predict_selection(predictor, stack, selection: Selection, *, values=None,
 
 def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
                  physician: str = "", anonymize: bool = True, paper: str = "a4",
-                 dicom: bool = False) -> tuple[Path, Path | None, float]:
+                 dicom: bool = False, comparison: str | None = None
+                 ) -> tuple[Path, Path | None, float]:
     """Write the PDF (atomically) for a prediction, from the model input it was made from;
     (pdf, DICOM copy or None, seconds)."""
+    from .measure import kim_from, kim_text, measurement_lines
     from .report import encapsulate_pdf, report_inputs
     from .report import write_report as _write
 
@@ -199,9 +201,15 @@ def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
     stack = scan.find_stack(outcome.selection.series_key)
     study = scan.study_of(stack)
     index = stack.find_slice(outcome.selection.slice_key)
+    sel = outcome.selection
+    spacing = stack.slices[index].geometry.spacing if stack.slices[index].geometry else (1, 1)
+    kim = kim_from(sel.measurements, spacing)
     inp = report_inputs(outcome.prediction, bundle, study, stack, index, outcome.model_input,
                         level=outcome.prediction.provenance.level, comment=comment,
-                        physician=physician, anonymize=anonymize, paper=paper)
+                        physician=physician, anonymize=anonymize, paper=paper,
+                        level_source=sel.level_source,
+                        measurements=measurement_lines(sel.measurements, spacing),
+                        kim=kim_text(kim) if kim else None, comparison=comparison)
     out = _write(inp, path)
     dcm = encapsulate_pdf(out, study, stack, anonymize=anonymize) if dicom else None
     return out, dcm, time.perf_counter() - t0

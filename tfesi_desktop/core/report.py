@@ -57,6 +57,10 @@ class ReportInputs:
     window: tuple[float, float]
     crop: np.ndarray  # (100, 100) model input, 0..255
     level: str | None = None
+    level_source: str | None = None  # "hand" or "proposed" (from the disc marks)
+    measurements: tuple[str, ...] = ()  # one line each (measure.measurement_lines)
+    kim: str | None = None  # the Kim grade line, from the tagged widths
+    comparison: str | None = None  # the other side's prediction, for comparison only
     comment: str = ""
     physician: str = ""
     anonymize: bool = True
@@ -331,7 +335,12 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
             ("Slice", f"{inp.index + 1} of {len(stack.slices)}"
                       + (f", position {pos[inp.index]:.1f} mm" if pos else "")),
             ("Injection", f"patient {prov.side} side, level "
-                          f"{inp.level or 'NOT GIVEN (no level was recorded)'}"),
+                          f"{inp.level or 'NOT GIVEN (no level was recorded)'}"
+                          + {"hand": " (set by hand)",
+                             "proposed": " (proposed from the disc levels marked on the "
+                                         "sagittal)"}.get(inp.level_source or "", "")
+                          if inp.level else f"patient {prov.side} side, level NOT GIVEN (no "
+                                            "level was recorded)"),
         ]
         for k, v in rows:
             text(M, y, k, 9, "Vera-Bold")
@@ -389,6 +398,19 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                            f"trained on (feature distance {pred.ood_distance:.2f}, limit "
                            f"{pred.ood_threshold:.2f}).", W - 2 * M, 9)
             c.setFillColor(colors.black)
+        if inp.comparison:
+            y = para(M, y, inp.comparison, W - 2 * M, 8)
+        if inp.kim or inp.measurements:
+            y -= 2
+            text(M, y, "Measurements (on the slices of this series)", 9, "Vera-Bold")
+            y -= 11
+            if inp.kim:
+                text(M, y, inp.kim, 9, "Vera-Bold")
+                y -= 11
+            for line in inp.measurements[:8]:
+                text(M + 8, y, line, 8)
+                y -= 10
+            y -= 2
         y = para(M, y, f"Definition - {OUTCOME}.", W - 2 * M, 8)
         y = para(M, y, f"Model performance: {b.validated_performance()}", W - 2 * M, 8)
         y -= 6
@@ -432,13 +454,16 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
 
 
 def report_inputs(prediction, bundle, study, stack, index, model_input, *, level=None,
-                  comment="", physician="", anonymize=True, paper="a4") -> ReportInputs:
+                  comment="", physician="", anonymize=True, paper="a4", level_source=None,
+                  measurements=(), kim=None, comparison=None) -> ReportInputs:
     from .dicom import default_window, modality_values
 
     ref = stack.slices[index]
     return ReportInputs(prediction, bundle, study, stack, index, modality_values(ref),
                         default_window(stack), model_input.image[..., 0], level=level,
-                        comment=comment, physician=physician, anonymize=anonymize, paper=paper)
+                        level_source=level_source, measurements=tuple(measurements), kim=kim,
+                        comparison=comparison, comment=comment, physician=physician,
+                        anonymize=anonymize, paper=paper)
 
 
 def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True) -> Path:

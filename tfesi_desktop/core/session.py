@@ -29,6 +29,8 @@ from pathlib import Path
 
 from .errors import TfesiError
 from .fileio import private_dir, write_atomically
+from .levels import DISCS, LevelMark, propose_level, with_mark
+from .measure import TAGS
 from .paths import data_dir
 
 Rect = tuple[int, int, int, int]
@@ -43,12 +45,15 @@ MODEL_FIELDS = ("study_uid", "series_key", "slice_key", "roi", "side")
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measurement drawn on one slice: for now a length between two points, in stored pixel
-    coordinates (x = column, y = row, continuous: pixel (r, c) covers [c, c+1) x [r, r+1))."""
+    """A measurement drawn on one slice, in stored pixel coordinates (x = column, y = row,
+    continuous: pixel (r, c) covers [c, c+1) x [r, r+1)): a ``length`` between two points or an
+    ``angle`` at the middle of three (:mod:`.measure`). A length may be tagged ``foramen``
+    (foraminal width) or ``root`` (nerve root width): the two give the Kim grade."""
 
     slice_key: str
     points: tuple[tuple[float, float], ...]
     kind: str = "length"
+    tag: str | None = None
 
     def length_mm(self, spacing: tuple[float, float]) -> float:
         (x0, y0), (x1, y1) = self.points[:2]
@@ -71,6 +76,8 @@ class Selection:
     level: str | None = None
     measurements: tuple[Measurement, ...] = ()
     overrides: tuple[str, ...] = ()
+    # "hand" when the user chose the level, "proposed" when it follows the disc marks
+    level_source: str | None = None
 
     def model_key(self) -> tuple:
         """What a prediction depends on (plus the overrides that let it through)."""
@@ -97,11 +104,12 @@ class Result:
 
 @dataclass(frozen=True)
 class Edit:
-    """One undo step: the fields of one series' selection it changed, old and new values."""
+    """One undo step: the fields of one series' selection it changed, old and new values
+    (``series_key`` None: fields of the study's work itself, e.g. the disc-level marks)."""
 
     text: str
     study_uid: str
-    series_key: str
+    series_key: str | None
     changes: tuple[tuple[str, object, object], ...]  # (field, old, new)
 
 
@@ -115,6 +123,10 @@ class StudyWork:
     undo: list[Edit] = field(default_factory=list)
     redo: list[Edit] = field(default_factory=list)
     result: Result | None = None
+    marks: tuple[LevelMark, ...] = ()  # disc levels marked on the sagittal (patient mm)
+    # the other side's prediction, for comparison only: (model key of the selection it was
+    # mirrored from, Result)
+    comparison: tuple | None = None
 
 
 # --- saving --------------------------------------------------------------------------------------
@@ -141,8 +153,10 @@ def _opt_str(d, key, allowed=None):
 
 def _measurement(d) -> Measurement:
     pts = d.get("points")
-    if (d.get("kind", "length") != "length" or not isinstance(d.get("slice_key"), str)
-            or not isinstance(pts, list) or len(pts) != 2):
+    kind = d.get("kind", "length")
+    if (kind not in ("length", "angle") or not isinstance(d.get("slice_key"), str)
+            or not isinstance(pts, list) or len(pts) != (2 if kind == "length" else 3)
+            or d.get("tag") not in (None, *TAGS)):
         raise ValueError("a measurement has not the expected shape")
     out = []
     for p in pts:
@@ -150,7 +164,7 @@ def _measurement(d) -> Measurement:
                 or not all(isinstance(x, int | float) and math.isfinite(x) for x in p)):
             raise ValueError("a measurement point is not two finite numbers")
         out.append((float(p[0]), float(p[1])))
-    return Measurement(d["slice_key"], tuple(out))
+    return Measurement(d["slice_key"], tuple(out), kind, d.get("tag"))
 
 
 def selection_from_json(study_uid: str, d: dict, notes: list[str]) -> Selection:
@@ -158,7 +172,8 @@ def selection_from_json(study_uid: str, d: dict, notes: list[str]) -> Selection:
     if not isinstance(d, dict) or not isinstance(d.get("series_key"), str):
         raise ValueError("a saved selection has no series")
     kw: dict = {"series_key": d["series_key"]}
-    for key, allowed in (("slice_key", None), ("side", SIDES), ("level", LEVELS)):
+    for key, allowed in (("slice_key", None), ("side", SIDES), ("level", LEVELS),
+                         ("level_source", ("hand", "proposed"))):
         try:
             kw[key] = _opt_str(d, key, allowed)
         except ValueError as e:
@@ -180,8 +195,22 @@ def selection_from_json(study_uid: str, d: dict, notes: list[str]) -> Selection:
 def selection_to_json(s: Selection) -> dict:
     return {"series_key": s.series_key, "slice_key": s.slice_key,
             "roi": list(s.roi) if s.roi else None, "side": s.side, "level": s.level,
-            "measurements": [{"kind": m.kind, "slice_key": m.slice_key,
+            "level_source": s.level_source,
+            "measurements": [{"kind": m.kind, "slice_key": m.slice_key, "tag": m.tag,
                               "points": [list(p) for p in m.points]} for m in s.measurements]}
+
+
+def marks_from_json(v, notes: list[str]) -> tuple[LevelMark, ...]:
+    marks: tuple[LevelMark, ...] = ()
+    for d in v if isinstance(v, list) else []:
+        p = d.get("point") if isinstance(d, dict) else None
+        if (not isinstance(d, dict) or d.get("disc") not in DISCS or not isinstance(p, list)
+                or len(p) != 3 or not all(isinstance(x, int | float) and not isinstance(x, bool)
+                                          and math.isfinite(x) for x in p)):
+            notes.append("A saved disc-level mark was ignored: it has not the expected shape.")
+            continue
+        marks = with_mark(marks, LevelMark(d["disc"], tuple(float(x) for x in p)))
+    return marks
 
 
 class StateStore:
@@ -230,6 +259,7 @@ class StateStore:
                     continue
                 work.selections[s.series_key] = s
             work.current_series = current if current in work.selections else None
+            work.marks = marks_from_json(d.get("marks"), notes)
         except (ValueError, TypeError, AttributeError) as e:
             notes.append(f"The saved work of this study was ignored: {e}.")
             return StudyWork(study_uid), notes
@@ -241,7 +271,8 @@ class StateStore:
         private_dir(self.folder)
         d = {"schema": STATE_SCHEMA, "version": STATE_VERSION, "study_uid": work.study_uid,
              "current_series": work.current_series,
-             "selections": [selection_to_json(s) for s in work.selections.values()]}
+             "selections": [selection_to_json(s) for s in work.selections.values()],
+             "marks": [{"disc": m.disc, "point": list(m.point)} for m in work.marks]}
         write_atomically(self.file(work.study_uid), json.dumps(d, indent=1).encode(),
                          private=True)
 
@@ -284,6 +315,10 @@ class Session:
         self.notes: list[str] = []
         self.save_errors: list[str] = []
         self._listeners: list[Listener] = []
+        # scrolling is saved, but a window may ask to write it later (flush()), so that a
+        # wheel turn does not fsync a file per slice; every other edit is written at once
+        self.defer_scroll_saves = False
+        self._pending: set[str] = set()
 
     # --- observers -------------------------------------------------------------------------
 
@@ -381,6 +416,7 @@ class Session:
             sel = dataclasses.replace(sel, slice_key=mid, roi=None) if sel else Selection(
                 stack.study_uid, key, mid)
             work.selections[key] = sel
+        self._follow_level(work, key)
         self._save(work)
         self._emit("series")
 
@@ -406,10 +442,21 @@ class Session:
             work.redo.clear()
         return True
 
-    def _apply(self, work: StudyWork, series_key: str, values: dict) -> None:
+    def _apply(self, work: StudyWork, series_key: str | None, values: dict) -> None:
+        if series_key is None:  # the study's own fields (the disc-level marks)
+            for k, v in values.items():
+                setattr(work, k, v)
+            for key in list(work.selections):
+                self._follow_level(work, key)
+            self._save(work)
+            self._emit("selection")
+            return
         sel = work.selections[series_key]
         new = dataclasses.replace(sel, **values)
         work.selections[series_key] = new
+        new = self._follow_level(work, series_key)
+        if new.level != sel.level:
+            values = {**values, "level": new.level}
         if work.result is not None and work.result.selection.series_key == series_key \
                 and "level" in values and not work.result.stale_for(new):
             # the level is not a model input: the kept result follows it (one truth)
@@ -417,9 +464,47 @@ class Session:
         self._save(work)
         self._emit("selection")
 
+    def _follow_level(self, work: StudyWork, series_key: str) -> Selection:
+        """Unless the user set the level by hand, the level follows the disc marks: the one
+        proposed for the selection's slice (not an undo step: it is derived)."""
+        sel = work.selections[series_key]
+        if sel.level_source == "hand":
+            return sel
+        level = self.proposed_level(sel) if work.marks else None
+        source = "proposed" if level else None
+        if (level, source) != (sel.level, sel.level_source) and (level or sel.level_source):
+            sel = dataclasses.replace(sel, level=level, level_source=source)
+            work.selections[series_key] = sel
+        return sel
+
+    def proposed_level(self, sel: Selection | None = None) -> str | None:
+        """The level proposed for a selection's slice from its study's disc marks."""
+        sel = sel or self.selection
+        work = self.works.get(sel.study_uid) if sel else None
+        stack = self.stack(sel.series_key) if sel and sel.series_key else None
+        if work is None or stack is None or not work.marks or sel.slice_key is None:
+            return None
+        try:
+            g = stack.slices[stack.find_slice(sel.slice_key)].geometry
+        except TfesiError:
+            return None
+        return propose_level(work.marks, g)
+
     def set_slice(self, slice_key: str) -> bool:
-        """Scrolling is not an undo step (it would bury the edits), but it is saved."""
-        return self.edit("Change slice", undoable=False, slice_key=slice_key)
+        """Scrolling is not an undo step (it would bury the edits), but it is saved (at the
+        next :meth:`flush` when ``defer_scroll_saves`` is set)."""
+        self._scrolling = self.defer_scroll_saves
+        try:
+            return self.edit("Change slice", undoable=False, slice_key=slice_key)
+        finally:
+            self._scrolling = False
+
+    def flush(self) -> None:
+        """Write the studies whose scrolling was not written yet."""
+        for uid in list(self._pending):
+            self._pending.discard(uid)
+            if uid in self.works:
+                self._save(self.works[uid], now=True)
 
     def set_roi(self, roi: Rect | None, text: str = "Draw ROI") -> bool:
         if self.selection is not None and self.selection.roi is not None and roi is not None:
@@ -432,9 +517,40 @@ class Session:
         return self.edit(f"Side {side or 'none'}", side=side)
 
     def set_level(self, level: str | None) -> bool:
+        """The level chosen by hand; None goes back to the level proposed from the marks."""
         if level not in (None, *LEVELS):
             raise ValueError(level)
-        return self.edit(f"Level {level or 'none'}", level=level)
+        return self.edit(f"Level {level or 'none'}", level=level,
+                         level_source="hand" if level else None)
+
+    @property
+    def marks(self) -> tuple[LevelMark, ...]:
+        w = self.work
+        return w.marks if w else ()
+
+    def _edit_work(self, text: str, **values) -> bool:
+        work = self.work
+        if work is None:
+            return False
+        diff = tuple((k, getattr(work, k), v) for k, v in values.items()
+                     if getattr(work, k) != v)
+        if not diff:
+            return False
+        self._apply(work, None, {k: new for k, _, new in diff})
+        work.undo.append(Edit(text, work.study_uid, None, diff))
+        work.redo.clear()
+        return True
+
+    def add_mark(self, mark: LevelMark) -> bool:
+        """Mark a disc on the sagittal (replaces that disc's earlier mark); one undo step."""
+        return self._edit_work(f"Mark {mark.disc}", marks=with_mark(self.marks, mark))
+
+    def remove_mark(self, disc: str) -> bool:
+        return self._edit_work(f"Remove mark {disc}",
+                               marks=tuple(m for m in self.marks if m.disc != disc))
+
+    def clear_marks(self) -> bool:
+        return self._edit_work("Clear disc marks", marks=())
 
     def add_measurement(self, m: Measurement) -> bool:
         sel = self.selection
@@ -447,6 +563,26 @@ class Session:
             return False
         ms = tuple(new if m == old else m for m in sel.measurements)
         return self.edit("Move measurement", measurements=ms)
+
+    def delete_measurement(self, m: Measurement) -> bool:
+        sel = self.selection
+        if sel is None or m not in sel.measurements:
+            return False
+        return self.edit("Delete measurement",
+                         measurements=tuple(x for x in sel.measurements if x != m))
+
+    def tag_measurement(self, m: Measurement, tag: str | None) -> bool:
+        """Tag a length as the foraminal width or the nerve root width (one of each: the tag
+        moves from any other measurement); None removes its tag."""
+        sel = self.selection
+        if sel is None or m not in sel.measurements or tag not in (None, *TAGS):
+            return False
+        if tag is not None and m.kind != "length":
+            return False
+        ms = tuple(dataclasses.replace(x, tag=tag) if x == m else
+                   dataclasses.replace(x, tag=None) if tag is not None and x.tag == tag else x
+                   for x in sel.measurements)
+        return self.edit(f"Tag {tag or 'none'}", measurements=ms)
 
     def clear_measurements(self) -> bool:
         sel = self.selection
@@ -492,8 +628,8 @@ class Session:
         values = {k: (old if back else new) for k, old, new in e.changes}
         if any(k in MODEL_FIELDS for k in values):
             values["overrides"] = ()
-        if work.current_series != e.series_key:  # show what is undone
-            self.show_series(e.series_key)
+        if e.series_key is not None and work.current_series != e.series_key:
+            self.show_series(e.series_key)  # show what is undone
         self._apply(work, e.series_key, values)
         return True
 
@@ -513,6 +649,22 @@ class Session:
         work.result = r
         self._emit("result")
 
+    def set_comparison(self, source: Selection, result: Result) -> None:
+        """Keep the other side's prediction made for the selection ``source`` (for comparison
+        only; never saved, never the injection side)."""
+        work = self.works.get(source.study_uid)
+        if work is not None:
+            work.comparison = (source.model_key(), result)
+            self._emit("result")
+
+    def comparison(self) -> Result | None:
+        """The other side's prediction if it was made for the current selection."""
+        w, sel = self.work, self.selection
+        if w is None or sel is None or w.comparison is None:
+            return None
+        key, r = w.comparison
+        return r if key == sel.model_key() else None
+
     @property
     def result(self) -> Result | None:
         w = self.work
@@ -531,7 +683,11 @@ class Session:
 
     # --- saving ----------------------------------------------------------------------------
 
-    def _save(self, work: StudyWork) -> None:
+    def _save(self, work: StudyWork, *, now: bool = False) -> None:
+        if getattr(self, "_scrolling", False) and not now:
+            self._pending.add(work.study_uid)
+            return
+        self._pending.discard(work.study_uid)
         try:
             self.store.save(work)
         except (OSError, TfesiError) as e:
@@ -548,5 +704,6 @@ def _restamp(result: Result, selection: Selection) -> Result:
     if prov is not None:
         pred = dataclasses.replace(pred, provenance=dataclasses.replace(prov,
                                                                         level=selection.level))
-    return Result(dataclasses.replace(result.selection, level=selection.level), pred,
+    return Result(dataclasses.replace(result.selection, level=selection.level,
+                                      level_source=selection.level_source), pred,
                   result.model_input)

@@ -49,13 +49,27 @@ ACTIONS = {
     "&Tools": [
         ("&Draw ROI rectangle", lambda w: w.view.set_tool("roi"), "D"),
         ("&Length (mm)", lambda w: w.view.set_tool("length"), "L"),
-        ("Clear lengths on this slice", "clear_measurements", "Shift+L"),
-        ("Pan (Esc)", lambda w: w.view.set_tool("pan"), "Esc"),
+        ("&Angle (three clicks, vertex second)", lambda w: w.view.set_tool("angle"), "A"),
+        ("Delete the selected measurement", "delete_selected_measurement", "Shift+Del"),
+        ("Clear measurements on this slice", "clear_measurements", "Shift+L"),
+        SEP,
+        ("Mark disc &levels on the sagittal (C2-3 to C7-T1)", "mark_levels", "K"),
+        ("Clear the disc-level marks", "clear_marks", "Shift+K"),
+        SEP,
+        ("Pan (Esc)", "pan_tool", "Esc"),
     ],
     "&Injection": [("SIDES",), SEP, ("LEVELS",)],
+    "&View": [
+        ("&Light theme", "toggle_theme", None, "light_theme", True),
+    ],
     "&Model": [
         ("&Predict", "predict", "Ctrl+P", "predict"),
-        ("&About model...", "about_model", "F1"),
+        ("Compare &both foramina (ROI mirrored across the midline)", "compare_sides", "B"),
+        SEP,
+        ("Model &card...", "about_model", None),
+    ],
+    "&Help": [
+        ("&Keyboard shortcuts...", "show_help", "F1"),
     ],
 }
 
@@ -101,6 +115,29 @@ def build_menus(win) -> dict[str, QAction]:
                 if name:
                     named[name] = a
     return named
+
+
+def shortcut_sheet(win) -> str:
+    """Every menu action with its shortcut, as an HTML table (the F1 help sheet)."""
+    rows = []
+    for title, entries in ACTIONS.items():
+        rows.append(f"<tr><td colspan=2><b>{title.replace('&', '')}</b></td></tr>")
+        for row in entries:
+            if row is SEP or len(row) < 3 or not row[2]:
+                continue
+            rows.append(f"<tr><td style='padding-right:16px'>{row[2]}</td>"
+                        f"<td>{row[0].replace('&', '')}</td></tr>")
+        if title == "&Injection":
+            rows.append("<tr><td>Ctrl+Shift+R / Ctrl+Shift+L</td><td>Patient right / left "
+                        "side</td></tr>")
+            rows.append("<tr><td>Ctrl+5 ... Ctrl+8</td><td>Level C5 ... C8 (by hand)</td></tr>")
+    rows.append("<tr><td colspan=2><b>Mouse</b></td></tr>")
+    for k, v in (("Wheel", "next / previous slice (either view)"), ("Ctrl+wheel", "zoom"),
+                 ("Left drag", "pan"), ("Shift+left drag", "draw the ROI"),
+                 ("Right drag", "window (horizontal) and level (vertical)"),
+                 ("Click on the sagittal", "go to the nearest axial slice (K: mark a disc)")):
+        rows.append(f"<tr><td style='padding-right:16px'>{k}</td><td>{v}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
 
 
 def _slot(win, target):

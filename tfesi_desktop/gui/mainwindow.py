@@ -8,6 +8,7 @@ the widgets. The window keeps no copy of the selection, only caches of what is s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer, Slot
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
+    QApplication,
     QDialog,
     QFileDialog,
     QLabel,
@@ -36,6 +38,7 @@ from ..core.commands import predict_selection as _predict_selection
 from ..core.dicom import cached_values, default_window, modality_values
 from ..core.errors import TfesiError
 from ..core.fileio import private_dir
+from ..core.measure import kim_from, kim_text, measurement_lines
 from ..core.midline import roi_position
 from ..core.paths import data_dir
 from ..core.preprocess import MIN_ROI_PIXELS, model_input
@@ -43,9 +46,10 @@ from ..core.render import heat_colours
 from ..core.runtime import Predictor
 from ..core.session import Measurement, Session, StateStore
 from .actions import build_menus
+from .localizer import Localizer
 from .report_controller import ReportController
 from .result_view import gates_html, provenance_html, result_html
-from .side_panel import MessageArea, SidePanel
+from .side_panel import MessageArea, SidePanel, display_name
 from .viewer import SliceView, display_letters, display_transform, grey_pixmap
 from .workers import Worker
 
@@ -76,7 +80,10 @@ class MainWindow(QMainWindow):
         self.pool = QThreadPool.globalInstance()
         self._workers: dict[object, Worker] = {}
         self.session = Session(store)
+        self.session.defer_scroll_saves = True  # written 0.5 s after scrolling stops
         self.session.subscribe(self._session_changed)
+        self._flush_timer = QTimer(self, singleShot=True, interval=500)
+        self._flush_timer.timeout.connect(self.session.flush)
         self.predictor: Predictor | None = None
         self.levels_by_stack: dict[str, tuple[float, float]] = {}
         self.canals: dict[str, object] = {}  # slice key -> Canal | None | _PENDING
@@ -127,6 +134,12 @@ class MainWindow(QMainWindow):
         p.predict_button.clicked.connect(self.predict)
         p.overlay_check.toggled.connect(self._show_overlay)
         p.opacity.valueChanged.connect(self._show_overlay)
+        p.measurement_selected.connect(self._measurement_selected)
+        p.measurement_deleted.connect(self._measurement_deleted)
+        p.measurement_tagged.connect(self._measurement_tagged)
+        p.window_typed.connect(lambda c, w: self.view.set_levels(c, w))
+        self.view.levels_changed.connect(p.show_window)
+        self._selected_measure: int | None = None
         # the widgets tests and scripts reach for, by their old names
         for name in ("slider", "slice_label", "side_buttons", "level_combo", "side_hint",
                      "side_warning", "predict_button", "auto_check", "result_label",
@@ -136,15 +149,29 @@ class MainWindow(QMainWindow):
             setattr(self, name, getattr(p, name))
         self.browser = p.browser
 
+        self.localizer = Localizer(self)
+        self.sag_view = self.localizer.view
         scroll = QScrollArea()
         scroll.setWidget(p)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFixedWidth(410)
-        split = QSplitter()
+        # the result stays visible; the rest of the panel scrolls below it
+        right = QWidget()
+        right.setFixedWidth(410)
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.setSpacing(2)
+        rl.addWidget(p.result_group)
+        rl.addWidget(scroll, 1)
+        self.right_column = right
+        split = self.splitter = QSplitter()
         split.addWidget(self.view)
-        split.addWidget(scroll)
-        split.setStretchFactor(0, 1)
+        split.addWidget(self.localizer.widget)
+        split.addWidget(right)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setStretchFactor(2, 0)
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -172,10 +199,66 @@ class MainWindow(QMainWindow):
         g = settings().value("geometry")
         if g is not None:
             self.restoreGeometry(g)
-        else:
-            self.resize(1280, 860)
+        self.fit_to_screen(force=g is None)
+        self.apply_theme(settings().value("theme", "dark") == "light")
+
+    def fit_to_screen(self, *, force: bool = False):
+        """Size the window to the screen's available geometry (what the task bar leaves, in
+        device-independent pixels, so 100-200 % scaling alike): at most all of it, at most
+        1600 x 1000 on a large screen; placed inside it."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        avail = screen.availableGeometry()
+        frame_w = max(self.frameGeometry().width() - self.geometry().width(), 0)
+        frame_h = max(self.frameGeometry().height() - self.geometry().height(), 0)
+        max_w, max_h = avail.width() - frame_w, avail.height() - frame_h
+        w = min(self.width() if not force else 1600, max_w)
+        h = min(self.height() if not force else 1000, max_h)
+        if force or self.width() > max_w or self.height() > max_h:
+            self.resize(max(w, 640), max(h, 480))
+        self._auto_size = self.size()  # a size set by the caller afterwards is kept
+        x = min(max(self.x(), avail.x()), avail.right() - self.frameGeometry().width() + 1)
+        y = min(max(self.y(), avail.y()), avail.bottom() - self.frameGeometry().height() + 1)
+        self.move(max(x, avail.x()), max(y, avail.y()))
+
+    def showEvent(self, ev):
+        super().showEvent(ev)
+        if not getattr(self, "_fitted", False) and self.size() == getattr(
+                self, "_auto_size", None):  # the frame is known once shown
+            self._fitted = True
+            QTimer.singleShot(0, self.fit_to_screen)
+
+    def apply_theme(self, light: bool):
+        """Dark (default, as radiology viewers) or light."""
+        from .theme import apply
+
+        apply(light)
+        a = self.actions_by_name.get("light_theme")
+        if a is not None:
+            a.setChecked(light)
+
+    def toggle_theme(self):
+        light = self.actions_by_name["light_theme"].isChecked()
+        self.apply_theme(light)
+        s = settings()
+        s.setValue("theme", "light" if light else "dark")
+        s.sync()
+
+    def show_help(self):
+        """F1: every shortcut of the window, from the action table."""
+        from .actions import shortcut_sheet
+
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", shortcut_sheet(self),
+                          parent=self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setModal(False)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
+        self.help_box = box
 
     def closeEvent(self, ev):
+        self.session.flush()
         s = settings()
         s.setValue("geometry", self.saveGeometry())
         s.sync()
@@ -261,6 +344,7 @@ class MainWindow(QMainWindow):
             self.messages.clear()
         if self._shown is not None and self._shown not in self.canals:
             self._find_canal(self._shown)
+        self.localizer.request_frames()
         self._refresh()
         self._try_pending()
 
@@ -271,6 +355,7 @@ class MainWindow(QMainWindow):
         self.show_message(f"The model could not be loaded: {message}")
         if self._shown is not None and self._shown not in self.canals:
             self._find_canal(self._shown)
+        self.localizer.request_frames()
         self._refresh()
 
     def about_model(self):
@@ -441,7 +526,7 @@ class MainWindow(QMainWindow):
         stack, study = self.session.stack(), self.session.study()
         self.browser.show_current(stack.key)
         self.view.set_corner_text(
-            f"{study.patient_name or '(no name)'}\nID {study.patient_id or '-'}   born "
+            f"{display_name(study.patient_name)}\nID {study.patient_id or '-'}   born "
             f"{study.birth_date or '-'}   {study.sex or ''}\n{study.study_date}  "
             f"{study.description}",
             f"{stack.description}\n{stack.modality}  series "
@@ -458,6 +543,7 @@ class MainWindow(QMainWindow):
         self._first_image = True
         self._shown = None
         self._shown_measurements = None
+        self.localizer.study_changed()
         self._refresh()
 
     def _refresh(self):
@@ -483,18 +569,46 @@ class MainWindow(QMainWindow):
             self._prefetch(index)
         if self._shown is not None and self.view.roi_rect() != sel.roi:
             self.view.set_roi(sel.roi)  # the view converts to its display orientation
-        ms = tuple(m.points for m in sel.measurements_on(sel.slice_key))
+        shown = sel.measurements_on(sel.slice_key)
+        if self._selected_measure is not None and self._selected_measure >= len(shown):
+            self._selected_measure = None
+        ms = (tuple(m.points for m in shown), self._selected_measure)
         if ms != self._shown_measurements and self._shown == sel.slice_key:
             self._shown_measurements = ms
-            self.view.set_measurements(ms)
+            self.view.set_measurements(ms[0], self._selected_measure)
+        spacing = self._spacing()
+        self.panel.show_measurements(measurement_lines(shown, spacing), self._selected_measure)
+        kim = kim_from(sel.measurements, spacing)
+        self.panel.kim_label.setText(kim_text(kim) if kim else
+                                     "Kim grade: tag a foraminal width and a nerve root width "
+                                     "(Measurements).")
         self.panel.show_side_level(sel.side, sel.level)
+        self.panel.level_source.setText(self._level_text(sel))
+        self.view.set_level_text(f"{sel.level}" + (" (proposed)" if sel.level_source ==
+                                                   "proposed" else "") if sel.level else "")
         for name in ("right", "left"):
             self.actions_by_name[f"side_{name}"].setChecked(sel.side == name)
+        self.localizer.update()
         self._update_checks()
         self._update_crop()
         self._show_result()
         self._update_actions()
         self._schedule_auto()
+
+    def _spacing(self):
+        g = self._geometry()
+        return g.spacing if g is not None else (1.0, 1.0)
+
+    def _level_text(self, sel) -> str:
+        if sel.level and sel.level_source == "proposed":
+            return "Proposed from the disc levels marked on the sagittal."
+        if sel.level and sel.level_source == "hand":
+            proposed = self.session.proposed_level(sel)
+            return "Set by hand" + (f" (the marks propose {proposed})." if proposed and
+                                    proposed != sel.level else ".")
+        if self.session.marks:
+            return "No level proposed for this slice: it is not at a marked disc."
+        return "Mark the discs on the sagittal (K) to have the level proposed."
 
     def _prefetch(self, index):
         stack = self.session.stack()
@@ -647,17 +761,47 @@ class MainWindow(QMainWindow):
     def _measurement_drawn(self, points):
         sel = self.session.selection
         if sel is not None:
-            self.session.add_measurement(Measurement(sel.slice_key, tuple(points)))
+            kind = "angle" if len(points) == 3 else "length"
+            self._selected_measure = len(self._shown_list())
+            self.session.add_measurement(Measurement(sel.slice_key, tuple(points), kind))
+
+    def _shown_list(self):
+        sel = self.session.selection
+        return sel.measurements_on(sel.slice_key) if sel else ()
+
+    @Slot(int)
+    def _measurement_selected(self, i):
+        self._selected_measure = i if i >= 0 else None
+        self._refresh()
+
+    @Slot(int)
+    def _measurement_deleted(self, i):
+        shown = self._shown_list()
+        if 0 <= i < len(shown):
+            self._selected_measure = None
+            self.session.delete_measurement(shown[i])
+
+    @Slot(int, object)
+    def _measurement_tagged(self, i, tag):
+        shown = self._shown_list()
+        if 0 <= i < len(shown):
+            if not self.session.tag_measurement(shown[i], tag) and tag is not None:
+                self.show_message("Only a length can be tagged as a width.", "info")
+
+    def delete_selected_measurement(self):
+        if self._selected_measure is not None:
+            self._measurement_deleted(self._selected_measure)
 
     @Slot(int, object)
     def _measurement_moved(self, i, points):
         sel = self.session.selection
         shown = sel.measurements_on(sel.slice_key) if sel else ()
         if i < len(shown):
-            new = Measurement(sel.slice_key, tuple(points))
+            new = dataclasses.replace(shown[i], points=tuple(points))
             if new.points != shown[i].points:
-                self._shown_measurements = tuple(
-                    new.points if k == i else m.points for k, m in enumerate(shown))
+                self._shown_measurements = (tuple(
+                    new.points if k == i else m.points for k, m in enumerate(shown)),
+                    self._selected_measure)
                 self.session.replace_measurement(shown[i], new)
 
     @Slot(str)
@@ -684,6 +828,7 @@ class MainWindow(QMainWindow):
             return
         index = max(0, min(len(stack.slices) - 1, int(index)))
         self.session.set_slice(stack.slices[index].key)
+        self._flush_timer.start()
 
     def set_side(self, side: str):
         self.session.set_side(side)
@@ -697,6 +842,17 @@ class MainWindow(QMainWindow):
 
     def clear_measurements(self):
         self.session.clear_measurements()
+
+    def mark_levels(self):
+        self.localizer.start_marking()
+
+    def clear_marks(self):
+        self.session.clear_marks()
+
+    def pan_tool(self):
+        self.view.set_tool("pan")
+        if self.localizer.marking:
+            self.localizer.stop_marking()
 
     def undo(self):
         if not self.session.undo():
@@ -897,6 +1053,7 @@ class MainWindow(QMainWindow):
                                   f"{r.prediction.cam_target}\nclass, inside the ROI)")
         p.stale_label.setVisible(stale)  # the result itself is greyed and struck through
         self._show_overlay()
+        self._show_comparison()
         self._update_actions()
 
     def _show_overlay(self, *_):
@@ -920,6 +1077,78 @@ class MainWindow(QMainWindow):
                             self._thumbnails_done)
 
     # --- report ------------------------------------------------------------------------------
+
+    # --- both foramina -----------------------------------------------------------------------
+
+    def compare_sides(self):
+        """Mirror the ROI across the anatomical midline onto the other foramen and predict it,
+        for comparison only (the injection side stays the physician's)."""
+        from ..core.mirror import mirrored_selection
+
+        sel = self.session.selection
+        known, canal = self._canal()
+        if self.predictor is None or sel is None or not sel.complete():
+            self.show_message("Draw the ROI and choose the injection side first, then B "
+                              "compares with the other foramen.", "info")
+            return
+        if not known or canal is None:
+            self.show_message("The spinal canal was not found on this slice, so the ROI cannot "
+                              "be mirrored across the midline.", "info")
+            return
+        other = mirrored_selection(sel, self._geometry(), canal)
+        self.panel.comparison_label.setText("<i>Predicting the other side...</i>")
+        self.panel.comparison_label.show()
+        self.run_worker(Worker(_compare, self.predictor, self.session.stack(), sel, other,
+                               self.current_values(), canal), self._compared,
+                        self._compare_failed)
+
+    @Slot(object)
+    def _compared(self, payload):
+        source, outcome = payload
+        from ..core.session import Result
+
+        self.session.set_comparison(source, Result(outcome.selection, outcome.prediction,
+                                                   outcome.model_input))
+
+    @Slot(str)
+    def _compare_failed(self, message):
+        self.panel.comparison_label.setText(f"No prediction for the other side: {message}")
+
+    def _show_comparison(self):
+        from ..core.runtime import format_probability
+
+        p, r, main = self.panel, self.session.comparison(), self.session.current_result()
+        if r is None or main is None:
+            p.comparison_label.hide()
+            self.view.set_extra_rects([])
+            self.view.clear_overlay(2)
+            return
+        a, b = main.prediction, r.prediction
+        cells = []
+        for pred, title in ((a, f"Injection side ({a.provenance.side})"),
+                            (b, f"Other side ({b.provenance.side}) - for comparison only")):
+            cells.append(f"<td style='padding:2px 8px'><b>{title}</b><br><span "
+                         f"style='font-size:14pt'>{format_probability(pred.probability)}"
+                         f"</span> {pred.label}</td>")
+        p.comparison_label.setText(f"<table><tr>{''.join(cells)}</tr></table>")
+        p.comparison_label.show()
+        self.view.set_extra_rects([r.selection.roi])
+        if self.panel.overlay_check.isChecked():
+            self.view.set_overlay(heat_colours(b.cam_roi), b.provenance.roi,
+                                  self.panel.opacity.value() / 100, which=2)
+
+    def comparison_text(self) -> str | None:
+        """The other side's result as the report prints it."""
+        from ..core.runtime import format_probability
+
+        r = self.session.comparison()
+        if r is None:
+            return None
+        b = r.prediction
+        return (f"For comparison only - the other foramen (patient {b.provenance.side} side, "
+                f"ROI mirrored across the spinal canal's midline, x {b.provenance.roi[0]}, "
+                f"y {b.provenance.roi[1]}): {format_probability(b.probability)} ({b.label}). "
+                "The injection side above is the physician's choice.")
 
     def export_report(self):
         return self.report.export()
@@ -952,6 +1181,10 @@ def _load_model(path):
     g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1), zeros.shape)
     run_predict(predictor, zeros, g, (8, 8, 32, 32), "right")  # allocates the batch
     return predictor
+
+
+def _compare(predictor, stack, source, other, values, canal):
+    return source, _predict_selection(predictor, stack, other, values=values, canal=canal)
 
 
 def _canal(key, values, geometry):

@@ -30,10 +30,20 @@ class ReportController(QObject):
             win.show_message("Predict first: the report shows the current result, and there is "
                              "none for this ROI, slice and side.")
             return None
-        self._outcome = Outcome(r.selection, r.prediction, r.model_input, None,
+        # the current selection (same model inputs as the result's): its measurements, level
+        # and level source as they are now
+        self._outcome = Outcome(win.session.selection, r.prediction, r.model_input, None,
                                 r.prediction.provenance.roi_side)
-        default = Path.home() / f"tfesi-report-{time.strftime('%Y%m%d-%H%M%S')}.pdf"
+        self._comparison = win.comparison_text()
+        from .mainwindow import settings
+
+        st = settings()
+        folder = Path(str(st.value("report_folder", "") or Path.home()))
+        if not folder.is_dir():
+            folder = Path.home()
+        default = folder / f"tfesi-report-{time.strftime('%Y%m%d-%H%M%S')}.pdf"
         dlg = ReportDialog(win, default)
+        dlg.physician.setText(str(st.value("physician", "") or ""))
         dlg.accepted.connect(self._accepted)
         self.dialog = dlg
         dlg.open()
@@ -41,13 +51,20 @@ class ReportController(QObject):
 
     @Slot()
     def _accepted(self):
+        from .mainwindow import settings
+
         d, win = self.dialog, self.win
+        st = settings()  # remembered for the next report (private settings file, 0600)
+        st.setValue("physician", d.physician.text())
+        st.setValue("report_folder", str(Path(d.path.text()).parent))
+        st.sync()
         win.statusBar().showMessage("Writing the report...")
         win.run_worker(Worker(write_report, self._outcome, win.predictor.bundle,
                               win.session.scan, d.path.text(),
                               comment=d.comment.toPlainText(), physician=d.physician.text(),
                               anonymize=d.anonymize.isChecked(),
-                              paper=d.paper.currentText().lower(), dicom=d.dicom.isChecked()),
+                              paper=d.paper.currentText().lower(), dicom=d.dicom.isChecked(),
+                              comparison=self._comparison),
                        self._written, self._failed)
 
     @Slot(object)

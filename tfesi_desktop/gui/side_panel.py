@@ -6,7 +6,9 @@ connects their signals to session edits (docs/architecture.md)."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QButtonGroup,
     QCheckBox,
     QComboBox,
@@ -14,6 +16,8 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
+    QListWidget,
     QPushButton,
     QRadioButton,
     QSlider,
@@ -27,6 +31,18 @@ from ..core.session import LEVELS
 from .viewer import colour_bar_pixmap
 
 KEY = Qt.ItemDataRole.UserRole
+
+
+def display_name(name: str | None) -> str:
+    """A DICOM person name as people read it: "FAMILY, Given Middle" ("Fakhouri^Bruno" ->
+    "FAKHOURI, Bruno"); empty parts dropped; "(no name)" when there is none."""
+    parts = [p.strip() for p in (name or "").split("=")[0].split("^")]
+    family, given = (parts + ["", ""])[:2]
+    rest = " ".join(p for p in parts[2:4] if p)
+    given = " ".join(p for p in (given, rest) if p)
+    if not family and not given:
+        return "(no name)"
+    return f"{family.upper()}, {given}" if family and given else (family.upper() or given)
 
 
 def _date(d: str) -> str:
@@ -95,7 +111,7 @@ class Browser(QTreeWidget):
             if masked:
                 text = f"Patient {i + 1}  [details hidden]"
             else:
-                text = (f"{p.name or '(no name)'}\nID {p.patient_id or '-'}, born "
+                text = (f"{display_name(p.name)}\nID {p.patient_id or '-'}, born "
                         f"{_date(p.birth_date)}")
             pi = QTreeWidgetItem(self, [text])
             for j, st in enumerate(p.studies):
@@ -147,6 +163,10 @@ class SidePanel(QWidget):
     side_chosen = Signal(str)
     level_chosen = Signal(object)  # str or None
     override_confirmed = Signal()
+    measurement_selected = Signal(int)  # row in the list (-1: none)
+    measurement_deleted = Signal(int)
+    measurement_tagged = Signal(int, object)  # row, tag or None
+    window_typed = Signal(float, float)  # centre, width
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -170,6 +190,16 @@ class SidePanel(QWidget):
         self.slice_label = QLabel("no study open")
         lay.addWidget(self.slider)
         lay.addWidget(self.slice_label)
+        wl = QHBoxLayout()
+        self.window_centre = QLineEdit()
+        self.window_width = QLineEdit()
+        for label, edit in (("Level (centre)", self.window_centre), ("Window", self.window_width)):
+            edit.setValidator(QDoubleValidator(-1e6, 1e6, 1))
+            edit.setMaximumWidth(80)
+            edit.returnPressed.connect(self._typed_window)
+            wl.addWidget(QLabel(label))
+            wl.addWidget(edit)
+        lay.addLayout(wl)
         col.addWidget(g)
 
         g = QGroupBox("Injection")
@@ -191,6 +221,9 @@ class SidePanel(QWidget):
         self.level_combo.currentTextChanged.connect(
             lambda t: self.level_chosen.emit(None if t == "-" else t))
         form.addRow("Level", self.level_combo)
+        self.level_source = QLabel("")
+        self.level_source.setWordWrap(True)
+        form.addRow(self.level_source)
         self.side_hint = QLabel("")
         self.side_hint.setWordWrap(True)
         form.addRow(self.side_hint)
@@ -207,7 +240,8 @@ class SidePanel(QWidget):
         form.addRow(self.override_button)
         col.addWidget(g)
 
-        g = QGroupBox("Prediction")
+        g = self.result_group = QGroupBox("Prediction")
+        g.setObjectName("result_group")
         lay = QVBoxLayout(g)
         row = QHBoxLayout()
         self.predict_button = QPushButton("Predict  (Ctrl+P)")
@@ -221,7 +255,18 @@ class SidePanel(QWidget):
         self.result_label = QLabel("No prediction yet.")
         self.result_label.setWordWrap(True)
         self.result_label.setTextFormat(Qt.TextFormat.RichText)
+        self.result_label.setStyleSheet("background: #fafafa; color: black; padding: 4px;")
         lay.addWidget(self.result_label)
+        self.kim_label = QLabel("")
+        self.kim_label.setWordWrap(True)
+        self.kim_label.setObjectName("kim_label")
+        lay.addWidget(self.kim_label)
+        self.comparison_label = QLabel("")
+        self.comparison_label.setWordWrap(True)
+        self.comparison_label.setTextFormat(Qt.TextFormat.RichText)
+        self.comparison_label.setStyleSheet("background: #fafafa; color: black; padding: 4px;")
+        self.comparison_label.hide()
+        lay.addWidget(self.comparison_label)
         self.stale_label = QLabel("The result no longer matches the ROI, slice or side: "
                                   "predict again.")
         self.stale_label.setWordWrap(True)
@@ -235,6 +280,9 @@ class SidePanel(QWidget):
         self.disclaimer_label.setWordWrap(True)
         self.disclaimer_label.setStyleSheet("color: #b00020; font-weight: bold;")
         lay.addWidget(self.disclaimer_label)
+        # below: details that scroll with the panel
+        g = QGroupBox("Heat map and provenance")
+        lay = QVBoxLayout(g)
         over = QHBoxLayout()
         self.overlay_check = QCheckBox("Grad-CAM overlay (O)")
         self.overlay_check.setChecked(True)
@@ -265,8 +313,29 @@ class SidePanel(QWidget):
         self.provenance_label.setTextFormat(Qt.TextFormat.RichText)
         self.provenance_label.setTextInteractionFlags(
             Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.provenance_label.setStyleSheet("color: #555; font-size: 8pt;")
+        self.provenance_label.setStyleSheet("font-size: 8pt;")
         lay.addWidget(self.provenance_label)
+        col.addWidget(g)
+
+        g = QGroupBox("Measurements (L length, A angle)")
+        lay = QVBoxLayout(g)
+        self.measure_list = QListWidget()
+        self.measure_list.setObjectName("measure_list")
+        self.measure_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.measure_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.measure_list.setMaximumHeight(110)
+        self.measure_list.currentRowChanged.connect(self.measurement_selected)
+        lay.addWidget(self.measure_list)
+        row = QHBoxLayout()
+        self.measure_buttons = {}
+        for key, text in (("foramen", "Foraminal width"), ("root", "Root width"),
+                          ("untag", "Untag"), ("delete", "Delete")):
+            b = QPushButton(text)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            b.clicked.connect(lambda _=False, k=key: self._measure_button(k))
+            self.measure_buttons[key] = b
+            row.addWidget(b)
+        lay.addLayout(row)
         col.addWidget(g)
 
         g = QGroupBox("Model input (as the network sees it)")
@@ -280,6 +349,36 @@ class SidePanel(QWidget):
         lay.addWidget(self.crop_caption, 1)
         col.addWidget(g)
         col.addStretch(1)
+
+    def _measure_button(self, key):
+        i = self.measure_list.currentRow()
+        if i < 0:
+            return
+        if key == "delete":
+            self.measurement_deleted.emit(i)
+        else:
+            self.measurement_tagged.emit(i, None if key == "untag" else key)
+
+    def _typed_window(self):
+        try:
+            c, w = float(self.window_centre.text()), float(self.window_width.text())
+        except ValueError:
+            return
+        if w > 0:
+            self.window_typed.emit(c, w)
+
+    def show_window(self, centre: float, width: float):
+        for edit, v in ((self.window_centre, centre), (self.window_width, width)):
+            if not edit.hasFocus():
+                edit.setText(f"{v:.0f}")
+
+    def show_measurements(self, lines: list[str], selected: int | None):
+        self.measure_list.blockSignals(True)
+        self.measure_list.clear()
+        self.measure_list.addItems(lines)
+        if selected is not None and 0 <= selected < len(lines):
+            self.measure_list.setCurrentRow(selected)
+        self.measure_list.blockSignals(False)
 
     def show_side_level(self, side: str | None, level: str | None):
         self.side_group.setExclusive(False)

@@ -72,9 +72,27 @@ def measure() -> dict:
     app.processEvents()
     shown_result = time.perf_counter() - t
     wait(lambda: not win.busy())
+    # scrolling both views with the cross-reference lines updated: every axial slice down and
+    # up, then every sagittal slice, each step shown before the next (as a wheel would)
+    first = list(gaps)
+    gaps.clear()
+    last[0] = clock.elapsed()
+    n = len(win.stack.slices)
+    for i in list(range(n)) + list(range(n - 1, -1, -1)):
+        win.set_slice(i)
+        wait(lambda: win._shown == win.session.selection.slice_key and not win.busy())
+    loc = win.localizer
+    if loc.stack is not None:
+        for i in range(len(loc.stack.slices)):
+            loc.set_index(i)
+            wait(lambda: loc._shown == loc.stack.slices[loc.index].key and not win.busy())
     timer.stop()
+    scroll = list(gaps)
+    gaps[:] = first + scroll
     out = {"window_shown_s": round(shown, 3),
            "gui_longest_stall_ms": int(max(gaps) if gaps else 0),
+           "gui_longest_stall_open_predict_ms": int(max(first) if first else 0),
+           "gui_scroll_longest_stall_ms": int(max(scroll) if scroll else 0),
            "gui_heartbeats": len(gaps),
            "prediction_shown_after_click_ms": round(shown_result * 1000, 1),
            "probability": round(win.prediction.probability, 6)}

@@ -66,6 +66,11 @@ def display_letters(geometry: SliceGeometry | None, d: Dihedral) -> dict[str, st
                          geometry.shape).edge_letters()
 
 
+def _stored_centre_to_display(view, row: float, col: float) -> tuple[float, float]:
+    """A stored pixel-centre position (row, col; centres at integers) in display coordinates."""
+    return point_to_display(view._d, view._stored_shape, col + 0.5, row + 0.5)
+
+
 class SliceViewBox(pg.ViewBox):
     """Mouse handling: wheel scrolls slices (Ctrl+wheel zooms), left-drag pans (or draws the
     ROI in draw mode / with Shift), right-drag changes window (horizontal) and level
@@ -76,6 +81,7 @@ class SliceViewBox(pg.ViewBox):
     window_drag_started = Signal()
     rect_drawn = Signal(float, float, float, float)  # x0, y0, x1, y1 in image coordinates
     line_drawn = Signal(float, float, float, float)
+    clicked = Signal(float, float)  # x, y in image coordinates (left button, no drag)
 
     def __init__(self):
         super().__init__(invertY=True, enableMenu=False)
@@ -89,6 +95,14 @@ class SliceViewBox(pg.ViewBox):
         delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
         self.wheel_slices.emit(-1 if delta > 0 else 1)
         ev.accept()
+
+    def mouseClickEvent(self, ev):
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            p = self.mapSceneToView(ev.scenePos())
+            self.clicked.emit(p.x(), p.y())
+            return
+        super().mouseClickEvent(ev)
 
     def mouseDragEvent(self, ev, axis=None):
         if ev.button() == Qt.MouseButton.RightButton:
@@ -135,8 +149,9 @@ class SliceView(QWidget):
     measurement_drawn = Signal(object)  # ((x0, y0), (x1, y1)) stored pixel coordinates
     measurement_moved = Signal(int, object)  # index in the shown list, new points
     levels_changed = Signal(float, float)  # centre, width
+    point_clicked = Signal(float, float)  # (row, col) stored pixel centres (integers)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, *, histogram: bool = True):
         super().__init__(parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.graphics = pg.GraphicsLayoutWidget()
@@ -148,6 +163,9 @@ class SliceView(QWidget):
         self.overlay = pg.ImageItem()
         self.overlay.setZValue(10)
         self.vb.addItem(self.overlay)
+        self.overlay2 = pg.ImageItem()  # the other side's heat map, for comparison
+        self.overlay2.setZValue(10)
+        self.vb.addItem(self.overlay2)
         self.histogram = pg.HistogramLUTWidget(image=self.image)
         self.histogram.setMinimumWidth(110)
         self.histogram.item.sigLevelsChanged.connect(self._on_levels)
@@ -155,6 +173,22 @@ class SliceView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.graphics, 1)
         lay.addWidget(self.histogram)
+        self.histogram.setVisible(histogram)
+        # the cross-reference line (another plane cutting this one) and level marks
+        self.ref_line = pg.PlotCurveItem(pen=pg.mkPen((0, 230, 120), width=2))
+        self.ref_line.setZValue(12)
+        self.vb.addItem(self.ref_line, ignoreBounds=True)
+        self.marks = pg.ScatterPlotItem(size=9, pen=pg.mkPen((255, 140, 0), width=2),
+                                        brush=pg.mkBrush(255, 140, 0, 90))
+        self.marks.setZValue(13)
+        self.vb.addItem(self.marks, ignoreBounds=True)
+        self._mark_labels: list[pg.TextItem] = []
+        self.extra_rects: list = []  # other ROIs shown for comparison (not editable)
+        self._angle_pts: list[tuple[float, float]] = []
+        self._angle_rubber = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0), width=1,
+                                                           style=Qt.PenStyle.DashLine))
+        self.vb.addItem(self._angle_rubber, ignoreBounds=True)
+        self.selected_measurement: int | None = None
 
         self.roi: pg.RectROI | None = None
         self.lengths: list[tuple[pg.LineSegmentROI, pg.TextItem]] = []
@@ -166,6 +200,9 @@ class SliceView(QWidget):
         self.letters = {k: self._make_label(k) for k in ("top", "bottom", "left", "right")}
         self.corner_left = self._make_label("corner_left", small=True)
         self.corner_right = self._make_label("corner_right", small=True)
+        self.level_text = self._make_label("level", small=False)
+        self.level_text.setStyleSheet("color: #ffaa3c;")
+        self.wl_text = self._make_label("wl", small=True)
         self.banner = self._make_label("banner", small=True)
         self.banner.setStyleSheet("color: #ffb000; background: rgba(0,0,0,140); "
                                   "padding: 2px; font-weight: bold;")
@@ -180,6 +217,7 @@ class SliceView(QWidget):
         self.vb.window_drag.connect(self._window_drag)
         self.vb.rect_drawn.connect(self._rect_drawn)
         self.vb.line_drawn.connect(self._line_drawn)
+        self.vb.clicked.connect(self._clicked)
 
     # --- overlays on the widget (letters and text) -------------------------------------------
 
@@ -208,6 +246,10 @@ class SliceView(QWidget):
             lab.move(x, y)
         self.corner_left.adjustSize()
         self.corner_left.move(8, 30)
+        self.level_text.adjustSize()
+        self.level_text.move(w - self.level_text.width() - 8, 30)
+        self.wl_text.adjustSize()
+        self.wl_text.move(w - self.wl_text.width() - 8, h - self.wl_text.height() - 8)
         self.corner_right.adjustSize()
         self.corner_right.move(8, h - self.corner_right.height() - 60)
         self.banner.setMaximumWidth(max(100, w - 40))
@@ -231,6 +273,15 @@ class SliceView(QWidget):
         self.corner_left.setText("[patient details hidden]" if self.mask_patient
                                  else self._patient_text)
         self.corner_right.setText(self._series_text)
+        self._place_labels()
+
+    def set_level_text(self, text: str):
+        self.level_text.setText(text)
+        self._place_labels()
+
+    def _show_wl(self):
+        c, w = self.levels()
+        self.wl_text.setText(f"W {w:.0f}  L {c:.0f}")
         self._place_labels()
 
     def set_banner(self, text: str):
@@ -271,12 +322,15 @@ class SliceView(QWidget):
     def set_levels(self, centre: float, width: float):
         self.image.setLevels((centre - width / 2, centre + width / 2))
         self.histogram.item.setLevels(centre - width / 2, centre + width / 2)
+        self._show_wl()
+        self.levels_changed.emit(centre, width)
 
     def levels(self) -> tuple[float, float]:
         lo, hi = self.image.getLevels()
         return (lo + hi) / 2, hi - lo
 
     def _on_levels(self, *_):
+        self._show_wl()
         c, w = self.levels()
         self.levels_changed.emit(c, w)
 
@@ -294,13 +348,16 @@ class SliceView(QWidget):
         """pan | roi | length. While drawing, the ROI ignores the mouse, so a drag that starts
         inside it draws instead of moving it."""
         self.vb.tool = tool
+        self._angle_pts = []
+        self._angle_rubber.setData([], [])
         cursor = Qt.CursorShape.CrossCursor if tool != "pan" else Qt.CursorShape.ArrowCursor
         self.graphics.setCursor(cursor)
         self._roi_accepts_mouse(tool == "pan")
 
     def _roi_accepts_mouse(self, on: bool):
         # pyqtgraph's scene skips disabled items when it hands out drags (handles are children)
-        items = ([self.roi] if self.roi is not None else []) + [ln for ln, _ in self.lengths]
+        items = ([self.roi] if self.roi is not None else []) + [
+            ln for ln, _ in self.lengths if isinstance(ln, pg.LineSegmentROI)]
         for it in items:
             it.setEnabled(on)
 
@@ -357,17 +414,80 @@ class SliceView(QWidget):
 
     # --- Grad-CAM overlay --------------------------------------------------------------------
 
-    def set_overlay(self, rgb: np.ndarray, rect, opacity: float):
-        """A (h, w, 3) picture over the ROI ``rect``, both in stored pixels."""
+    def set_overlay(self, rgb: np.ndarray, rect, opacity: float, which: int = 1):
+        """A (h, w, 3) picture over the ROI ``rect``, both in stored pixels (``which`` 2: the
+        other side's, for comparison)."""
+        item = self.overlay if which == 1 else self.overlay2
         x, y, w, h = self.to_display(rect)
         rgb = np.ascontiguousarray(self._d.apply(rgb))
         rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
-        self.overlay.setImage(rgba, autoLevels=False, levels=(0, 255))
-        self.overlay.setRect(QRectF(x, y, w, h))
-        self.overlay.setOpacity(opacity)
+        item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        item.setRect(QRectF(x, y, w, h))
+        item.setOpacity(opacity)
 
-    def clear_overlay(self):
-        self.overlay.clear()
+    def clear_overlay(self, which: int = 1):
+        (self.overlay if which == 1 else self.overlay2).clear()
+
+    # --- cross-reference line, level marks, comparison ROIs ----------------------------------
+
+    def set_reference_line(self, ends):
+        """Draw the cross-reference line between two (row, col) stored pixel-centre positions;
+        None hides it."""
+        if ends is None:
+            self.ref_line.setData([], [])
+            return
+        (xa, ya), (xb, yb) = (_stored_centre_to_display(self, r, c) for r, c in ends)
+        self.ref_line.setData([xa, xb], [ya, yb])
+
+    def reference_line(self):
+        """The line's display end points ((x0, y0), (x1, y1)), or None."""
+        x, y = self.ref_line.getData()
+        if x is None or len(x) < 2:
+            return None
+        return (float(x[0]), float(y[0])), (float(x[1]), float(y[1]))
+
+    def set_marks(self, marks):
+        """Level marks: [(label, (row, col) stored pixel centre)], drawn as dots with labels."""
+        for t in self._mark_labels:
+            self.vb.removeItem(t)
+        self._mark_labels = []
+        pts = [_stored_centre_to_display(self, r, c) for _, (r, c) in marks]
+        self.marks.setData([p[0] for p in pts], [p[1] for p in pts])
+        for (label, _), (x, y) in zip(marks, pts, strict=True):
+            t = pg.TextItem(label, color=(255, 170, 60), anchor=(1.1, 0.5))
+            t.setZValue(20)
+            t.setPos(x, y)
+            self.vb.addItem(t, ignoreBounds=True)
+            self._mark_labels.append(t)
+
+    def set_extra_rects(self, rects):
+        """Other ROIs (x, y, w, h stored pixels) drawn dashed, for comparison only."""
+        for r in self.extra_rects:
+            self.vb.removeItem(r)
+        self.extra_rects = []
+        for rect in rects:
+            x, y, w, h = self.to_display(tuple(rect))
+            item = pg.QtWidgets.QGraphicsRectItem(x, y, w, h)
+            item.setPen(pg.mkPen((120, 200, 255), width=2, style=Qt.PenStyle.DashLine))
+            item.setZValue(14)
+            self.vb.addItem(item, ignoreBounds=True)
+            self.extra_rects.append(item)
+
+    def _clicked(self, x, y):
+        rows, cols = self._shape
+        if self.vb.tool == "angle":  # three clicks: one arm's end, the vertex, the other's
+            self._angle_pts.append((x, y))
+            xs, ys = zip(*self._angle_pts, strict=True)
+            self._angle_rubber.setData(list(xs), list(ys))
+            if len(self._angle_pts) == 3:
+                pts = tuple(point_to_stored(self._d, self._stored_shape, *p)
+                            for p in self._angle_pts)
+                self.set_tool("pan")
+                self.measurement_drawn.emit(pts)
+            return
+        if 0 <= x < cols and 0 <= y < rows and self.vb.tool == "pan":
+            sx, sy = point_to_stored(self._d, self._stored_shape, x, y)
+            self.point_clicked.emit(sy - 0.5, sx - 0.5)
 
     # --- length measurements -----------------------------------------------------------------
 
@@ -377,13 +497,31 @@ class SliceView(QWidget):
         b = point_to_stored(self._d, self._stored_shape, x1, y1)
         self.measurement_drawn.emit((a, b))
 
-    def set_measurements(self, lines):
-        """Show these lengths: each ((x0, y0), (x1, y1)) in stored pixel coordinates."""
+    def set_measurements(self, lines, selected: int | None = None):
+        """Show these measurements: lengths ((x0, y0), (x1, y1)) (movable) and angles (three
+        points, the vertex in the middle), in stored pixel coordinates; ``selected`` drawn
+        thicker."""
+        from ..core.measure import angle_deg
+
         self.clear_length()
+        self.selected_measurement = selected
         for i, pts in enumerate(lines):
             shown = [point_to_display(self._d, self._stored_shape, *p) for p in pts]
+            width = 4 if i == selected else 2
+            if len(pts) == 3:
+                curve = pg.PlotCurveItem([p[0] for p in shown], [p[1] for p in shown],
+                                         pen=pg.mkPen((255, 140, 220), width=width))
+                curve.setZValue(16)
+                label = pg.TextItem(f"{angle_deg(shown, self._spacing):.1f}\u00b0",
+                                    color=(255, 220, 0), anchor=(0, 1))
+                label.setZValue(20)
+                label.setPos(QPointF(*shown[1]))
+                self.vb.addItem(curve, ignoreBounds=True)
+                self.vb.addItem(label, ignoreBounds=True)
+                self.lengths.append((curve, label))
+                continue
             ln = pg.LineSegmentROI([list(p) for p in shown], pen=pg.mkPen((80, 220, 255),
-                                                                           width=2))
+                                                                           width=width))
             ln.setZValue(16)
             label = pg.TextItem(color=(255, 220, 0), anchor=(0, 1))
             label.setZValue(20)
@@ -407,7 +545,7 @@ class SliceView(QWidget):
         return float(np.hypot(dx, dy))
 
     def _update_length(self, i):
-        if i >= len(self.lengths):
+        if i >= len(self.lengths) or not isinstance(self.lengths[i][0], pg.LineSegmentROI):
             return
         b = self._ends(i)[1]
         label = self.lengths[i][1]
@@ -415,7 +553,7 @@ class SliceView(QWidget):
         label.setPos(QPointF(b.x(), b.y()))
 
     def _length_moved(self, i):
-        if i < len(self.lengths):
+        if i < len(self.lengths) and isinstance(self.lengths[i][0], pg.LineSegmentROI):
             pts = tuple(point_to_stored(self._d, self._stored_shape, p.x(), p.y())
                         for p in self._ends(i))
             self.measurement_moved.emit(i, pts)

@@ -1,8 +1,9 @@
 """Synthetic cervical MRI cohorts: DICOM studies, a manifest, and a known outcome model.
 
 Each patient gets a study with an axial T2 series through the injected level (narrowest foramen on
-one recorded slice) and a sagittal localizer. The outcome (favourable = NRS reduction >= 50 % at 2
-months) is drawn from :func:`favourable_probability` of findings visible on the narrowest slice of
+one recorded slice) and a sagittal T2 of the same anatomy in the same Frame of Reference. The
+outcome (favourable = NRS reduction >= 50 % at 2 months) is drawn from
+:func:`favourable_probability` of findings visible on the narrowest slice of
 the injected foramen (its narrowest width, how flattened the nerve root is, how long the narrowing
 is along the channel), so the best AUC any model can reach is known and reported. The ROI in the
 manifest is placed as a physician would: its size varies and the foramen's waist is not always at
@@ -42,11 +43,14 @@ from .phantom import (
     SUB_SLICES,
     Anatomy,
     ForamenSpec,
+    _smooth,
+    _to_frame,
     canal_centre,
     foramen_waist,
     kim_grade,
     render_slices,
     tissue_values,
+    to_image,
 )
 
 GENERATOR_VERSION = 2
@@ -478,7 +482,7 @@ def write_study(p: Patient, out_dir: Path) -> dict:
     normal = np.cross(r_c, c_c)
     centre0 = np.array([0.0, 0.0, LEVEL_Z[p.level]])
     files: list[tuple[Dataset, str]] = []
-    names = _file_names(p, p.n_slices + 3)
+    names = _file_names(p, p.n_slices + SAG_SLICES)
     narrowest_sop = ""
     frames, positions = [], []
     for k in range(p.n_slices):
@@ -565,7 +569,7 @@ def write_study(p: Patient, out_dir: Path) -> dict:
                 ds.PhotometricInterpretation = "MONOCHROME1"
             _set_pixels(ds, frames[k], st.transfer_syntax)
             files.append((ds, names[k]))
-    files.extend(_sagittal_localizer(p, study_uid, names[-3:]))
+    files.extend(_sagittal_localizer(p, study_uid, names[-SAG_SLICES:]))
     for ds, name in files:
         ds.save_as(out_dir / name, enforce_file_format=True)
     x, y, w, h = _roi_to_stored(p)
@@ -612,35 +616,137 @@ def _file_names(p: Patient, n: int) -> list[str]:
     return [f"IM{k + 1:04d}.dcm" for k in range(n)]
 
 
-def _sagittal_localizer(p: Patient, study_uid: str, names: list[str]):
-    """A small sagittal T2 localizer: vertebral bodies, discs, canal and cord."""
-    series_uid = _uid(p.seed, p.index, "sag")
-    n, px = 256, 0.9
-    c = (np.arange(n) - (n - 1) / 2) * px
-    zz, yy = np.meshgrid(-c + LEVEL_Z[p.level], c, indexing="ij")  # rows go head to foot
+# the sagittal T2: the same anatomy as the axial series, in the same Frame of Reference
+SAG_SLICES = 7  # sagittal T2 slices, 3 mm apart, centred on the spinal canal
+SAG_MATRIX, SAG_PIXEL, SAG_GAP = 256, 0.9, 3.0
+SAG_CENTRE_Z = -53.5  # mm: the middle of C2-3 .. C7-T1
+DISCS = ("C2-3", "C3-4", "C4-5", "C5-6", "C6-7", "C7-T1")
+LEVEL_DISC = {"C5": "C4-5", "C6": "C5-6", "C7": "C6-7", "C8": "C7-T1"}  # root exits below
+DISC_PITCH = 17.0  # mm between discs, along the spine (as between LEVEL_Z)
+
+
+def disc_positions(level: str) -> dict[str, float]:
+    """Each disc's centre along the spine (mm) from the injected level's disc, which lies in the
+    plane of the axial series' narrowest slice (the axial phantom's ``dz = 0``)."""
+    k = DISCS.index(LEVEL_DISC[level])
+    return {d: (k - i) * DISC_PITCH for i, d in enumerate(DISCS)}
+
+
+def disc_points(p: Patient) -> dict[str, tuple[float, float, float]]:
+    """Patient coordinates (mm) of each disc's centre on the midline (for tests)."""
+    r_c, c_c = _canonical_directions(p.storage.tilt_deg)
+    normal = np.cross(r_c, c_c)
+    centre0 = np.array([0.0, 0.0, LEVEL_Z[p.level]])
+    a = p.anatomy
+    u, v = to_image(a, (0.0, -4.0))  # the vertebral body's centre
+    base = centre0 + u * r_c + v * c_c
+    return {d: tuple(float(x) for x in base + s * normal)
+            for d, s in disc_positions(p.level).items()}
+
+
+def render_sagittal(p: Patient, xs, *, centre_yz: tuple[float, float]) -> np.ndarray:
+    """Sagittal T2 images (len(xs), SAG_MATRIX, SAG_MATRIX) of the patient's anatomy at patient
+    x = ``xs`` (mm); rows run head to foot, columns anterior to posterior, centred on
+    ``centre_yz`` (patient y, z). The anatomy is the axial phantom's, continued along the spine
+    (the axial series' normal, so a tilted axial series was tilted to the discs): vertebral
+    bodies and discs every :data:`DISC_PITCH` mm, the injected level's disc in the plane of the
+    narrowest axial slice, the canal and cord at the axial canal's position, the posterior
+    elements behind. Float32 modality values (Rician noise, scaled as the axial series)."""
+    r_c, c_c = _canonical_directions(p.storage.tilt_deg)
+    normal = np.cross(r_c, c_c)
+    centre0 = np.array([0.0, 0.0, LEVEL_Z[p.level]])
+    a = p.anatomy
+    tis = tissue_values(a)
+    n, px = SAG_MATRIX, SAG_PIXEL
+    off = (np.arange(n) - (n - 1) / 2) * px
+    zz, yy = np.meshgrid(centre_yz[1] - off, centre_yz[0] + off, indexing="ij")
     rng = np.random.default_rng([p.seed, p.index, 3])
+    discs = np.array(sorted(disc_positions(p.level).values()))
+    edge = 0.5
+    out = np.zeros((len(xs), n, n), np.float32)
+    for k, x0 in enumerate(xs):
+        rel = np.stack([np.full_like(yy, x0), yy, zz], -1) - centre0
+        s = rel @ normal  # along the spine
+        u, v = rel @ r_c, rel @ c_c
+        x, y = _to_frame(a, u.astype(np.float32), v.astype(np.float32))
+        s = s.astype(np.float32)
+        img = np.zeros_like(x)
+
+        def paint(mask, value):
+            nonlocal img
+            img = img * (1 - mask) + value * mask
+
+        def ellipse(cx, cy, ax, ay, x=x, y=y):
+            r = np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2)
+            return _smooth((r - 1) * min(ax, ay), edge)
+
+        # the neck: fat ring around muscle
+        head = 1.0
+        paint(ellipse(0, 3, a.neck[0], a.neck[1]) * head, tis["fat"])
+        paint(ellipse(0, 3, a.neck[0] - 5, a.neck[1] - 5) * head, tis["muscle"])
+        paint(ellipse(0, 33, 11 + 13, 10) * head, tis["paraspinal"])
+        paint(ellipse(0, -33, 9, 7) * head, tis["air"])  # airway
+        paint(ellipse(0, -22, 6, 3.5) * head, tis["oesophagus"])
+        paint(ellipse(0, -16.5, 12, 2.5) * head, tis["prevertebral_fat"])
+        # where along the spine: distance to the nearest disc centre
+        nearest = discs[np.argmin(np.abs(s[..., None] - discs), axis=-1)]
+        ds = np.abs(s - nearest)
+        in_disc = _smooth(ds - a.disc_height / 2, edge)
+        body = ellipse(0, -4.0, a.body[0], a.body[1] * 1.15)
+        spine = _smooth(s - (discs[-1] + 22.0), 1.0)  # C2 (with the dens) is the top
+        paint(body * spine, tis["cortex"])
+        paint(ellipse(0, -4.0, a.body[0] - 1.2, a.body[1] * 1.15 - 1.2) * spine
+              * _smooth(a.disc_height / 2 + 0.8 - ds, edge), tis["marrow"])
+        paint(body * in_disc * spine, tis["annulus"])
+        paint(ellipse(0, -4.5, a.body[0] * 0.55, a.body[1] * 0.6) * in_disc * spine,
+              tis["nucleus"])
+        # posterior elements: laminae and spinous processes between the discs
+        post = _smooth(ds - (DISC_PITCH / 2 - 3.0), edge) * spine
+        paint(ellipse(0, 26, 3.0, 9.5) * post * _smooth(ds - 2.0, edge), tis["cortex"])
+        paint(ellipse(0, 26, 1.8, 8.0) * _smooth(ds - 1.2, edge) * spine
+              * _smooth(3.5 - ds, edge), tis["marrow"])
+        paint(ellipse(0, CANAL_Y + 0.9, a.canal[0] + 0.6, a.canal[1] + 2.3)
+              * _smooth(CANAL_Y + 1.5 - y, 0.6) * head, tis["ligamentum_flavum"])
+        # the canal with the cord
+        paint(ellipse(0, CANAL_Y, a.canal[0], a.canal[1]), tis["csf"])
+        paint(ellipse(0, CANAL_Y, a.cord[0], a.cord[1]), tis["cord"])
+        noise_re, noise_im = rng.normal(0, p.noise, (2, n, n))
+        out[k] = np.round(np.sqrt((img + noise_re) ** 2 + noise_im ** 2) * p.scale)
+    return out
+
+
+def sagittal_centre(p: Patient) -> tuple[float, float, float]:
+    """Patient coordinates of the spinal canal's centre on the narrowest axial slice."""
+    r_c, c_c = _canonical_directions(p.storage.tilt_deg)
+    u, v = canal_centre(p.anatomy)
+    return tuple(float(x) for x in np.array([0.0, 0.0, LEVEL_Z[p.level]]) + u * r_c + v * c_c)
+
+
+def _sagittal_localizer(p: Patient, study_uid: str, names: list[str]):
+    """A sagittal T2 series of the same anatomy as the axial one, in the same Frame of
+    Reference: :data:`SAG_SLICES` slices 3 mm apart through the spinal canal, vertebral bodies,
+    discs and canal at the heights that match the axial slices (:func:`render_sagittal`)."""
+    series_uid = _uid(p.seed, p.index, "sag")
+    n, px = SAG_MATRIX, SAG_PIXEL
+    cx, cy, _ = sagittal_centre(p)
+    xs = [cx + (k - (SAG_SLICES - 1) / 2) * SAG_GAP for k in range(SAG_SLICES)]
+    centre_yz = (cy - 10.0, SAG_CENTRE_Z)
+    images = render_sagittal(p, xs, centre_yz=centre_yz)
+    lo, hi = np.percentile(images, [1.0, 99.5])
     out = []
-    for k, x in enumerate((-3.0, 0.0, 3.0)):
-        img = np.where((np.abs(yy - 3) < 50), 0.3, 0.0)
-        body = (yy > -14) & (yy < 3) & (np.mod(zz + 200, 19.0) > 5)
-        disc = (yy > -14) & (yy < 2) & (np.mod(zz + 200, 19.0) <= 5)
-        img = np.where(body, 0.34, img)
-        img = np.where(disc, 0.5, img)
-        img = np.where((yy >= 4) & (yy < 17), tissue_values(p.anatomy)["csf"], img)
-        img = np.where((yy >= 7.5) & (yy < 13.5), 0.45, img)
-        img = np.where((yy >= 19) & (yy < 30) & (np.mod(zz + 200, 19.0) > 7), 0.12, img)
-        img = np.sqrt((img + rng.normal(0, p.noise, img.shape)) ** 2
-                      + rng.normal(0, p.noise, img.shape) ** 2)
-        arr = np.round(img * p.scale).astype(np.uint16)
+    for k, x in enumerate(xs):
+        arr = np.clip(images[k], 0, 65535).astype(np.uint16)
         sop = _uid(p.seed, p.index, "sag", k)
         ds = _base_dataset(p, study_uid, series_uid, sop, MR_IMAGE, ExplicitVRLittleEndian)
-        ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = "T2 SAG LOCALIZER", 1, k + 1
-        ds.EchoTime, ds.RepetitionTime = 90.0, 3000.0
+        ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = "T2 TSE SAG C-SPINE", 1, k + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NORM"]
+        ds.EchoTime, ds.RepetitionTime = 100.0, 3000.0
         ds.ImageOrientationPatient = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]
-        top = np.array([x, -(n - 1) / 2 * px, LEVEL_Z[p.level] + (n - 1) / 2 * px])
+        top = np.array([x, centre_yz[0] - (n - 1) / 2 * px, centre_yz[1] + (n - 1) / 2 * px])
         ds.ImagePositionPatient = [float(v) for v in top]
         ds.PixelSpacing = [px, px]
-        ds.SliceThickness = 3.0
+        ds.SliceThickness, ds.SpacingBetweenSlices = 3.0, SAG_GAP
+        ds.WindowCenter, ds.WindowWidth = float((lo + hi) / 2), float(hi - lo)
         ds.PhotometricInterpretation = "MONOCHROME2"
         _set_pixels(ds, arr, ExplicitVRLittleEndian)
         out.append((ds, names[k]))
