@@ -112,7 +112,7 @@ def _copy_with(tmp_path: Path, edit, name="edited") -> Path:
 
 def test_series_split_into_stacks_when_matrix_differs(tmp_path):
     def edit(ds):
-        if ds.SeriesDescription.startswith("T2 TSE") and ds.InstanceNumber % 2:
+        if ds.SeriesDescription.startswith("T2 TSE AX") and ds.InstanceNumber % 2:
             ds.decompress()
             arr = ds.pixel_array[::2, ::2].copy()
             ds.Rows, ds.Columns = arr.shape
@@ -125,7 +125,7 @@ def test_series_split_into_stacks_when_matrix_differs(tmp_path):
 
 def test_duplicate_and_gap_warnings(tmp_path):
     def edit(ds):
-        if ds.SeriesDescription.startswith("T2 TSE"):
+        if ds.SeriesDescription.startswith("T2 TSE AX"):
             if ds.InstanceNumber >= 8:
                 p = list(ds.ImagePositionPatient)
                 p[2] += 10.0  # a gap of 10 mm after slice 7

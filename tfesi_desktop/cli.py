@@ -285,8 +285,9 @@ def cmd_train(args) -> int:
                           validation_fraction=args.validation_fraction, seed=args.seed,
                           init=args.init, imagenet_weights=args.imagenet_weights,
                           augment=not args.no_augment, soft_labels=args.soft_labels,
+                          init_from=args.init_from,
                           devices=args.devices or [])
-        if cfg.variant != "from-scratch" and cfg.init == "imagenet":
+        if cfg.variant != "from-scratch" and cfg.init == "imagenet" and not cfg.init_from:
             from .core.training.network import imagenet_weights_file
 
             imagenet_weights_file(cfg.imagenet_weights)  # fails early, before reading studies
@@ -703,6 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="initialise the base from ImageNet (the paper's; default) or randomly")
     s.add_argument("--no-augment", action="store_true",
                    help="train on the ROIs as drawn (no ROI or intensity jitter)")
+    s.add_argument("--init-from", metavar="MODEL.keras",
+                   help="start from this model's weights (same architecture) and fine-tune")
     s.add_argument("--soft-labels", metavar="COLUMN",
                    help="synthetic cohorts only: train against this column's probability "
                         "(e.g. p_favourable) instead of the 0/1 label; recorded on the card")

@@ -73,11 +73,14 @@ FEATURE_LAYER = "top_activation"
 
 def build_model(variant: str = "original", *, init: str = "imagenet",
                 imagenet_weights: str | Path | None = None, dropout: float = DROPOUT,
-                seed: int | None = None) -> tuple[keras.Model, dict]:
+                seed: int | None = None, init_from: str | Path | None = None
+                ) -> tuple[keras.Model, dict]:
     """The network and a description for the model card.
 
     ``init``: "imagenet" (the paper's; see :func:`imagenet_weights_file`, ``imagenet_weights``
     a local file) or "random". The ``from-scratch`` variant always starts from random weights.
+    ``init_from``: a ``.keras`` file of the same architecture (loaded with ``safe_mode``) whose
+    weights start the training instead (fine-tuning an earlier model; recorded on the card).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
@@ -108,6 +111,16 @@ def build_model(variant: str = "original", *, init: str = "imagenet",
         "trainable_parameters": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
     }
     info["non_trainable_parameters"] = info["parameters"] - info["trainable_parameters"]
+    if init_from:
+        p = Path(init_from)
+        if not p.is_file():
+            raise TfesiError("The model to start from does not exist.", p)
+        try:
+            model.set_weights(keras.saving.load_model(p, safe_mode=True).get_weights())
+        except ValueError as e:
+            raise TfesiError(f"The model to start from has another architecture ({e}).",
+                             p) from e
+        info["initialized_from"] = p.name
     return model, info
 
 

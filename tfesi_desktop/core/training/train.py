@@ -52,6 +52,7 @@ class TrainConfig:
     # synthetic cohorts only: train against this manifest column's probability (e.g. the
     # generator's p_favourable) instead of the 0/1 outcome; metrics still use the outcome
     soft_labels: str | None = None
+    init_from: str | None = None  # a .keras model of the same architecture to fine-tune
     devices: list[str] = field(default_factory=list)  # MirroredStrategy over these, if several
 
     def augmentation(self) -> Augmentation | None:
@@ -116,6 +117,7 @@ def fit_and_evaluate(regions, y: np.ndarray, config: TrainConfig, *, progress=No
     def make():
         model, info = build_model(config.variant, init=config.init,
                                   imagenet_weights=config.imagenet_weights,
+                                  init_from=config.init_from,
                                   dropout=config.dropout, seed=config.seed)
         model.compile(optimizer=keras.optimizers.RMSprop(config.learning_rate),
                       loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
@@ -224,8 +226,10 @@ def card_fields(manifest: Path, record: dict, *, name: str, version: str,
             "loss": "binary cross-entropy", "backend": record["backend"],
             "device": record["device"], "seconds": record["seconds"],
             "images_per_second": record["images_per_second"],
-            "initialization": ("ImageNet" if record["architecture"]["imagenet_initialization"]
-                               else "random"),
+            "initialization": (
+                f"fine-tuned from {record['architecture']['initialized_from']}"
+                if record["architecture"].get("initialized_from") else
+                "ImageNet" if record["architecture"]["imagenet_initialization"] else "random"),
             "augmentation": record.get("augmentation") or "off",
             "targets": (f"the manifest's {cfg['soft_labels']} (soft labels: the generator's "
                         "probability, which a clinic does not have); metrics use the 0/1 "
