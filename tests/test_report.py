@@ -31,6 +31,10 @@ def _report(case, out, *extra):
     return r
 
 
+def _iso(d: str) -> str:
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}"
+
+
 def _text(pdf):
     return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
                           text=True, check=True).stdout
@@ -54,12 +58,13 @@ def test_report_holds_every_item(case, tmp_path):
     bundle = load_bundle(default_bundle_path())
     stack = scan(demo_study()).find_stack(case.series_uid)
     index = stack.find_slice(case.slice_key)
+    born, seen = _iso(study.birth_date), _iso(study.study_date)
     for item in ("TFESI Desktop 0.1.0", "supports and does not replace clinical judgement",
                  "DEMONSTRATION MODEL", "NOT FOR CLINICAL USE", study.patient_name,
-                 study.patient_id, "1974-06-14", "2025-06-14", "MRI CERVICAL SPINE",
+                 study.patient_id, born, seen, "MRI CERVICAL SPINE",
                  "T2 TSE AX C-SPINE", f"{index + 1} of {len(stack.slices)}", "position",
                  "probability of a favourable outcome", "FAVOURABLE", "threshold 0.50",
-                 "Validated AUC 0.770", bundle.name, bundle.sha256, "version 2, 13 ROIs",
+                 f"Validated AUC {bundle.card['metrics']['validation']['auc']:.3f}", bundle.name, bundle.sha256, "version 2, 13 ROIs",
                  study.study_uid, case.series_uid, case.slice_key,
                  "x {}, y {}, width {}, height {}".format(*case.roi), "level C6",
                  "patient left side", "Dr. Ada Example", "Narrow left C6 foramen", "Signature",
@@ -101,8 +106,8 @@ def test_anonymized_report_holds_no_identifier(case, tmp_path):
     ds = pydicom.dcmread(tmp_path / "anon.dcm")
     dcm_bytes = (tmp_path / "anon.dcm").read_bytes()
     # PS3.15 Annex E basic profile: no names, IDs, dates, age, sex, descriptions, original UIDs
-    for ident in (family, given, study.patient_id, "1974-06-14", "19740614", "2025-06-14",
-                  "20250614", study.description, stack.description, study.study_uid,
+    for ident in (family, given, study.patient_id, _iso(study.birth_date), study.birth_date,
+                  _iso(study.study_date), study.study_date, study.description, stack.description, study.study_uid,
                   case.series_uid, sop, today.isoformat(), today.strftime("%Y%m%d"),
                   today.strftime("D:%Y%m%d"), "Dr. Ada Example", f"Sex {study.sex}"):
         assert ident not in text and ident not in info, ident
