@@ -31,8 +31,9 @@ def base(tmp_path_factory):
     """A copy of the demo bundle without its Keras file (as the packaged program ships it)."""
     out = tmp_path_factory.mktemp("base") / "demo"
     out.mkdir()
-    for name in ("card.json", "model.tflite", "head.npz"):
-        shutil.copy(DEMO / name, out / name)
+    for f in DEMO.iterdir():
+        if f.name != "model.keras":
+            shutil.copy(f, out / f.name)
     return out
 
 
@@ -103,7 +104,7 @@ def test_a_changed_card_changes_the_model_identity(bundle):
     (lambda c: c.update(tta={"crops": [[0, 0]]}), "tta.crops"),
     (lambda c: c.update(tta={"crops": [[0, 0, "x"]]}), "tta.crops"),
     (lambda c: c.update(tta={"crops": [[0, 0, 0]]}), "tta.crops"),
-    (lambda c: c.update(ood={"file": "ood.npz", "threshold": 1.0}), "ood.file"),
+    (lambda c: c.update(ood={"file": "other.npz", "threshold": 1.0}), "ood.file"),
     (lambda c: c.update(ood={"threshold": -2}), "ood.threshold"),
     (lambda c: c.update(ood={"percentile": 101}), "ood.percentile"),
     (lambda c: c["metrics"]["validation"].update(auc="high"), "auc"),
