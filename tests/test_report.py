@@ -64,7 +64,8 @@ def test_report_holds_every_item(case, tmp_path):
                  study.patient_id, born, seen, "MRI CERVICAL SPINE",
                  "T2 TSE AX C-SPINE", f"{index + 1} of {len(stack.slices)}", "position",
                  "probability of a favourable outcome", "FAVOURABLE", "threshold 0.50",
-                 f"Validated AUC {bundle.card['metrics']['validation']['auc']:.3f}", bundle.name, bundle.sha256, "version 2, 13 ROIs",
+                 f"Validated AUC {bundle.card['metrics']['validation']['auc']:.3f}",
+                 bundle.name, bundle.sha256, "version 2, 13 ROIs",
                  study.study_uid, case.series_uid, case.slice_key,
                  "x {}, y {}, width {}, height {}".format(*case.roi), "level C6",
                  "patient left side", "Dr. Ada Example", "Narrow left C6 foramen", "Signature",
@@ -107,7 +108,8 @@ def test_anonymized_report_holds_no_identifier(case, tmp_path):
     dcm_bytes = (tmp_path / "anon.dcm").read_bytes()
     # PS3.15 Annex E basic profile: no names, IDs, dates, age, sex, descriptions, original UIDs
     for ident in (family, given, study.patient_id, _iso(study.birth_date), study.birth_date,
-                  _iso(study.study_date), study.study_date, study.description, stack.description, study.study_uid,
+                  _iso(study.study_date), study.study_date, study.description,
+                  stack.description, study.study_uid,
                   case.series_uid, sop, today.isoformat(), today.strftime("%Y%m%d"),
                   today.strftime("D:%Y%m%d"), "Dr. Ada Example", f"Sex {study.sex}"):
         assert ident not in text and ident not in info, ident
