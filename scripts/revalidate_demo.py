@@ -60,7 +60,8 @@ def main(keras_file: str, old_card: str, manifest: str, out: str) -> None:
                "check, which were fitted here"}
     card["limitations"] = card["limitations"] + [
         "Trained on the version-1 phantom, whose foramen was darker at the ROI's centre when "
-        "narrow (a shortcut). Version-2 phantoms look different and are flagged as unlike its "
+        "narrow (a shortcut the network learned: its heat map follows the ROI, not the lesion). "
+        "Not validated on version-2 phantoms, which its distribution check flags as unlike its "
         "training images."]
     card["changelog"] = old.get("changelog", [])[:1] + [
         "1.1.0: re-validated for preprocessing version 2 (13-ROI set, Platt scaling, feature "

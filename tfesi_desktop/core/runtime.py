@@ -20,7 +20,7 @@ import numpy as np
 from .bundle import HEAD_FILE, LITERT_FILE, Bundle, load_bundle
 from .errors import ModelError
 from .gradcam import Head, gradcam_batch, upsample
-from .ood import OOD_FILE, FeatureDistribution
+from .ood import OOD_FILE, TrainingDistribution, intensity_histogram
 from .preprocess import (
     PREPROCESSING_VERSION,
     TTA_CROPS,
@@ -109,7 +109,7 @@ class Predictor:
         self.calibration = Calibration.from_card(card)
         tta = card.get("tta") or {}
         self.crops = tuple(tuple(float(v) for v in c) for c in tta.get("crops", TTA_CROPS))
-        self.ood = (FeatureDistribution.load(self.bundle.file(OOD_FILE))
+        self.ood = (TrainingDistribution.load(self.bundle.file(OOD_FILE))
                     if OOD_FILE in card.get("files", {}) else None)
 
     @property
@@ -258,7 +258,8 @@ def predict(predictor: Predictor, values: np.ndarray, geometry, roi, side: str, 
 def predict_inputs(predictor: Predictor, inputs: list[ModelInput], *, side: str,
                    gradcam_target: str | None = None, **identity) -> Prediction:
     """:func:`predict` from the model inputs of the ROI set (the first is the ROI as drawn)."""
-    features, raw = predictor.infer_batch(np.stack([m.image for m in inputs]))
+    images = np.stack([m.image for m in inputs])
+    features, raw = predictor.infer_batch(images)
     cal = predictor.calibration
     logit = float(cal.logit(raw.mean()))
     probability = sigmoid(logit)
@@ -270,7 +271,8 @@ def predict_inputs(predictor: Predictor, inputs: list[ModelInput], *, side: str,
     roi = transforms[0].roi
     cam_roi = _average_cam(cams, transforms, roi)
     if predictor.ood is not None:
-        distance = predictor.ood.distance(features.mean(axis=(0, 1, 2)))
+        distance = predictor.ood.distance(features.mean(axis=(0, 1, 2)),
+                                          intensity_histogram(images))
         ood = (distance <= predictor.ood.threshold, distance, predictor.ood.threshold)
     else:
         ood = (None, None, None)

@@ -28,8 +28,7 @@ import numpy as np
 from ..bundle import CARD, load_bundle, sha256_file
 from ..fileio import write_atomically
 from ..manifest import load_regions
-from ..ood import OOD_FILE
-from ..ood import fit as fit_ood
+from ..ood import OOD_FILE, fit_training_distribution, intensity_histogram
 from ..preprocess import TTA_CROPS
 from ..stats import auc_delong, calibration_summary, fit_platt
 from .augment import Augmentation, make_sequence
@@ -239,17 +238,20 @@ def card_fields(manifest: Path, record: dict, *, name: str, version: str,
     }
 
 
-def ensemble_scores(predictor, regions, *, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """(raw mean logits (n,), pooled features (n, 1280)) of each region's ROI set, as the
-    program computes them (LiteRT, one batch per patient)."""
-    logits, pooled = np.empty(len(regions)), []
+def ensemble_scores(predictor, regions, *, progress=None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(raw mean logits (n,), pooled features (n, 1280), intensity histograms (n, 16)) of each
+    region's ROI set, as the program computes them (LiteRT, one batch per patient)."""
+    logits, pooled, hists = np.empty(len(regions)), [], []
     for i, r in enumerate(regions):
-        f, z = predictor.infer_batch(np.stack([m.image for m in r.inputs(predictor.crops)]))
+        images = np.stack([m.image for m in r.inputs(predictor.crops)])
+        f, z = predictor.infer_batch(images)
         logits[i] = z.mean()
         pooled.append(f.mean(axis=(0, 1, 2)))
+        hists.append(intensity_histogram(images))
         if progress and (i + 1) % 100 == 0:
             progress(f"scoring the ROI sets {i + 1}/{len(regions)}")
-    return logits, np.array(pooled)
+    return logits, np.array(pooled), np.array(hists)
 
 
 def bundle_from_trained(model, record: dict, regions, y: np.ndarray, manifest: Path,
@@ -276,11 +278,11 @@ def bundle_from_trained(model, record: dict, regions, y: np.ndarray, manifest: P
                  overwrite=overwrite)
     pred = Predictor(out)
     say("scoring the held-out ROI sets with the exported model ...")
-    z_va, f_va = ensemble_scores(pred, [regions[i] for i in va], progress=say)
-    z_tr, f_tr = ensemble_scores(pred, [regions[i] for i in tr], progress=say)
+    z_va, f_va, h_va = ensemble_scores(pred, [regions[i] for i in va], progress=say)
+    _, f_tr, h_tr = ensemble_scores(pred, [regions[i] for i in tr], progress=say)
     temperature, intercept = fit_platt(y[va], z_va)
     probs = sigmoid(z_va / temperature + intercept)
-    dist = fit_ood(f_tr, f_va)
+    dist = fit_training_distribution(f_tr, h_tr, f_va, h_va)
     dist.save(out / OOD_FILE)
     val = binary_metrics(y[va], probs)
     val["calibration"] = calibration_summary(y[va], probs)
@@ -292,12 +294,15 @@ def bundle_from_trained(model, record: dict, regions, y: np.ndarray, manifest: P
     full["calibration"] = {"method": "Platt scaling", "temperature": round(temperature, 6),
                            "intercept": round(intercept, 6),
                            "fitted_on": f"{len(va)} held-out patients (validation split)"}
-    full["ood"] = {"file": OOD_FILE, "threshold": round(dist.threshold, 6), "percentile": 99,
-                   "components": int(dist.components.shape[0]),
-                   "fitted_on": f"pooled features of {len(tr)} training patients' ROI sets; "
-                                "threshold: 99th percentile of training and held-out distances",
-                   "flagged_validation": round(float(np.mean(dist.distance(f_va)
-                                                             > dist.threshold)), 4)}
+    flagged = [dist.distance(f, h) > dist.threshold for f, h in zip(f_va, h_va, strict=True)]
+    full["ood"] = {"file": OOD_FILE, "threshold": dist.threshold, "percentile": 99,
+                   "feature_threshold": round(dist.features.threshold, 6),
+                   "intensity_threshold": round(dist.intensities.threshold, 6),
+                   "fitted_on": f"pooled features and input intensity histograms of {len(tr)} "
+                                "patients' ROI sets; thresholds: 99th percentile of their and "
+                                "the held-out patients' distances; distance = the larger of "
+                                "the two distances over their thresholds",
+                   "flagged_validation": round(float(np.mean(flagged)), 4)}
     full["files"][OOD_FILE] = sha256_file(out / OOD_FILE)
     full["metrics"] = {"validation": val, "training": record["metrics"]["training"]}
     write_atomically(out / CARD, json.dumps(full, indent=1).encode(), private=False)
