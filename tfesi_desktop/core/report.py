@@ -492,12 +492,7 @@ def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True) ->
         ds.StudyDate = ds.StudyTime = ds.AccessionNumber = ds.StudyID = ""
         ds.ReferringPhysicianName = ""
         ds.ContentDate = ds.ContentTime = ds.AcquisitionDateTime = ""
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = DEID_METHOD
-        code = Dataset()
-        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = DEID_CODE
-        ds.DeidentificationMethodCodeSequence = [code]
-        ds.LongitudinalTemporalInformationModified = "REMOVED"
+        mark_deidentified(ds)
     else:
         ds.PatientName = study.patient_name
         ds.PatientID = study.patient_id
