@@ -11,6 +11,7 @@ from PIL import Image
 from tfesi_desktop.core.errors import TfesiError
 from tfesi_desktop.core.manifest import read_manifest
 from tfesi_desktop.core.paths import demo_manifest, demo_study
+from tfesi_desktop.core.render import display_name
 
 needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None,
                                    reason="poppler-utils is not installed")
@@ -60,7 +61,7 @@ def test_report_holds_every_item(case, tmp_path):
     index = stack.find_slice(case.slice_key)
     born, seen = _iso(study.birth_date), _iso(study.study_date)
     for item in ("TFESI Desktop 0.1.0", "supports and does not replace clinical judgement",
-                 "DEMONSTRATION MODEL", "NOT FOR CLINICAL USE", study.patient_name,
+                 "DEMONSTRATION MODEL", "NOT FOR CLINICAL USE", display_name(study.patient_name),
                  study.patient_id, born, seen, "MRI CERVICAL SPINE",
                  "T2 TSE AX C-SPINE", f"{index + 1} of {len(stack.slices)}", "position",
                  "probability of a favourable outcome", "FAVOURABLE", "threshold 0.50",

@@ -82,3 +82,16 @@ def save_png(rgb: np.ndarray, path: str | Path, *, labels: dict[str, str] | None
     if not path.parent.is_dir():
         raise TfesiError("The folder for this file does not exist.", path.parent)
     write_atomically(path, lambda f: img_full.save(f, format="PNG"), private=True)
+
+
+def display_name(name: str | None) -> str:
+    """A DICOM person name as people read it: "FAMILY, Given Middle" ("Fakhouri^Bruno" ->
+    "FAKHOURI, Bruno"); empty parts dropped; "(no name)" when there is none. The window and
+    the report show names this way."""
+    parts = [p.strip() for p in (name or "").split("=")[0].split("^")]
+    family, given = (parts + ["", ""])[:2]
+    rest = " ".join(p for p in parts[2:4] if p)
+    given = " ".join(p for p in (given, rest) if p)
+    if not family and not given:
+        return "(no name)"
+    return f"{family.upper()}, {given}" if family and given else (family.upper() or given)

@@ -323,7 +323,7 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         pos = stack.slice_positions()
         hidden = "(anonymized)"
         rows = [
-            ("Name", hidden if inp.anonymize else (st.patient_name or "-")),
+            ("Name", hidden if inp.anonymize else render.display_name(st.patient_name)),
             ("Patient ID", hidden if inp.anonymize else (st.patient_id or "-")),
             ("Birth date", hidden if inp.anonymize else _date(st.birth_date)),
             ("Sex", hidden if inp.anonymize else (st.sex or "-")),

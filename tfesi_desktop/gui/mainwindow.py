@@ -42,14 +42,14 @@ from ..core.measure import kim_from, kim_text, measurement_lines
 from ..core.midline import roi_position
 from ..core.paths import data_dir
 from ..core.preprocess import MIN_ROI_PIXELS, model_input
-from ..core.render import heat_colours
+from ..core.render import display_name, heat_colours
 from ..core.runtime import Predictor
 from ..core.session import Measurement, Session, StateStore
 from .actions import build_menus
 from .localizer import Localizer
 from .report_controller import ReportController
 from .result_view import gates_html, provenance_html, result_html
-from .side_panel import MessageArea, SidePanel, display_name
+from .side_panel import MessageArea, SidePanel
 from .viewer import SliceView, display_letters, display_transform, grey_pixmap
 from .workers import Worker
 

@@ -27,22 +27,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.render import display_name
 from ..core.session import LEVELS
 from .viewer import colour_bar_pixmap
 
 KEY = Qt.ItemDataRole.UserRole
-
-
-def display_name(name: str | None) -> str:
-    """A DICOM person name as people read it: "FAMILY, Given Middle" ("Fakhouri^Bruno" ->
-    "FAKHOURI, Bruno"); empty parts dropped; "(no name)" when there is none."""
-    parts = [p.strip() for p in (name or "").split("=")[0].split("^")]
-    family, given = (parts + ["", ""])[:2]
-    rest = " ".join(p for p in parts[2:4] if p)
-    given = " ".join(p for p in (given, rest) if p)
-    if not family and not given:
-        return "(no name)"
-    return f"{family.upper()}, {given}" if family and given else (family.upper() or given)
 
 
 def _date(d: str) -> str:
