@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from ..core import pacs
 from ..core.errors import TfesiError
+from ..core.render import display_name
 from .workers import Worker
 
 UID_ROLE = Qt.ItemDataRole.UserRole
@@ -244,7 +245,7 @@ class PacsDialog(QDialog):
             if item is None:
                 born = _date_text(r.get("birth_date"))
                 item = QTreeWidgetItem([
-                    f"{r.get('patient_name') or '(no name)'}  —  ID {r.get('patient_id') or '-'}"
+                    f"{display_name(r.get('patient_name'))}  —  ID {r.get('patient_id') or '-'}"
                     + (f", born {born}" if born else "")
                     + (f", {r['sex']}" if r.get("sex") else "")])
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsSelectable)
