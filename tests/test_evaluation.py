@@ -136,6 +136,16 @@ def test_evaluate_a_bundle_on_a_manifest_updates_its_card(cohort, test_bundle, t
     assert Predictor(bundle).temperature == card["calibration"]["temperature"]
 
 
+def test_evaluate_prints_calibration_stability_and_pointing_game(cohort, test_bundle, capsys):
+    manifest = cohort[0] / "manifest.csv"
+    assert main(["evaluate", "--model", str(test_bundle), "--manifest", str(manifest)]) == 0
+    text = capsys.readouterr().out
+    for words in ("AUC", "calibration: slope", "intercept", "ECE", "95 % CI",
+                  "labels flip in", "per-patient SD median", "pointing game (as placed)",
+                  "pointing game (shifted quarter)", "chance"):
+        assert words in text, words
+
+
 def test_model_install_makes_the_default_and_list_shows_it(test_bundle, capsys):
     from tfesi_desktop.core.bundle import default_bundle_path
 

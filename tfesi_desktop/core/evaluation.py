@@ -97,7 +97,37 @@ def table2_text(result: dict, title: str = "") -> str:
         lines.append(f"paired DeLong {p['a']} vs {p['b']}: difference {p['difference']:+.3f} "
                      f"(95 % CI {p['ci95'][0]:+.3f} to {p['ci95'][1]:+.3f}), z {p['z']:.2f}, "
                      f"p {p['p']:.4f}")
+    lines += _prediction_quality_lines(result)
     return "\n".join(lines) + "\n"
+
+
+def _prediction_quality_lines(result: dict) -> list[str]:
+    """Calibration, stability under the ROI and the pointing game, when scored from a model."""
+    lines = []
+    cal = result.get("calibration")
+    if cal:
+        def ci(k):
+            return f"{cal[k]:.3f} (95 % CI {cal[k + '_ci95'][0]:.3f}-{cal[k + '_ci95'][1]:.3f})"
+        lines += ["", f"calibration: slope {ci('slope')}, intercept {ci('intercept')}, "
+                      f"ECE {ci('ece')}, Brier {ci('brier')}; "
+                      f"{100 * cal['share_below_0.1_or_above_0.9']:.0f} % of probabilities "
+                      "below 0.1 or above 0.9"]
+    st = result.get("stable_prediction")
+    if st:
+        lines.append(f"ROI moved 3 px or scaled 0.9/1.1: labels flip in "
+                     f"{100 * st['label_flips']:.1f} % of predictions "
+                     f"({st['patients_with_a_flip']} of {st['patients']} patients); per-patient "
+                     f"SD median {st['sd_median']:.3f}, 90th percentile {st['sd_p90']:.3f}; "
+                     f"borderline {100 * st['borderline']:.1f} %; flagged as unlike the "
+                     f"training images {100 * st['flagged_out_of_distribution']:.1f} %")
+    game = result.get("pointing_game")
+    if game:
+        for key in ("as_placed", "shifted_quarter"):
+            g = game[key]
+            lines.append(f"pointing game ({key.replace('_', ' ')}): {g['hits']}/{g['n']} "
+                         f"= {100 * g['rate']:.0f} % within {game['radius_mm']:.0f} mm of the "
+                         f"waist, chance {100 * g['chance']:.0f} %, binomial p {g['p']:.2g}")
+    return lines
 
 
 def write_figures(labels, scores: dict[str, np.ndarray], out_dir: Path, *,
