@@ -109,6 +109,11 @@ class Predictor:
         self.calibration = Calibration.from_card(card)
         tta = card.get("tta") or {}
         self.crops = tuple(tuple(float(v) for v in c) for c in tta.get("crops", TTA_CROPS))
+        if not self.crops or self.crops[0] != (0.0, 0.0, 1.0):
+            # the first input is the ROI as drawn: the provenance, the map's frame and the
+            # report's model input are its
+            raise ModelError("The model card's ROI set must start with the ROI as drawn "
+                             "(0, 0, 1).", self.bundle.file("card.json"))
         self.ood = (TrainingDistribution.load(self.bundle.file(OOD_FILE))
                     if OOD_FILE in card.get("files", {}) else None)
 
