@@ -9,6 +9,7 @@ the widgets. The window keeps no copy of the selection, only caches of what is s
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from ..core.fileio import private_dir
 from ..core.measure import kim_from, kim_text, measurement_lines
 from ..core.midline import roi_position
 from ..core.paths import data_dir
-from ..core.preprocess import MIN_ROI_PIXELS, model_input
+from ..core.preprocess import MIN_ROI_PIXELS, model_input, resample
 from ..core.render import display_name, heat_colours
 from ..core.runtime import Predictor
 from ..core.session import Measurement, Session, StateStore
@@ -100,6 +101,8 @@ class MainWindow(QMainWindow):
         # True once the model worker has imported scikit-image and pydicom: until then the GUI
         # thread must not import them (it would wait for the worker's import lock: a stall)
         self._warm = False
+        self._loading_model = False
+        self._thumbs_wanted = False
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_TITLE)
         self._build()
@@ -110,6 +113,7 @@ class MainWindow(QMainWindow):
         self._auto_timer = QTimer(self, singleShot=True, interval=350)
         self._auto_timer.timeout.connect(self._auto_predict)
         self._update_actions()
+        gc.freeze()  # see _started
         if load_model:
             self.load_model(model_path)
 
@@ -321,13 +325,27 @@ class MainWindow(QMainWindow):
 
     # --- model -------------------------------------------------------------------------------
 
+    def _started(self):
+        """The model worker is done (loaded or not): what is alive now (modules, widgets, the
+        model; hardly any cycles) leaves the garbage collector's scans for good. A full
+        collection of that heap holds the GIL for 40-70 ms in whichever thread starts it (the
+        first canal search imports scipy and starts one): the window would stall that long
+        (DESIGN.md invariant 3). Then the thumbnails held back meanwhile."""
+        if not self._warm:
+            gc.freeze()
+        self._loading_model = False
+        if self._thumbs_wanted:
+            self._request_thumbnails()
+
     def load_model(self, path=None):
         path = Path(path) if path else default_bundle_path()
         self.model_status.setText("Model: loading...")
+        self._loading_model = True
         self.run_worker(Worker(_load_model, path), self._model_loaded, self._model_failed)
 
     @Slot(object)
     def _model_loaded(self, predictor: Predictor):
+        self._started()
         self._warm = True
         self.predictor = predictor
         b = predictor.bundle
@@ -350,6 +368,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _model_failed(self, message: str):
+        self._started()
         self._warm = True
         self.model_status.setText("Model: not available")
         self.show_message(f"The model could not be loaded: {message}")
@@ -468,7 +487,16 @@ class MainWindow(QMainWindow):
         sel = self.session.selection
         if sel is not None and sel.complete():
             self._predict_pending = True  # a restored selection: predict once all is ready
-        self.run_worker(Worker(_thumbnails, result.stacks), self._thumbnails_done)
+        self._request_thumbnails()
+
+    def _request_thumbnails(self):
+        """The browser's pictures, in a worker once the model worker is done: beside it they
+        would slow the first paint of the slices (DESIGN.md invariant 3)."""
+        self._thumbs_wanted = self.session.scan is not None
+        if self._thumbs_wanted and not self._loading_model:
+            self._thumbs_wanted = False
+            self.run_worker(Worker(_thumbnails, self.session.scan.stacks),
+                            self._thumbnails_done)
 
     @Slot(object)
     def _thumbnails_done(self, thumbs):
@@ -1208,16 +1236,16 @@ def _quick_window(values):
 
 
 def _thumbnails(stacks):
-    """(stack key, 64x64 grey picture of its middle slice, radiological) for each stack."""
-    from skimage.transform import resize
-
+    """(stack key, 64x64 grey picture of its middle slice, radiological) for each stack.
+    Resampled with numpy alone: importing scikit-image here could race the canal worker's
+    import of scipy (two threads importing one package break it)."""
     out = []
     for st in stacks:
         try:
             ref = st.slices[len(st.slices) // 2]
             v = display_transform(ref.geometry).apply(modality_values(ref))
             lo, hi = np.percentile(v, [1, 99.5])
-            small = resize(v, (64, 64), anti_aliasing=True)
+            small = resample(v, (64, 64))
             out.append((st.key, np.clip((small - lo) / max(hi - lo, 1e-6) * 255, 0, 255)))
         except TfesiError:
             out.append((st.key, None))

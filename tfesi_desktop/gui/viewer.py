@@ -183,6 +183,7 @@ class SliceView(QWidget):
         self.marks.setZValue(13)
         self.vb.addItem(self.marks, ignoreBounds=True)
         self._mark_labels: list[pg.TextItem] = []
+        self._marks_shown = None  # what set_marks drew: (marks, transform, stored shape)
         self.extra_rects: list = []  # other ROIs shown for comparison (not editable)
         self._angle_pts: list[tuple[float, float]] = []
         self._angle_rubber = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0), width=1,
@@ -447,7 +448,13 @@ class SliceView(QWidget):
         return (float(x[0]), float(y[0])), (float(x[1]), float(y[1]))
 
     def set_marks(self, marks):
-        """Level marks: [(label, (row, col) stored pixel centre)], drawn as dots with labels."""
+        """Level marks: [(label, (row, col) stored pixel centre)], drawn as dots with labels.
+        Called on every scroll: the marks already drawn are not drawn again (a new text item per
+        label costs milliseconds of the GUI thread)."""
+        key = (tuple(marks), self._d, self._stored_shape)
+        if key == self._marks_shown:
+            return
+        self._marks_shown = key
         for t in self._mark_labels:
             self.vb.removeItem(t)
         self._mark_labels = []
