@@ -127,7 +127,7 @@ def test_inputs_unlike_the_training_images_are_flagged(demo):
     assert demo.ood is not None
     mr = pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array.astype(np.float32)
     g64 = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1), mr.shape)
-    for roi in ((16, 16, 32, 32), (20, 16, 40, 40)):  # over the head's anatomy
+    for roi in ((8, 8, 32, 32), (16, 16, 32, 32), (20, 16, 40, 40)):  # corner and anatomy
         assert predict(demo, mr, g64, roi, "right").in_distribution is False
     noise = np.random.default_rng(0).uniform(0, 1000, (256, 256)).astype(np.float32)
     g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (0.6, 0.6), noise.shape)
