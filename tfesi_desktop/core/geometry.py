@@ -86,6 +86,19 @@ class Dihedral:
             x = cols - (x + w)
         return x, y, w, h
 
+    def point_from_canonical(self, row: float, col: float, canonical_shape
+                             ) -> tuple[float, float]:
+        """A pixel-centre position (row, col) of the transformed array (whose shape is
+        ``canonical_shape``) as the position of the same point in the stored array."""
+        rows, cols = canonical_shape
+        if self.flip_cols:
+            col = cols - 1 - col
+        if self.flip_rows:
+            row = rows - 1 - row
+        if self.transpose:
+            row, col = col, row
+        return row, col
+
     def rect_from_canonical(self, rect, canonical_shape):
         """Inverse of :meth:`rect_to_canonical`: a rectangle of the transformed array (whose
         shape is ``canonical_shape``) in stored pixels."""

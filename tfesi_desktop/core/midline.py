@@ -98,31 +98,6 @@ def _canonical_grid(values: np.ndarray, geometry: SliceGeometry):
     return resample(canon, out), d, canon.shape, (sr, sc)
 
 
-def canonical_to_stored(d, canonical_shape, row: float, col: float) -> tuple[float, float]:
-    """A pixel-centre position (row, col) of the canonical (radiological) array as the
-    position in the stored array (inverse of ``d.apply`` for points)."""
-    rows, cols = canonical_shape
-    if d.flip_cols:
-        col = cols - 1 - col
-    if d.flip_rows:
-        row = rows - 1 - row
-    if d.transpose:
-        row, col = col, row
-    return row, col
-
-
-def stored_to_canonical(d, stored_shape, row: float, col: float) -> tuple[float, float]:
-    """A pixel-centre position of the stored array in the canonical array."""
-    rows, cols = stored_shape
-    if d.transpose:
-        row, col, rows, cols = col, row, cols, rows
-    if d.flip_rows:
-        row = rows - 1 - row
-    if d.flip_cols:
-        col = cols - 1 - col
-    return row, col
-
-
 def find_canal(values: np.ndarray, geometry: SliceGeometry) -> Canal | None:
     """The spinal canal on an axial slice, or ``None`` where nothing looks enough like it.
 
@@ -170,7 +145,7 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry) -> Canal | None:
     # 1 mm grid -> canonical pixels (pixel-centre convention) -> stored pixels
     rr = ((r + dr + 0.5) * GRID_MM / sr) - 0.5
     cc = ((c + dc + 0.5) * GRID_MM / sc) - 0.5
-    row, col = canonical_to_stored(d, cshape, rr, cc)
+    row, col = d.point_from_canonical(rr, cc, cshape)
     centre = geometry.pixel_to_patient(row, col)
     r_dir, c_dir = d.directions(geometry.row_cos, geometry.col_cos)  # canonical: +u left, +v P
     a = np.deg2rad(angle)

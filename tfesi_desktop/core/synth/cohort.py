@@ -597,16 +597,9 @@ def _roi_to_stored(p: Patient) -> tuple[int, int, int, int]:
 
 def _point_to_stored(p: Patient, xy: tuple[float, float]) -> tuple[float, float]:
     """A canonical pixel position (x = column, y = row, pixel centres at integers) as the
-    position of the same point in the stored array (inverse of the storage's dihedral)."""
-    d, n = p.storage.dihedral, p.matrix
-    x, y = xy
-    if d.flip_cols:
-        x = n - 1 - x
-    if d.flip_rows:
-        y = n - 1 - y
-    if d.transpose:
-        x, y = y, x
-    return float(x), float(y)
+    position (x, y) of the same point in the stored array."""
+    row, col = p.storage.dihedral.point_from_canonical(xy[1], xy[0], (p.matrix, p.matrix))
+    return float(col), float(row)
 
 
 def _file_names(p: Patient, n: int) -> list[str]:
