@@ -1,1 +1,1 @@
-"""Headless core: no Qt and no TensorFlow at import time (see DESIGN.md, Layers)."""
+"""Headless core: no Qt and no TensorFlow at import time (see docs/architecture.md, Layers)."""

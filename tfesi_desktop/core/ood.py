@@ -14,7 +14,7 @@ A distance is the Mahalanobis distance under one model divided by the square roo
 dimension, so a typical training image is near 1; each threshold is the 99th percentile of the
 distances of the training and held-out images (the larger of the two). The verdict's distance is
 the larger of the two distances divided by their thresholds: beyond 1 the input is flagged
-everywhere, and the prediction is "not reliable" there (DESIGN.md, invariant 8).
+everywhere, and the prediction is "not reliable" there (docs/architecture.md, invariant 8).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def sigmoid(x):
 
 
 def format_probability(p: float) -> str:
-    """A probability for people: never "0 %" or "100 %" (DESIGN.md, invariant 8)."""
+    """A probability for people: never "0 %" or "100 %" (docs/architecture.md, invariant 8)."""
     if p < 0.01:
         return "< 1 %"
     if p > 0.99:
@@ -148,7 +148,7 @@ class Predictor:
 
 @dataclass(frozen=True)
 class Provenance:
-    """What makes a result traceable (DESIGN.md, invariant 4): the model, the preprocessing,
+    """What makes a result traceable (docs/architecture.md, invariant 4): the model, the preprocessing,
     the image and the selection it was made for, and when."""
 
     model_name: str

@@ -7,7 +7,7 @@ its methods to edit, and redraw when it tells its listeners something changed. T
 and the self-test build :class:`Selection` objects too, so a selection is spelled one way
 everywhere (state files, CLI arguments, provenance).
 
-Rules (DESIGN.md, invariant 9):
+Rules (docs/architecture.md, invariant 9):
 
 - every edit of the selection goes through :meth:`Session.edit`, which records one undo step
   (a drag is committed once, when it ends) and saves the study's state;

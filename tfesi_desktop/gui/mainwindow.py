@@ -330,7 +330,7 @@ class MainWindow(QMainWindow):
         model; hardly any cycles) leaves the garbage collector's scans for good. A full
         collection of that heap holds the GIL for 40-70 ms in whichever thread starts it (the
         first canal search imports scipy and starts one): the window would stall that long
-        (DESIGN.md invariant 3). Then the thumbnails held back meanwhile."""
+        (docs/architecture.md, invariant 3). Then the thumbnails held back meanwhile."""
         if not self._warm:
             gc.freeze()
         self._loading_model = False
@@ -491,7 +491,7 @@ class MainWindow(QMainWindow):
 
     def _request_thumbnails(self):
         """The browser's pictures, in a worker once the model worker is done: beside it they
-        would slow the first paint of the slices (DESIGN.md invariant 3)."""
+        would slow the first paint of the slices (docs/architecture.md, invariant 3)."""
         self._thumbs_wanted = self.session.scan is not None
         if self._thumbs_wanted and not self._loading_model:
             self._thumbs_wanted = False
