@@ -1,4 +1,5 @@
-"""docs/architecture.md, Layers: core never imports Qt, and nothing outside training imports TensorFlow."""
+"""docs/architecture.md, Layers: core never imports Qt, and nothing outside training imports
+TensorFlow."""
 
 import subprocess
 import sys

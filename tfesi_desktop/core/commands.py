@@ -2,7 +2,8 @@
 selection against the safety gates, predict it, write its report. One prediction builds its
 model inputs once; the report reuses the input of the ROI as drawn (docs/architecture.md).
 
-The safety gates (docs/architecture.md, invariant 1): no result for an ROI under the minimum size (refused,
+The safety gates (docs/architecture.md, invariant 1): no result for an ROI under the minimum size
+(refused,
 never enlarged), on the other side of the anatomical midline than the injection side, across the
 midline, or on a slice where the spinal canal was not found, unless the user confirmed an override
 (recorded in the provenance and printed on the report). The size gate cannot be overridden.

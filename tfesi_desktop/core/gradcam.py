@@ -31,7 +31,8 @@ def _blas() -> ThreadpoolController:
 
 def _one_blas_thread():
     """One BLAS thread for the head's small products: BLAS threads spinning beside LiteRT's
-    doubled the latency (docs/architecture.md, measured facts). The controller is made once; entering it is cheap."""
+    doubled the latency (docs/architecture.md, measured facts). The controller is made once;
+    entering it is cheap."""
     return _blas().limit(limits=1, user_api="blas")
 
 

@@ -1,7 +1,8 @@
 """The anatomical midline of an axial slice: the centre of the spinal canal.
 
 Patients lie off-centre and rotated, so the image centre says nothing about which side of the
-patient an ROI is on (docs/architecture.md, invariant 1). On an axial T2 slice of the cervical spine the
+patient an ROI is on (docs/architecture.md, invariant 1). On an axial T2 slice of the cervical
+spine the
 canal is a bright ellipse of CSF (about 24 x 13 mm) around the intermediate-signal cord, near the
 middle of the image's anterior-posterior extent. :func:`find_canal` looks for it by normalised
 cross-correlation with such a template, on the slice brought to radiological orientation and

@@ -148,7 +148,8 @@ class Predictor:
 
 @dataclass(frozen=True)
 class Provenance:
-    """What makes a result traceable (docs/architecture.md, invariant 4): the model, the preprocessing,
+    """What makes a result traceable (docs/architecture.md, invariant 4): the model, the
+    preprocessing,
     the image and the selection it was made for, and when."""
 
     model_name: str

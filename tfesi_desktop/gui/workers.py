@@ -2,7 +2,8 @@
 progress, can be cancelled, and hands its result or error back as signals.
 
 Connect the signals to slots of QObjects that live in the GUI thread (bound methods of the main
-window), never to plain functions or lambdas: those would run in the worker thread (docs/architecture.md, measured facts:
+window), never to plain functions or lambdas: those would run in the worker thread
+(docs/architecture.md, measured facts:
 a hang once, a segfault once).
 """
 

@@ -2,7 +2,8 @@
 
 Defaults are the paper's (Table 2): ImageNet initialisation, stratified 80/20 split with a seed,
 RMSprop, learning rate 1e-5, batch 8, 26 epochs, binary cross-entropy. Beyond the paper, because
-a hand-drawn ROI varies by millimetres (docs/architecture.md, invariant 8): every epoch jitters each ROI and
+a hand-drawn ROI varies by millimetres (docs/architecture.md, invariant 8): every epoch jitters
+each ROI and
 its intensities (:mod:`.augment`, on by default, seeded), and after export the bundle gets
 
 - the run-time ROI set (``tta``), scored on the held-out split with the LiteRT model itself;
