@@ -1,0 +1,147 @@
+"""``tfesi pacs``: echo, find, get, store and the saved nodes, for the command line
+(:mod:`.cli`); the same core functions (``core/pacs``) as the window's PACS dialog."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .cli import _Parser, _progress
+
+# --- tfesi pacs --------------------------------------------------------------------------------
+
+def cmd_pacs_echo(args) -> int:
+    from .core import pacs
+    from .core.pacs.dimse import echo
+
+    node = pacs.resolve(args.pacs)
+    if node.dimse:
+        print(f"C-ECHO to {node}: OK in {1000 * echo(node, calling_aet=args.aet):.0f} ms")
+    else:
+        pacs.find_studies(node, study_uid="0")
+        print(f"DICOMweb service {node.url}: OK")
+    return 0
+
+
+def cmd_pacs_find(args) -> int:
+    from .core import pacs
+
+    node = pacs.resolve(args.pacs)
+    if args.study:
+        rows = pacs.find_series(node, args.study, calling_aet=args.aet)
+    else:
+        rows = pacs.find_studies(node, patient_id=args.patient_id,
+                                 patient_name=args.patient_name, study_date=args.study_date,
+                                 modality=args.modality, accession=args.accession,
+                                 calling_aet=args.aet)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        if args.study:
+            print(f"series {r['series_number'] or '?':>4}  {r['modality'] or '-':3} "
+                  f"{r['instances'] or '?':>4} images  {r['description'] or ''}  "
+                  f"{r['series_uid']}")
+        else:
+            mods = "/".join(r["modalities"] or []) or "-"
+            print(f"{r['patient_name'] or '(no name)'}  ID {r['patient_id'] or '-'}  "
+                  f"{r['study_date'] or '-'}  {mods}  {r['description'] or ''}  "
+                  f"({r['instances'] or '?'} images)  {r['study_uid']}")
+    print(f"{len(rows)} {'series' if args.study else 'studies'} found", file=sys.stderr)
+    return 0
+
+
+def cmd_pacs_get(args) -> int:
+    from .core import pacs
+
+    node = pacs.resolve(args.pacs)
+    got = pacs.retrieve(node, args.study_uid, args.out, series_uid=args.series,
+                        method="move" if args.move else "get", move_port=args.move_port,
+                        calling_aet=args.aet, progress=_progress("retrieving"))
+    print(f"{got.instances} instances retrieved into {got.path} in {got.seconds:.2f} s")
+    return 0
+
+
+def cmd_pacs_store(args) -> int:
+    from .core import pacs
+
+    n = pacs.send_to_pacs(args.files, args.pacs, calling_aet=args.aet,
+                          progress=_progress("sending"))
+    print(f"{n} files stored on {pacs.resolve(args.pacs)}")
+    return 0
+
+
+def cmd_pacs_nodes(args) -> int:
+    from dataclasses import asdict
+
+    from .core import pacs
+
+    if args.nodes_command == "add":
+        print(f"added {pacs.add_node(args.name, args.address, url=args.url, replace=args.replace)}")
+    elif args.nodes_command == "remove":
+        pacs.remove_node(args.name)
+        print(f"removed {args.name}")
+    else:
+        nodes = pacs.load_nodes()
+        if args.json:
+            print(json.dumps([asdict(n) for n in nodes.values()], indent=1))
+        else:
+            for n in nodes.values():
+                print(n)
+            if not nodes:
+                print("no PACS node configured (tfesi pacs nodes add NAME AET@HOST:PORT)")
+    return 0
+
+
+def add_pacs_commands(sub) -> None:
+    s = sub.add_parser("pacs", help="query, retrieve and send studies: PACS (DIMSE or DICOMweb)")
+    psub = s.add_subparsers(dest="pacs_command", required=True, parser_class=_Parser)
+
+    def node_args(q):
+        q.add_argument("--pacs", required=True, metavar="AET@HOST:PORT",
+                       help="the PACS: AET@HOST:PORT, a DICOMweb URL or a configured node's name")
+        q.add_argument("--aet", default="TFESI", help="this program's (calling) AE title")
+
+    q = psub.add_parser("echo", help="check that the PACS answers (C-ECHO)")
+    node_args(q)
+    q.set_defaults(func=cmd_pacs_echo)
+    q = psub.add_parser("find", help="search studies (C-FIND or QIDO-RS)")
+    node_args(q)
+    q.add_argument("--patient-id")
+    q.add_argument("--patient-name", help="wildcards * and ? allowed, e.g. 'DOE^J*'")
+    q.add_argument("--study-date", metavar="FROM-TO", help="YYYYMMDD or a range FROM-TO")
+    q.add_argument("--modality", help="e.g. MR")
+    q.add_argument("--accession", help="accession number")
+    q.add_argument("--study", metavar="STUDY_UID", help="list this study's series instead")
+    q.add_argument("--json", action="store_true", help="print JSON (with StudyInstanceUID)")
+    q.set_defaults(func=cmd_pacs_find)
+    q = psub.add_parser("get", help="retrieve a study (C-GET, C-MOVE or WADO-RS)")
+    q.add_argument("study_uid", metavar="STUDY_UID")
+    node_args(q)
+    q.add_argument("--out", metavar="DIR", help="folder to retrieve into (default: the "
+                   "program's study cache)")
+    q.add_argument("--series", metavar="UID", help="only this series")
+    q.add_argument("--move", action="store_true", help="C-MOVE to this program instead of "
+                   "C-GET (the PACS must know --aet with this computer's address and "
+                   "--move-port)")
+    q.add_argument("--move-port", type=int, default=11113,
+                   help="port on which this program receives the images of a C-MOVE")
+    q.set_defaults(func=cmd_pacs_get)
+    q = psub.add_parser("store", help="send DICOM files to the PACS (C-STORE or STOW-RS)")
+    q.add_argument("files", nargs="+", metavar="FILE")
+    node_args(q)
+    q.set_defaults(func=cmd_pacs_store)
+    q = psub.add_parser("nodes", help="the PACS nodes in your settings")
+    nsub = q.add_subparsers(dest="nodes_command", required=True, parser_class=_Parser)
+    n = nsub.add_parser("add", help="add a node")
+    n.add_argument("name")
+    n.add_argument("address", nargs="?", metavar="AET@HOST:PORT")
+    n.add_argument("--url", help="the node's DICOMweb root URL")
+    n.add_argument("--replace", action="store_true")
+    n.set_defaults(func=cmd_pacs_nodes)
+    n = nsub.add_parser("list", help="list the nodes")
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(func=cmd_pacs_nodes)
+    n = nsub.add_parser("remove", help="remove a node")
+    n.add_argument("name")
+    n.set_defaults(func=cmd_pacs_nodes)
