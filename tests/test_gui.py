@@ -313,20 +313,28 @@ def test_three_patients_never_share_state_and_sagittal_round_trip_keeps_all(qtbo
     assert w.session.selection == before
 
 
-def test_mirrored_off_centre_study_is_shown_radiologically_with_the_side_from_anatomy(
-        qtbot, window, tmp_path):
-    from tests.offcentre import offcentre_patient
-    from tfesi_desktop.core.geometry import Dihedral
-    from tfesi_desktop.core.synth.cohort import render_axial, write_study
 
-    p = offcentre_patient(centre=(30.0, 0.0), rotation_deg=10.0,
-                          dihedral=Dihedral(flip_rows=True, flip_cols=True), side="right")
-    row = write_study(p, tmp_path / "study")
-    w = window
+def _open_on_narrowest_slice(qtbot, w, patient, tmp_path) -> dict:
+    """Write a synthetic patient's study, open it, go to the narrowest slice and wait for the
+    canal search; the study's manifest row."""
+    from tfesi_desktop.core.synth.cohort import write_study
+
+    row = write_study(patient, tmp_path / "study")
     w.open_paths([str(tmp_path / "study")])
     qtbot.waitUntil(lambda: w.stack is not None and w.predictor is not None, timeout=30000)
     w.set_slice(w.stack.find_slice(row["sop_instance_uid"]))
     qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
+    return row
+
+def test_mirrored_off_centre_study_is_shown_radiologically_with_the_side_from_anatomy(
+        qtbot, window, tmp_path):
+    from tests.offcentre import offcentre_patient
+    from tfesi_desktop.core.geometry import Dihedral
+    from tfesi_desktop.core.synth.cohort import render_axial
+
+    p = offcentre_patient(centre=(30.0, 0.0), rotation_deg=10.0,
+                          dihedral=Dihedral(flip_rows=True, flip_cols=True), side="right")
+    w, row = window, _open_on_narrowest_slice(qtbot, window, p, tmp_path)
     assert {k: lab.text() for k, lab in w.view.letters.items()} == {
         "top": "A", "bottom": "P", "left": "R", "right": "L"}
     shown = w.view.image.image
@@ -519,15 +527,9 @@ def test_lengths_and_angle_listed_tagged_kim_grade_and_never_moving_the_roi(qtbo
 
 def test_both_foramina_compared_on_an_off_centre_patient(qtbot, window, tmp_path):
     from tests.offcentre import canonical_roi, offcentre_patient
-    from tfesi_desktop.core.synth.cohort import write_study
 
     p = offcentre_patient(centre=(30.0, 0.0), rotation_deg=10.0, side="right")
-    row = write_study(p, tmp_path / "study")
-    w = window
-    w.open_paths([str(tmp_path / "study")])
-    qtbot.waitUntil(lambda: w.stack is not None and w.predictor is not None, timeout=30000)
-    w.set_slice(w.stack.find_slice(row["sop_instance_uid"]))
-    qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
+    w, row = window, _open_on_narrowest_slice(qtbot, window, p, tmp_path)
     _place_roi(qtbot, w, (row["roi_x"], row["roi_y"], row["roi_w"], row["roi_h"]))
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
     qtbot.keyClick(w, Qt.Key.Key_B)
