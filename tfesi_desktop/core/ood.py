@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -85,13 +86,12 @@ class TrainingDistribution:
 
     features: FeatureDistribution
     intensities: FeatureDistribution
+    threshold: ClassVar[float] = 1.0  # distances are ratios to each distribution's threshold
 
     def distance(self, pooled: np.ndarray, histogram: np.ndarray) -> float:
         """The larger of the two distances, each divided by its threshold (flag beyond 1)."""
         return max(self.features.distance(pooled) / self.features.threshold,
                    self.intensities.distance(histogram) / self.intensities.threshold)
-
-    threshold = 1.0
 
     def save(self, path: str | Path) -> None:
         with open(path, "wb") as f:
