@@ -67,8 +67,9 @@ def test_bundle(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def variant_bundles(tmp_path_factory):
-    """{variant: (keras model, bundle path)} for the two architectures of the ablation: with
-    and without Dropout/BatchNorm ('from-scratch' is the latter's architecture with another
-    initialisation, so exporting it again would test nothing new)."""
+    """{variant: (keras model, bundle path)} for the three architectures: the paper's network
+    with and without Dropout/BatchNorm ('from-scratch' is the latter's architecture with another
+    initialisation, so exporting it again would test nothing new), and the compact network the
+    demonstration model uses."""
     return {v: _variant_bundle(tmp_path_factory, v, i)
-            for i, v in enumerate(("original", "no-regularization"))}
+            for i, v in enumerate(("original", "no-regularization", "compact"))}

@@ -37,7 +37,7 @@ def _inputs():
     return [base, noisy, base[::-1].copy()]
 
 
-@pytest.mark.parametrize("variant", ["original", "no-regularization"])
+@pytest.mark.parametrize("variant", ["original", "no-regularization", "compact"])
 def test_litert_and_numpy_gradcam_match_gradienttape(variant_bundles, variant):
     from tfesi_desktop.core.training.reference import gradcam_reference
 

@@ -16,6 +16,9 @@ from pathlib import Path
 from . import __version__
 from .core.errors import TfesiError
 
+# network.ARCHITECTURES, spelled out so that building the parser does not import Keras
+TRAIN_VARIANTS = ("original", "no-regularization", "from-scratch", "compact")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own errors: same form as ours, exit 2
@@ -284,13 +287,14 @@ def cmd_train(args) -> int:
                                      overwrite=args.force)
     else:
         cfg = TrainConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
-                          learning_rate=args.learning_rate,
+                          learning_rate=args.learning_rate, optimizer=args.optimizer,
                           validation_fraction=args.validation_fraction, seed=args.seed,
                           init=args.init, imagenet_weights=args.imagenet_weights,
                           augment=not args.no_augment, soft_labels=args.soft_labels,
                           init_from=args.init_from,
                           devices=args.devices or [])
-        if cfg.variant != "from-scratch" and cfg.init == "imagenet" and not cfg.init_from:
+        if (cfg.variant not in ("from-scratch", "compact") and cfg.init == "imagenet"
+                and not cfg.init_from):
             from .core.training.network import imagenet_weights_file
 
             imagenet_weights_file(cfg.imagenet_weights)  # fails early, before reading studies
@@ -559,11 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a model bundle on a manifest (paper's protocol)")
     s.add_argument("manifest", help="manifest CSV (format: README)")
     s.add_argument("--out", required=True, help="bundle folder to write")
-    s.add_argument("--variant", choices=("original", "no-regularization", "from-scratch"),
-                   default="original")
+    s.add_argument("--variant", choices=TRAIN_VARIANTS, default="original",
+                   help="the paper's network (original), an ablation variant, or compact: a "
+                        "small CNN that learns from random weights on a CPU (README)")
     s.add_argument("--epochs", type=int, default=26)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--learning-rate", type=float, default=1e-5)
+    s.add_argument("--optimizer", choices=("rmsprop", "adam"), default="rmsprop",
+                   help="rmsprop at a constant rate (the paper's) or adam with cosine decay")
     s.add_argument("--validation-fraction", type=float, default=0.2)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--init", choices=("imagenet", "random"), default="imagenet",

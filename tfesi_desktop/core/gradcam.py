@@ -1,17 +1,18 @@
-"""Grad-CAM for the paper's head, in NumPy, from the head's weights (no autodiff needed).
+"""Grad-CAM for the networks' head, in NumPy, from the head's weights (no autodiff needed).
 
-The network ends in global average pooling over the ``top_activation`` feature map A (4x4x1280),
-then Dense(1024) -> ReLU -> [BatchNormalization, at inference an affine map] -> Dense(1) = logit.
-So the gradient of the logit with respect to A[i, j, k] is the same at every position:
-``(1/16) * d logit / d pooled[k]``, and Grad-CAM's channel weights are that gradient,
-``W1 @ (relu'(z) * bn_scale * w2) / 16``. The map is ``ReLU(sum_k alpha_k A[:, :, k])`` for the
-favourable class (the logit) and with ``-alpha`` for the poor class, normalised to 0..1 (all zero,
-not NaN, when nothing is positive). TensorFlow's GradientTape on the Keras model is the reference
-(tests/test_model.py).
+The network ends in global average pooling over the ``top_activation`` feature map A (R x C x K:
+4x4x1280 for the paper's network, 12x12x128 for the compact one), then Dense -> ReLU ->
+[BatchNormalization, at inference an affine map] -> Dense(1) = logit. So the gradient of the
+logit with respect to A[i, j, k] is the same at every position, ``d logit / d pooled[k] / (R C)``,
+and Grad-CAM's channel weights are that gradient, ``W1 @ (relu'(z) * bn_scale * w2) / (R C)``.
+The map is ``ReLU(sum_k alpha_k A[:, :, k])`` for the favourable class (the logit) and with
+``-alpha`` for the poor class, normalised to 0..1 (all zero, not NaN, when nothing is positive).
+TensorFlow's GradientTape on the Keras model is the reference (tests/test_model.py).
 
 Upsampling to the 100x100 input follows the pixel-centre convention: feature cell ``i`` has its
-centre at input coordinate ``(i + 0.5) * 25 - 0.5``; values between centres are bilinear, beyond
-the outermost centres constant.
+centre at input coordinate ``(i + 0.5) * 100 / R - 0.5``; values between centres are bilinear,
+beyond the outermost centres constant. (The compact network's 12 cells cover the input's first
+96 pixels, 8 each, so its true centres lie up to 4 px before these: under 2 mm in a 40-mm ROI.)
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ class Head:
     """The head's weights: dense (W1, b1), optional batch norm (scale, shift at inference),
     logit (w2, b2)."""
 
-    w1: np.ndarray  # (1280, 1024)
-    b1: np.ndarray  # (1024,)
-    bn_scale: np.ndarray | None  # gamma / sqrt(var + eps), (1024,)
+    w1: np.ndarray  # (channels, units): (1280, 1024) for the paper's network
+    b1: np.ndarray  # (units,)
+    bn_scale: np.ndarray | None  # gamma / sqrt(var + eps), (units,)
     bn_shift: np.ndarray | None  # beta - mean * scale
-    w2: np.ndarray  # (1024,)
+    w2: np.ndarray  # (units,)
     b2: float
 
     @classmethod
@@ -67,7 +68,7 @@ class Head:
             np.savez(f, **arrays)
 
     def logit(self, pooled: np.ndarray) -> float:
-        """The logit from the pooled feature vector (1280,) (a check on the runtime's)."""
+        """The logit from the pooled feature vector (channels,) (a check on the runtime's)."""
         with _one_blas_thread():
             a = np.maximum(pooled @ self.w1 + self.b1, 0.0)
             if self.bn_scale is not None:
@@ -75,7 +76,7 @@ class Head:
             return float(a @ self.w2 + self.b2)
 
     def logit_gradient(self, pooled: np.ndarray) -> np.ndarray:
-        """d logit / d pooled: shape (1280,) for one pooled vector, (n, 1280) for n."""
+        """d logit / d pooled: (channels,) for one pooled vector, (n, channels) for n."""
         with _one_blas_thread():
             z = pooled @ self.w1 + self.b1
             back = (z > 0) * self.w2

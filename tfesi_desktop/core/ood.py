@@ -4,8 +4,9 @@ The bundle carries two distributions over its training images, each as a probabi
 mean, the ``k`` leading principal directions with their variances, and one variance for
 everything else):
 
-- **features**: the network's pooled features (the 1280 global-average-pooled
-  ``top_activation`` channels, averaged over the ROI set);
+- **features**: the network's pooled features (its global-average-pooled ``top_activation``
+  channels, 1280 for the paper's network and 128 for the compact one, averaged over the ROI
+  set);
 - **intensities**: the intensity histogram of the model inputs (16 bins over 0..255, square
   roots, averaged over the ROI set). The network's features alone let another MR contrast (T1)
   pass in 4 of 10 synthetic patients; the histogram catches all of them.

@@ -5,7 +5,7 @@ the model inputs of the bundle's fixed set of ROIs around the one drawn (test-ti
 :data:`..preprocess.TTA_CROPS`), one batched LiteRT call, the mean logit calibrated with the
 card's scaling, the range of the per-ROI probabilities as an interval, a distance to the training
 images' features (out-of-distribution flag), and Grad-CAM of the predicted class averaged over
-the ROIs in stored pixels (finer than the network's 4x4 map). See docs/architecture.md.
+the ROIs in stored pixels (finer than the network's own map). See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -126,8 +126,9 @@ class Predictor:
         return sigmoid(self.calibration.logit(logit))
 
     def infer_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(feature maps (n, 4, 4, 1280), raw logits (n,)) for (n, 100, 100, 3) inputs in
-        0..255, in one LiteRT call."""
+        """(feature maps (n, rows, cols, channels), raw logits (n,)) for (n, 100, 100, 3)
+        inputs in 0..255, in one LiteRT call (4x4x1280 maps for the paper's network, 12x12x128
+        for the compact one)."""
         x = np.ascontiguousarray(images, np.float32)
         with self._lock:
             if x.shape[0] != self._batch:
@@ -141,7 +142,7 @@ class Predictor:
         return features, logits
 
     def infer(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """(feature map (4, 4, 1280), raw logit) for one (100, 100, 3) input in 0..255."""
+        """(feature map (rows, cols, channels), raw logit) for one (100, 100, 3) input."""
         f, z = self.infer_batch(np.asarray(image, np.float32)[None])
         return f[0], float(z[0])
 

@@ -21,7 +21,7 @@ import numpy as np
 from ..bundle import BUNDLE_FORMAT, CARD, HEAD_FILE, KERAS_FILE, LITERT_FILE, sha256_file
 from ..gradcam import Head
 from ..preprocess import INPUT_SIZE, PREPROCESSING_VERSION
-from .network import feature_and_logit_model, save_weights_only_model
+from .network import FEATURE_LAYER, feature_and_logit_model, save_weights_only_model
 
 
 def head_of(model) -> Head:
@@ -76,6 +76,7 @@ def write_bundle(model, out: str | Path, *, card: dict, precision: str = "float3
     save_weights_only_model(model, tmp / KERAS_FILE)
     export_litert(model, tmp / LITERT_FILE, precision=precision)
     head_of(model).save(tmp / HEAD_FILE)
+    fmap = [int(d) for d in model.get_layer(FEATURE_LAYER).output.shape[1:]]
     full = {
         "format": BUNDLE_FORMAT,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -86,7 +87,8 @@ def write_bundle(model, out: str | Path, *, card: dict, precision: str = "float3
         "threshold": 0.5,
         **card,
         "runtime": {"engine": "LiteRT (ai-edge-litert)", "file": LITERT_FILE,
-                    "precision": precision, "outputs": ["top_activation (4x4x1280)", "logit"]},
+                    "precision": precision,
+                    "outputs": [f"{FEATURE_LAYER} ({'x'.join(map(str, fmap))})", "logit"]},
         "files": {n: sha256_file(tmp / n) for n in (LITERT_FILE, HEAD_FILE, KERAS_FILE)},
     }
     (tmp / CARD).write_text(json.dumps(full, indent=1))

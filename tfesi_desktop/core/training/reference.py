@@ -21,8 +21,8 @@ def _head(model, feats):
 
 
 def gradcam_reference(model, image: np.ndarray, *, target: str = "favourable"):
-    """(probability, 4x4 Grad-CAM in 0..1) by automatic differentiation of the logit
-    (its negative for the poor class) with respect to the ``top_activation`` feature map."""
+    """(probability, Grad-CAM on the feature map's grid, in 0..1) by automatic differentiation
+    of the logit (its negative for the poor class) with respect to the ``top_activation`` map."""
     import keras
 
     base = keras.Model(model.input, model.get_layer(FEATURE_LAYER).output)

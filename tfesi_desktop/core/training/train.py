@@ -39,10 +39,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    variant: str = "original"
+    variant: str = "original"  # or another of network.ARCHITECTURES
     epochs: int = 26
     batch_size: int = 8
     learning_rate: float = 1e-5
+    # "rmsprop": the paper's, at a constant rate; "adam": Adam with the rate decayed to 0 over
+    # the run along a cosine (what the compact network is trained with)
+    optimizer: str = "rmsprop"
     validation_fraction: float = 0.2
     seed: int = 0
     init: str = "imagenet"  # or "random"; the from-scratch variant is always random
@@ -57,6 +60,20 @@ class TrainConfig:
 
     def augmentation(self) -> Augmentation | None:
         return Augmentation() if self.augment else None
+
+    def describe_optimizer(self) -> str:
+        return ("RMSprop" if self.optimizer == "rmsprop" else
+                "Adam, learning rate decayed to 0 along a cosine")
+
+    def make_optimizer(self, steps_per_epoch: int):
+        import keras
+
+        if self.optimizer == "rmsprop":
+            return keras.optimizers.RMSprop(self.learning_rate)
+        if self.optimizer == "adam":
+            return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+                self.learning_rate, decay_steps=max(1, steps_per_epoch * self.epochs)))
+        raise ValueError("optimizer must be 'rmsprop' or 'adam'")
 
 
 def split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,12 +131,16 @@ def fit_and_evaluate(regions, y: np.ndarray, config: TrainConfig, *, progress=No
     backend = keras.backend.backend()
     strategy = _strategy(config.devices) if backend == "tensorflow" else None
 
+    train_seq = make_sequence(regions, y if targets is None else targets, tr,
+                              batch_size=config.batch_size,
+                              aug=config.augmentation(), seed=config.seed)
+
     def make():
         model, info = build_model(config.variant, init=config.init,
                                   imagenet_weights=config.imagenet_weights,
                                   init_from=config.init_from,
                                   dropout=config.dropout, seed=config.seed)
-        model.compile(optimizer=keras.optimizers.RMSprop(config.learning_rate),
+        model.compile(optimizer=config.make_optimizer(len(train_seq)),
                       loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
         return model, info
 
@@ -137,9 +158,6 @@ def fit_and_evaluate(regions, y: np.ndarray, config: TrainConfig, *, progress=No
                          f"validation AUC {logs.get('val_auc', float('nan')):.3f}")
 
     x_va = np.stack([regions[i].input().image for i in va])
-    train_seq = make_sequence(regions, y if targets is None else targets, tr,
-                              batch_size=config.batch_size,
-                              aug=config.augmentation(), seed=config.seed)
     t0 = time.monotonic()
     history = model.fit(train_seq, validation_data=(x_va, y[va].astype(np.float32)),
                         epochs=config.epochs, verbose=0, callbacks=[Report()])
@@ -221,7 +239,8 @@ def card_fields(manifest: Path, record: dict, *, name: str, version: str,
             "validation": len(record["validation_indices"]),
             "split": f"stratified {1 - cfg['validation_fraction']:.0%}/"
                      f"{cfg['validation_fraction']:.0%}, seed {cfg['seed']}",
-            "optimizer": "RMSprop", "learning_rate": cfg["learning_rate"],
+            "optimizer": TrainConfig(**cfg).describe_optimizer(),
+            "learning_rate": cfg["learning_rate"],
             "batch_size": cfg["batch_size"], "epochs": cfg["epochs"],
             "loss": "binary cross-entropy", "backend": record["backend"],
             "device": record["device"], "seconds": record["seconds"],
@@ -241,7 +260,7 @@ def card_fields(manifest: Path, record: dict, *, name: str, version: str,
 
 def ensemble_scores(predictor, regions, *, progress=None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(raw mean logits (n,), pooled features (n, 1280), intensity histograms (n, 16)) of each
+    """(raw mean logits (n,), pooled features (n, channels), intensity histograms (n, 16)) of each
     region's ROI set, as the program computes them (LiteRT, one batch per patient)."""
     logits, pooled, hists = np.empty(len(regions)), [], []
     for i, r in enumerate(regions):
