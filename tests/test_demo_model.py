@@ -14,13 +14,10 @@ from tfesi_desktop.core.manifest import Region
 from tfesi_desktop.core.preprocess import jitter_roi, model_input
 from tfesi_desktop.core.runtime import Predictor, predict
 from tfesi_desktop.core.synth.cohort import draw_patient, render_axial
-from tfesi_desktop.core.synth.v1.cohort import draw_patient as draw_patient_v1
-from tfesi_desktop.core.synth.v1.cohort import render_axial as render_axial_v1
-from tfesi_desktop.core.synth.v1.phantom import foramen_waist as foramen_waist_v1
 
-# measured on the shipped demo model (closing note of issue 10); a drop below means the heat map
-# stopped pointing at the lesion
-POINTING_FLOOR = 0.3  # measured 0.38 (chance 0.12); the issue's target is 0.6
+# the issue's target (issue 10); the shipped model reached 91 % as placed and 81 % shifted on 400
+# fresh patients (`tfesi evaluate`, README), and 40 patients here must still reach the target
+POINTING_TARGET = 0.6
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +33,12 @@ def test_demo_card_is_honest():
     assert 0.5 < v["auc"] < 1 and v["auc_ci95"][0] < v["auc"] < v["auc_ci95"][1]
     assert v["n"] >= 300 and 0.5 < v["best_achievable_auc"] <= 1
     assert "synthetic" in b.validated_performance()
-    assert b.card["architecture"]["parameters"] == 7_236_177
+    assert b.card["architecture"]["parameters"] == 312_113
+    assert b.card["architecture"]["base"] == "compact CNN"
+    # the card says what it is: not the paper's network, trained against the generator's
+    # probability, on generator version 2
+    assert any("not the paper's EfficientNetV2B0" in x for x in b.card["limitations"])
+    assert "generator version 2" in b.card["training"]["data"]
     assert b.card["architecture"]["imagenet_initialization"] is False
     # calibrated, with its ROI set and the distribution of its training features on the card
     assert b.card["calibration"]["method"] == "Platt scaling"
@@ -44,20 +46,14 @@ def test_demo_card_is_honest():
     assert {"slope", "ece"} <= set(v["calibration"])
 
 
-def _held_out_inputs(n):
+def _held_out_inputs(n, seed=99):
     """Synthetic patients the demo model never saw (another seed) of the phantom it was trained
-    on (generator version 1, README), in canonical orientation."""
+    on (generator version 2), their narrowest slice in canonical orientation."""
     for i in range(n):
-        p = draw_patient_v1(99, i, matrix=256)
-        img = render_axial_v1(p, only=p.narrowest_index)[p.narrowest_index]
+        p = draw_patient(seed, i)
+        img = render_axial(p, only=p.narrowest_index)[p.narrowest_index]
         yield p, img, SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (p.pixel_mm,) * 2,
                                     img.shape)
-
-
-def _waist_pixel(p):
-    u, v = foramen_waist_v1(p.anatomy, p.side)
-    half = (p.matrix - 1) / 2
-    return u / p.pixel_mm + half, v / p.pixel_mm + half
 
 
 def _pointing_game(demo, shifted: bool):
@@ -71,7 +67,7 @@ def _pointing_game(demo, shifted: bool):
             sx, sy = (1 if i % 2 else -1), (1 if (i // 2) % 2 else -1)
             roi = jitter_roi(roi, (sx / 4, sy / 4, 1.0), img.shape)
         hit, base = peak_hit(predict(demo, img, g, roi, p.side).cam_roi, roi, region,
-                             _waist_pixel(p))
+                             p.waist_canonical)
         hits.append(hit)
         chance.append(base)
     rate, base = float(np.mean(hits)), float(np.mean(chance))
@@ -81,25 +77,36 @@ def _pointing_game(demo, shifted: bool):
     return rate, base, p
 
 
-def test_pointing_game_with_the_roi_as_placed_beats_chance(demo):
-    rate, _, p = _pointing_game(demo, shifted=False)
-    assert rate >= POINTING_FLOOR and p < 0.01
+@pytest.mark.parametrize("shifted", [False, True], ids=["as-placed", "shifted-a-quarter"])
+def test_heat_map_points_at_the_lesion(demo, shifted):
+    """The map follows the foramen, not the ROI: with the ROI shifted by a quarter of its size
+    the peak still falls within 6 mm of the waist."""
+    rate, _, p = _pointing_game(demo, shifted=shifted)
+    assert rate >= POINTING_TARGET and p < 1e-6
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped network learned the version-1 phantom's "
-                   "shortcut (dark at the ROI's centre): its map follows the ROI, not the lesion "
-                   "(issue 10: retrain the demo model for the version-2 phantom on a GPU)")
-def test_pointing_game_with_the_roi_shifted_by_a_quarter_reaches_the_target(demo):
-    rate, _, p = _pointing_game(demo, shifted=True)
-    assert rate >= 0.6 and p < 0.01
+def test_fresh_patients_are_ranked_by_their_findings(demo):
+    """On patients it never saw, the shown probability follows the generator's own probability
+    (which depends only on the foramen's width, root compression and narrowing length), and
+    moving the ROI by 3 px changes it little (issue 10: SD <= 0.05)."""
+    shown, truth, moved = [], [], []
+    for p, img, g in _held_out_inputs(40, seed=96):
+        r = predict(demo, img, g, p.roi_canonical, p.side)
+        assert r.in_distribution is not False
+        shown.append(r.probability)
+        truth.append(p.p_favourable)
+        x, y, w, h = p.roi_canonical
+        moved.append(predict(demo, img, g, (x + 3, y - 3, w, h), p.side).probability)
+    assert np.corrcoef(shown, truth)[0, 1] >= 0.7
+    assert np.median(np.abs(np.subtract(moved, shown))) <= 0.05
 
 
-def test_map_changes_when_weights_are_randomised(demo, test_bundle):
+def test_map_changes_when_weights_are_randomised(demo, variant_bundles):
     rng = np.random.default_rng(0)
     h = demo.head
     random_head = Head(rng.permutation(h.w1.ravel()).reshape(h.w1.shape), h.b1, h.bn_scale,
                        h.bn_shift, rng.permutation(h.w2), h.b2)
-    random_net = Predictor(test_bundle)  # an untrained network of the same architecture
+    random_net = Predictor(variant_bundles["compact"][1])  # untrained, same architecture
     same, head_corr, net_corr = [], [], []
     for p, img, g in _held_out_inputs(8):
         mi = model_input(img, g, p.roi_canonical, p.side)
@@ -134,7 +141,7 @@ def test_inputs_unlike_the_training_images_are_flagged(demo):
     assert predict(demo, noise, g, (100, 100, 50, 50), "left").in_distribution is False
     with pytest.raises(RoiError, match="no contrast"):
         predict(demo, np.full((256, 256), 500, np.float32), g, (100, 100, 50, 50), "left")
-    t1 = []  # another contrast (of the newer phantom)
+    t1 = []  # another contrast
     for i in range(10):
         p = draw_patient(98, i, matrix=256, contrast="T1")
         img = render_axial(p, only=p.narrowest_index)[p.narrowest_index]
@@ -144,10 +151,3 @@ def test_inputs_unlike_the_training_images_are_flagged(demo):
     fresh = [predict(demo, img, g, p.roi_canonical, p.side).in_distribution
              for p, img, g in _held_out_inputs(40)]
     assert sum(v is False for v in fresh) <= 2, fresh  # at most 5 %
-    other = []  # the newer phantom (generator version 2) in its usual T2 contrast
-    for i in range(10):
-        p = draw_patient(97, i, matrix=256)
-        img = render_axial(p, only=p.narrowest_index)[p.narrowest_index]
-        gp = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (p.pixel_mm,) * 2, img.shape)
-        other.append(predict(demo, img, gp, p.roi_canonical, p.side).in_distribution)
-    assert sum(v is False for v in other) >= 9, other  # not the phantom it was trained on

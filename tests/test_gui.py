@@ -424,10 +424,12 @@ def test_sagittal_beside_the_axial_with_the_cross_reference_line(qtbot, window, 
     (ra, ca), (rb, cb) = cross_reference(w._geometry(), loc.sagittal_geometry())
     (xa, ya), (xb, yb) = w.sag_view.reference_line()
     assert (xa, ya, xb, yb) == pytest.approx((ca + 0.5, ra + 0.5, cb + 0.5, rb + 0.5))
-    # scrolling the axial moves the line by the slice gap (3.5 mm at 0.9 mm pixels)
-    before = ya
+    # scrolling the axial moves the line by the slice gap, in the sagittal's pixels
+    before, i = ya, w.index
+    gap = abs(w.stack.slices[i + 1].geometry.position[2] - w.stack.slices[i].geometry.position[2])
     w.step_slice(1)
-    assert w.sag_view.reference_line()[0][1] == pytest.approx(before - 3.5 / 0.9, abs=1e-6)
+    assert w.sag_view.reference_line()[0][1] == pytest.approx(
+        before - gap / loc.sagittal_geometry().spacing[0], abs=1e-6)
     # a click on the sagittal goes to the nearest axial slice: the manifest's slice
     target = w.stack.find_slice(case.slice_key)
     g = w.stack.slices[target].geometry

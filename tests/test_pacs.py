@@ -122,9 +122,11 @@ def demo_case():
     from tfesi_desktop.core.manifest import read_manifest
 
     (case,) = read_manifest(demo_manifest())
+    first = next(p for p in sorted(demo_study().iterdir()) if p.is_file())
     return SimpleNamespace(**{k: getattr(case, k) for k in (
         "patient_id", "series_uid", "slice_key", "roi", "side", "level")},
-        study_uid=case.row["study_uid"])
+        study_uid=case.row["study_uid"],
+        study_date=str(dcmread(first, stop_before_pixels=True).StudyDate))
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
@@ -149,7 +151,8 @@ def test_echo_and_find(orthanc, demo_case, capsys):
     rc, out, _ = _cli(capsys, "pacs", "echo", "--pacs", orthanc.address)
     assert rc == 0 and "OK" in out
     rc, out, _ = _cli(capsys, "pacs", "find", "--pacs", orthanc.address, "--patient-id",
-                      demo_case.patient_id, "--study-date", "20250101-20251231",
+                      demo_case.patient_id, "--study-date",
+                      f"{demo_case.study_date[:4]}0101-{demo_case.study_date[:4]}1231",
                       "--modality", "MR", "--json")
     assert rc == 0
     (study,) = json.loads(out)

@@ -48,7 +48,7 @@ DEMO_BUNDLE = ("models", "demo-synthetic")
 # The SHA-256 (bundle_digest) of the demonstration bundle shipped in resources/models/
 # demo-synthetic. Retraining or re-exporting the demo model changes it: update this one value
 # (tests/test_bundle.py prints the new one).
-DEMO_BUNDLE_SHA256 = "db4d2dee58427e011b6e2a3296351f0924c68f901cc04d8d99be4cf968382c38"
+DEMO_BUNDLE_SHA256 = "d146a14563ba0ca8f6d658cae7520a8595df51dd332296664d06cfdd6bd725d4"
 INSTALLED_RECORD = "installed.json"
 MAX_CARD_BYTES = 1 << 20
 _HEX = set("0123456789abcdef")
