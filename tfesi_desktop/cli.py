@@ -122,10 +122,7 @@ def cmd_info(args) -> int:
 def cmd_synth(args) -> int:
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
-    if args.generator == 1:  # the phantom the shipped demo model was trained on
-        from .core.synth.v1.cohort import Storage, make_cohort
-    else:
-        from .core.synth.cohort import Storage, make_cohort
+    from .core.synth.cohort import Storage, make_cohort
 
     if args.patients < 1:
         raise TfesiError("--patients must be at least 1.")
@@ -527,8 +524,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patients", type=int, default=10)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
-    s.add_argument("--generator", type=int, choices=(1, 2), default=2,
-                   help="generator version (1: the phantom the demo model was trained on)")
     s.add_argument("--matrix", type=int, choices=(256, 512), default=None,
                    help="image matrix for every study (default: mostly 256, some 512)")
     s.add_argument("--storage", choices=("random", "plain", "rle"), default="random",

@@ -1,1 +1,0 @@
-"""Synthetic generator version 1 (the phantom the shipped demonstration model was trained on)."""
