@@ -12,6 +12,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
@@ -393,3 +394,38 @@ def test_a_hostile_file_name_still_gives_one_error_line(tmp_path, capsys):
     (tmp_path / "evil\nname\r.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 40)
     assert main(["info", "--json", str(tmp_path)]) == 2
     assert "\\n" in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_deflate_bomb_is_refused_and_a_deflated_image_still_read(plain, tmp_path):
+    """pydicom inflates a deflated dataset whole in memory: a file of about 100 KiB that
+    inflates to 100 MiB is skipped with the reason, before pydicom reads it; an ordinary
+    deflated image is read and decoded as before."""
+    import zlib
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    d = tmp_path / "study"
+    d.mkdir()
+    ds = pydicom.dcmread(plain / "IM0001.dcm")
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(d / "deflated.dcm", enforce_file_format=True)
+    raw = (d / "deflated.dcm").read_bytes()
+    with open(d / "deflated.dcm", "rb") as f:
+        start = dicom_reader._file_meta_end(f)
+    dataset = zlib.decompress(raw[start:], -zlib.MAX_WBITS)
+    # the same dataset followed by a private element of 100 MiB of zeros
+    pack = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts = [pack.compress(dataset + b"\xe1\x7f\x10\x00OB\x00\x00" + (100 << 20).to_bytes(4,
+                                                                                 "little"))]
+    zeros = bytes(1 << 20)
+    parts += [pack.compress(zeros) for _ in range(100)] + [pack.flush()]
+    (d / "bomb.dcm").write_bytes(raw[:start] + b"".join(parts))
+    assert (d / "bomb.dcm").stat().st_size < 200_000
+
+    res = scan(d)
+    assert _slices(res) == 1
+    assert "deflate-compressed file would inflate to more than" in _skipped(res)["bomb.dcm"]
+    (ref,) = res.stacks[0].slices
+    assert ref.path.name == "deflated.dcm"
+    np.testing.assert_array_equal(modality_values(ref),
+                                  modality_values(scan(plain).stacks[0].slices[0]))

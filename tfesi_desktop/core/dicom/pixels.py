@@ -24,10 +24,11 @@ _lock = threading.Lock()
 def _decode(ref: SliceRef) -> np.ndarray:
     import pydicom  # here, not at the top: importing it costs 0.2 s at start-up
     from pydicom.pixels import apply_modality_lut, pixel_array
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    from .reader import check_pixel_data, open_regular
+    from .reader import check_pixel_data, open_dicom
 
-    with open_regular(ref.path) as f:  # never a FIFO or a device
+    with open_dicom(ref.path) as f:  # never a FIFO or a device; a deflate bomb is refused
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
         except Exception as e:  # noqa: BLE001 - the file changed since the scan
@@ -43,7 +44,12 @@ def _decode(ref: SliceRef) -> np.ndarray:
                                  ref.path)
         f.seek(0)
         try:
-            arr = pixel_array(f, index=ref.frame)
+            if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+                # pixel_array cannot read a deflated file's stream: read the dataset (its
+                # inflated size was bounded by open_dicom)
+                arr = pixel_array(pydicom.dcmread(f), index=ref.frame)
+            else:
+                arr = pixel_array(f, index=ref.frame)
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
         except BaseException as e:  # noqa: BLE001 - decoders raise many kinds, all meaning

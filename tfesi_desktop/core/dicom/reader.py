@@ -11,6 +11,8 @@ is skipped and listed with the reason, and the rest of the input is still read:
   check) runs inside the per-file error handling;
 - the declared image size (frames x rows x columns x samples x bits) must match the length of the
   pixel data before anything is decoded;
+- a deflated dataset (Deflated Explicit VR Little Endian, which pydicom inflates whole in
+  memory) is inflated once in bounded chunks first, and refused beyond the ZIP limits' ratio;
 - ZIP files are unpacked with limits on entries, total size and compression ratio, refusing
   entries that would land outside the private (0700) temporary folder, which is removed on error,
   on cancel and when nothing was found, else when the scan result is released.
@@ -30,6 +32,7 @@ import struct
 import tempfile
 import weakref
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -66,6 +69,8 @@ ZIP_MAX_TOTAL = 8 << 30  # bytes unpacked from one ZIP file
 ZIP_MAX_RATIO = 200  # uncompressed / compressed size, for entries over ZIP_RATIO_FROM bytes
 ZIP_RATIO_FROM = 1 << 20
 MAX_FRAME_BYTES = 1 << 28  # 256 MiB decoded: a compressed frame may not claim more
+MAX_INFLATED_BYTES = 1 << 30  # a deflated dataset inflates to at most 1 GiB (and the ZIP ratio)
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
 ORTHONORMAL_TOLERANCE = 0.01  # |1 - norm| and |row . column| of ImageOrientationPatient
 
 _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
@@ -103,6 +108,73 @@ def open_regular(path: Path):
         raise
     with f:
         yield f
+
+
+@contextmanager
+def open_dicom(path: Path):
+    """:func:`open_regular`, and a deflated dataset's inflated size bounded (see
+    :func:`check_inflated_size`) before pydicom, which inflates it whole, reads it."""
+    with open_regular(path) as f:
+        try:
+            check_inflated_size(f)
+        except DicomReadError as e:
+            raise DicomReadError(e.message, path) from e
+        yield f
+
+
+def _file_meta_end(f) -> int | None:
+    """Offset of the first byte after a Part-10 file's meta group (explicit VR little endian,
+    group 0002), or None when the file has no ``DICM`` preamble."""
+    f.seek(128)
+    if f.read(4) != b"DICM":
+        return None
+    while True:
+        pos = f.tell()
+        head = f.read(8)
+        if len(head) < 8 or struct.unpack("<H", head[:2])[0] != 0x0002:
+            return pos
+        if head[4:6] in _LONG_VRS:
+            extra = f.read(4)
+            if len(extra) < 4:
+                return pos
+            (length,) = struct.unpack("<L", extra)
+        else:
+            (length,) = struct.unpack("<H", head[6:8])
+        f.seek(length, os.SEEK_CUR)
+
+
+def check_inflated_size(f, chunk: int = 1 << 20) -> None:
+    """Raise :class:`DicomReadError` when ``f`` is a deflated Part-10 file whose dataset
+    inflates to more than ``ZIP_MAX_RATIO`` times its compressed size (above ``ZIP_RATIO_FROM``)
+    or more than ``MAX_INFLATED_BYTES``: a few kilobytes can claim gigabytes (a "deflate bomb").
+    Inflates in chunks, so memory stays bounded; other files cost one short read. Leaves ``f``
+    at its start."""
+    try:
+        head = f.read(4096)
+        if head[128:132] != b"DICM" or _DEFLATED not in head:
+            return
+        start = _file_meta_end(f)
+        if start is None:
+            return
+        compressed = f.seek(0, os.SEEK_END) - start
+        limit = min(MAX_INFLATED_BYTES, max(ZIP_RATIO_FROM, ZIP_MAX_RATIO * compressed))
+        f.seek(start)
+        inflate, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+        while data := f.read(chunk):
+            while data:
+                total += len(inflate.decompress(data, chunk))
+                if total > limit:
+                    raise DicomReadError(
+                        f"This deflate-compressed file would inflate to more than "
+                        f"{limit / 2**20:.0f} MiB from {compressed / 2**10:.0f} KiB "
+                        f"(over {ZIP_MAX_RATIO}:1), so it was not read.")
+                data = inflate.unconsumed_tail
+            if inflate.eof:
+                break
+    except zlib.error:
+        pass  # not our concern here: pydicom reports the damage
+    finally:
+        f.seek(0)
 
 
 def _file_kind(path: Path) -> str:
@@ -326,7 +398,7 @@ def _is_dicomdir(p: Path) -> bool:
     if not looks_like_dicom(p):
         return False
     try:
-        with open_regular(p) as f:
+        with open_dicom(p) as f:
             ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID"])
         return str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY
     except Exception:  # noqa: BLE001 - anything unreadable is simply not a DICOMDIR
@@ -336,7 +408,7 @@ def _is_dicomdir(p: Path) -> bool:
 def _dicomdir_files(p: Path, skipped: Skipped) -> list[Path]:
     """Files a DICOMDIR references; references that lead out of its folder are listed."""
     try:
-        with open_regular(p) as f:
+        with open_dicom(p) as f:
             ds = pydicom.dcmread(f)
         records = list(ds.get("DirectoryRecordSequence", []))
     except TfesiError:
@@ -665,7 +737,7 @@ def _header_info(ds: Dataset) -> dict:
 def read_header(path: Path) -> Dataset:
     """The header of one DICOM file (no pixel data), or :class:`DicomReadError`."""
     try:
-        with open_regular(path) as f:
+        with open_dicom(path) as f:
             return pydicom.dcmread(f, stop_before_pixels=True)
     except TfesiError:
         raise
@@ -678,7 +750,7 @@ def _read_one(f: Path) -> tuple[str, object]:
     """One file: ('images', (info, refs, notes)), ('non-image', None), ('not-dicom', None) or
     ('skipped', reason). Nothing escapes but KeyboardInterrupt-like exceptions."""
     try:
-        with open_regular(f) as fh:
+        with open_dicom(f) as fh:
             head = fh.read(132)
             if head[128:132] != b"DICM" and f.suffix.lower() not in _DICOM_SUFFIXES:
                 return "not-dicom", None
