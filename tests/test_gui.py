@@ -380,15 +380,22 @@ def test_export_report_from_the_window(qtbot, window, case, tmp_path):
     out = tmp_path / "from-window.pdf"
     dlg.path.setText(str(out))
     dlg.physician.setText("Dr. Window Test")
-    dlg.comment.setPlainText("Written from the export dialog")
+    dlg.comment.setPlainText(f"Written from the export dialog for {w.study.patient_id}")
+    # the dialog says what anonymization does to the comment, while it is ticked
+    assert dlg.comment_note.isVisibleTo(dlg) and "[removed]" in dlg.comment_note.text()
+    dlg.anonymize.setChecked(False)
+    assert not dlg.comment_note.isVisibleTo(dlg)
+    dlg.anonymize.setChecked(True)
     dlg.buttons.button(dlg.buttons.StandardButton.Save).click()
     qtbot.waitUntil(lambda: w.last_report is not None, timeout=20000)
     assert out.exists() and "Report written" in w.statusBar().currentMessage()
     if shutil.which("pdftotext"):
         text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True,
                               text=True).stdout
-        # anonymized (PS3.15): no names at all, the physician's neither; the comment stays
-        assert "Dr. Window Test" not in text and "Written from the export dialog" in text
+        # anonymized (PS3.15): no names at all, the physician's neither; the comment stays,
+        # without the patient's ID
+        assert "Dr. Window Test" not in text
+        assert "Written from the export dialog for [removed]" in " ".join(text.split())
         assert w.study.patient_id not in text and "level C6" in text
     # an unwritable target: a clear message, the window stays usable
     dlg = w.export_report()

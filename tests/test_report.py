@@ -92,11 +92,20 @@ def test_anonymized_report_holds_no_identifier(case, tmp_path):
 
     study = scan(demo_study()).studies[0]
     pdf = tmp_path / "anon.pdf"
-    _report(case, pdf, "--anonymize", "--paper", "letter", "--dicom", "--physician",
-            "Dr. Ada Example")
-    text, info = _text(pdf), _info(pdf)
-    stack = scan(demo_study()).find_stack(case.series_uid)
     family, given = study.patient_name.split("^")
+    b = study.birth_date
+    dotted = f"{b[6:8]}.{b[4:6]}.{b[:4]}"
+    # the physician's comment names the patient, the ID and the birth date: they are removed
+    comment = (f"{given} {family.title()} (ID {study.patient_id}), born {dotted}: pain on the "
+               "left since 2019, NRS 7.")
+    _report(case, pdf, "--anonymize", "--paper", "letter", "--dicom", "--physician",
+            "Dr. Ada Example", "--comment", comment)
+    text, info = _text(pdf), _info(pdf)
+    flat = " ".join(text.split())
+    assert "pain on the left since 2019, NRS 7." in flat
+    assert "[removed] [removed] (ID [removed]), born [removed]" in flat
+    assert "4 identifying words removed for anonymization" in flat
+    stack = scan(demo_study()).find_stack(case.series_uid)
     import datetime
     import os
     import stat
@@ -108,7 +117,8 @@ def test_anonymized_report_holds_no_identifier(case, tmp_path):
     ds = pydicom.dcmread(tmp_path / "anon.dcm")
     dcm_bytes = (tmp_path / "anon.dcm").read_bytes()
     # PS3.15 Annex E basic profile: no names, IDs, dates, age, sex, descriptions, original UIDs
-    for ident in (family, given, study.patient_id, _iso(study.birth_date), study.birth_date,
+    for ident in (family, family.title(), given, study.patient_id, dotted,
+                  _iso(study.birth_date), study.birth_date,
                   _iso(study.study_date), study.study_date, study.description,
                   stack.description, study.study_uid,
                   case.series_uid, sop, today.isoformat(), today.strftime("%Y%m%d"),
@@ -171,3 +181,18 @@ def test_failed_write_leaves_the_earlier_file_intact(case, tmp_path, monkeypatch
         from tfesi_desktop.core.report import write_report
 
         write_report(None, tmp_path / "no" / "such" / "folder" / "x.pdf")
+
+
+def test_scrubbing_removes_whole_identifying_words_only():
+    from types import SimpleNamespace
+
+    from tfesi_desktop.core.report import scrub_identifiers
+
+    st = SimpleNamespace(patient_name="Li^Ann=", patient_id="A12", birth_date="19640103",
+                         study_date="20240512")
+    text, n = scrub_identifiers("ANN li, likely A123 or A12; born 3.1.1964, seen 12/05/2024 "
+                                "and 2024-05-12. Annals.", st)
+    assert text == ("[removed] [removed], likely A123 or [removed]; born [removed], seen "
+                    "[removed] and [removed]. Annals.")
+    assert n == 6
+    assert scrub_identifiers("nothing here", st) == ("nothing here", 0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +235,37 @@ def _crop_overlay(inp: ReportInputs) -> np.ndarray:
                           outline=None)
 
 
+REMOVED = "[removed]"
+
+
+def _date_spellings(d: str) -> list[str]:
+    """A DICOM date (YYYYMMDD) as people write it: 19640103, 1964-01-03, 03.01.1964,
+    03/01/1964, 01/03/1964, 3.1.1964."""
+    if not (d and len(d) == 8 and d.isdigit()):
+        return [d] if d else []
+    y, m, dd = d[:4], d[4:6], d[6:8]
+    return [d, f"{y}-{m}-{dd}", f"{dd}.{m}.{y}", f"{dd}/{m}/{y}", f"{m}/{dd}/{y}",
+            f"{int(dd)}.{int(m)}.{y}", f"{y}/{m}/{dd}"]
+
+
+def scrub_identifiers(text: str, study) -> tuple[str, int]:
+    """(``text`` with the study's identifying values replaced by "[removed]", how many were
+    replaced): each part of the patient's name (two letters or more), the patient ID, the birth
+    and study dates in the usual spellings. Whole words only, any case. For the physician's
+    free-text comment in an anonymized report; other identifying words remain the writer's
+    responsibility (the export dialog says so)."""
+    words = {w for w in re.split(r"[\^=\s,]+", study.patient_name or "") if len(w) >= 2}
+    words |= {study.patient_id} if study.patient_id else set()
+    for d in (study.birth_date, study.study_date):
+        words |= set(_date_spellings(d))
+    count = 0
+    for w in sorted(words, key=len, reverse=True):  # "1964-01-03" before "1964"
+        pattern = re.compile(rf"(?<![\w/.-]){re.escape(w)}(?![\w/-]|\.\d)", re.IGNORECASE)
+        text, n = pattern.subn(REMOVED, text)
+        count += n
+    return text, count
+
+
 def _date(d: str) -> str:
     return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if d and len(d) == 8 and d.isdigit() else (d or "-")
 
@@ -439,7 +471,12 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         y -= 13
         text(M, y, f"Name: {hidden if inp.anonymize and inp.physician else inp.physician}", 9)
         y -= 13
-        y = para(M, y, f"Comment: {inp.comment or ''}", W - 2 * M, 9)
+        comment, removed = (scrub_identifiers(inp.comment or "", st) if inp.anonymize
+                            else (inp.comment or "", 0))
+        if removed:
+            comment += (f" ({removed} identifying word{'s' if removed > 1 else ''} removed for "
+                        "anonymization)")
+        y = para(M, y, f"Comment: {comment}", W - 2 * M, 9)
         y -= 22
         c.setStrokeColor(colors.black)
         c.line(M + 55, y, M + 260, y)

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -41,6 +42,14 @@ class ReportDialog(QDialog):
         self.comment.setPlaceholderText("Your comment (printed on the report)")
         self.comment.setFixedHeight(90)
         form.addRow("Comment", self.comment)
+        # what anonymization does to the free text, shown while it is ticked
+        self.comment_note = QLabel("Anonymized: the patient's name, ID and dates are replaced "
+                                   "by [removed] in the comment; write nothing else that "
+                                   "identifies the patient.")
+        self.comment_note.setWordWrap(True)
+        self.comment_note.setStyleSheet("color: #b36b00;")
+        self.anonymize.toggled.connect(self.comment_note.setVisible)
+        form.addRow("", self.comment_note)
         self.paper = QComboBox()
         self.paper.addItems(["A4", "Letter"])
         form.addRow("Paper", self.paper)
