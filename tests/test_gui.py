@@ -55,7 +55,7 @@ def _roi_on_demo(qtbot, w, case):
     """Open the demo study, go to the manifest's slice and place its ROI (as if drawn)."""
     _open_demo(qtbot, w)
     w.set_slice(w.stack.find_slice(case.slice_key))
-    qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
+    qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
     _place_roi(qtbot, w, case.roi)
 
 
@@ -103,7 +103,7 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     assert w.index == 3
     # go to the manifest's slice and draw the ROI with Shift+drag
     w.slider.setValue(w.stack.find_slice(case.slice_key))
-    qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
+    qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
     x, y, wd, ht = case.roi
     _drag(w, x, y, x + wd, y + ht)
     roi = w.view.roi_rect()
@@ -244,7 +244,7 @@ def test_broken_files_are_listed_and_the_rest_opens(qtbot, window, tmp_path):
     w.skipped_button.click()
     from PySide6.QtWidgets import QTableWidget
 
-    table = w.skipped_dialog.findChild(QTableWidget)
+    table = w.opener.skipped_dialog.findChild(QTableWidget)
     assert table.rowCount() == 1 and table.item(0, 0).text().endswith("broken.dcm")
     assert table.item(0, 1).text()
 
@@ -293,7 +293,7 @@ def test_three_patients_never_share_state_and_sagittal_round_trip_keeps_all(qtbo
                     and w.predictor is not None, timeout=30000)
     assert w.browser.topLevelItemCount() == 3
     first_study = w.session.study_uid
-    qtbot.waitUntil(lambda: w._canal()[0])
+    qtbot.waitUntil(lambda: w.canal_of_slice()[0])
     _place_roi(qtbot, w, (100, 100, 40, 40))
     w.set_level("C6")
     before = w.session.selection
@@ -323,7 +323,7 @@ def _open_on_narrowest_slice(qtbot, w, patient, tmp_path) -> dict:
     w.open_paths([str(tmp_path / "study")])
     qtbot.waitUntil(lambda: w.stack is not None and w.predictor is not None, timeout=30000)
     w.set_slice(w.stack.find_slice(row["sop_instance_uid"]))
-    qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
+    qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
     return row
 
 def test_mirrored_off_centre_study_is_shown_radiologically_with_the_side_from_anatomy(
@@ -370,7 +370,7 @@ def test_export_report_from_the_window(qtbot, window, case, tmp_path):
     _open_demo(qtbot, w)
     assert w.export_report() is None and "Predict first" in w.last_error
     w.set_slice(w.stack.find_slice(case.slice_key))
-    qtbot.waitUntil(lambda: w.current_values() is not None and w._canal()[0])
+    qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
     _place_roi(qtbot, w, case.roi)
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
     w.set_level("C6")  # after predicting: panel and report agree
@@ -428,7 +428,7 @@ def test_sagittal_beside_the_axial_with_the_cross_reference_line(qtbot, window, 
     qtbot.waitUntil(lambda: loc.shared_frame() is True and loc._shown is not None)
     qtbot.waitUntil(lambda: w.sag_view.reference_line() is not None)
     # the line is where the current axial plane cuts the sagittal (pixel centres + 0.5)
-    (ra, ca), (rb, cb) = cross_reference(w._geometry(), loc.sagittal_geometry())
+    (ra, ca), (rb, cb) = cross_reference(w.geometry_of_slice(), loc.sagittal_geometry())
     (xa, ya), (xb, yb) = w.sag_view.reference_line()
     assert (xa, ya, xb, yb) == pytest.approx((ca + 0.5, ra + 0.5, cb + 0.5, rb + 0.5))
     # scrolling the axial moves the line by the slice gap, in the sagittal's pixels

@@ -12,9 +12,9 @@ SEP = None
 
 ACTIONS = {
     "&File": [
-        ("Open &folder...", "open_folder_dialog", "Ctrl+O"),
-        ("Open &DICOMDIR, ZIP or files...", "open_files_dialog", "Ctrl+Shift+O"),
-        ("Open from &PACS...", "open_from_pacs", "Ctrl+Shift+P"),
+        ("Open &folder...", lambda w: w.opener.folder_dialog(), "Ctrl+O"),
+        ("Open &DICOMDIR, ZIP or files...", lambda w: w.opener.files_dialog(), "Ctrl+Shift+O"),
+        ("Open from &PACS...", lambda w: w.opener.from_pacs(), "Ctrl+Shift+P"),
         ("RECENT",),
         ("&Export report...", "export_report", "Ctrl+E", "export"),
         SEP,

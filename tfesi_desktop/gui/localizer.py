@@ -182,7 +182,7 @@ class Localizer(QObject):
         return same_frame(self.frames[axial.key], self.frames[self.stack.key])
 
     def axial_geometry(self):
-        return self.win._geometry()
+        return self.win.geometry_of_slice()
 
     def sagittal_geometry(self):
         return self.stack.slices[self.index].geometry if self.stack is not None else None

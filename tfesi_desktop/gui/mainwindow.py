@@ -15,11 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer, Slot
-from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QApplication,
-    QDialog,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -27,27 +24,28 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from ..core.bundle import default_bundle_path
-from ..core.commands import blocking, check_selection, find_anatomy, open_study
+from ..core.commands import blocking, check_selection
 from ..core.commands import predict_selection as _predict_selection
-from ..core.dicom import cached_values, default_window, modality_values
+from ..core.dicom import cached_values
 from ..core.errors import TfesiError
 from ..core.fileio import private_dir
 from ..core.measure import kim_from, kim_text, measurement_lines
 from ..core.midline import roi_position
 from ..core.paths import data_dir
-from ..core.preprocess import MIN_ROI_PIXELS, model_input, resample
+from ..core.preprocess import MIN_ROI_PIXELS, model_input
 from ..core.render import display_name, heat_colours
 from ..core.runtime import Predictor
 from ..core.session import Measurement, Session, StateStore
+from . import jobs
 from .actions import build_menus
+from .comparison import SideComparison
 from .localizer import Localizer
+from .opening import StudyOpener
 from .report_controller import ReportController
 from .result_view import gates_html, provenance_html, result_html
 from .side_panel import MessageArea, SidePanel
@@ -96,13 +94,12 @@ class MainWindow(QMainWindow):
         self._first_image = True
         self._predicting = None  # model key of the prediction under way
         self._predict_pending = False  # predict as soon as model, slice and canal are ready
-        self._scan_worker: Worker | None = None
-        self._scan_paths: list[str] = []
         # True once the model worker has imported scikit-image and pydicom: until then the GUI
         # thread must not import them (it would wait for the worker's import lock: a stall)
         self._warm = False
-        self._loading_model = False
-        self._thumbs_wanted = False
+        self.loading_model = False
+        self.opener = StudyOpener(self)
+        self.comparison = SideComparison(self)
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_TITLE)
         self._build()
@@ -130,7 +127,7 @@ class MainWindow(QMainWindow):
 
         p = self.panel = SidePanel()
         p.browser.series_chosen.connect(self._series_chosen)
-        p.skipped_button.clicked.connect(self.show_skipped)
+        p.skipped_button.clicked.connect(self.opener.show_skipped)
         p.slider.valueChanged.connect(self.set_slice)
         p.side_chosen.connect(self.set_side)
         p.level_chosen.connect(self.set_level)
@@ -191,7 +188,7 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
-        self.cancel_button.clicked.connect(self.cancel_scan)
+        self.cancel_button.clicked.connect(self.opener.cancel)
         self.model_status = QLabel("Model: not loaded")
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_button)
@@ -266,8 +263,7 @@ class MainWindow(QMainWindow):
         s = settings()
         s.setValue("geometry", self.saveGeometry())
         s.sync()
-        if self._scan_worker is not None:
-            self._scan_worker.cancel()
+        self.opener.cancel()
         self.pool.waitForDone(3000)
         super().closeEvent(ev)
 
@@ -275,7 +271,8 @@ class MainWindow(QMainWindow):
         v = settings().value("recent", [])
         return [v] if isinstance(v, str) else list(v or [])
 
-    def _remember(self, paths):
+    def remember(self, paths):
+        """Put ``paths`` first in File > Open recent."""
         key = " | ".join(str(p) for p in paths)
         items = [key] + [r for r in self.recent() if r != key]
         s = settings()
@@ -333,15 +330,15 @@ class MainWindow(QMainWindow):
         (docs/architecture.md, invariant 3). Then the thumbnails held back meanwhile."""
         if not self._warm:
             gc.freeze()
-        self._loading_model = False
-        if self._thumbs_wanted:
-            self._request_thumbnails()
+        self.loading_model = False
+        if self.opener.thumbs_wanted:
+            self.opener.request_thumbnails()
 
     def load_model(self, path=None):
         path = Path(path) if path else default_bundle_path()
         self.model_status.setText("Model: loading...")
-        self._loading_model = True
-        self.run_worker(Worker(_load_model, path), self._model_loaded, self._model_failed)
+        self.loading_model = True
+        self.run_worker(Worker(jobs.load_model, path), self._model_loaded, self._model_failed)
 
     @Slot(object)
     def _model_loaded(self, predictor: Predictor):
@@ -402,28 +399,10 @@ class MainWindow(QMainWindow):
         box.show()
         self.about_box = box
 
-    # --- opening studies ---------------------------------------------------------------------
+    # --- opening studies (gui/opening.py) ----------------------------------------------------
 
-    def open_folder_dialog(self):
-        d = QFileDialog.getExistingDirectory(self, "Open a study folder")
-        if d:
-            self.open_paths([d])
-
-    def open_files_dialog(self):
-        files, _ = QFileDialog.getOpenFileNames(
-            self, "Open DICOMDIR, ZIP or DICOM files", "",
-            "DICOM (DICOMDIR *.dcm *.zip *);;All files (*)")
-        if files:
-            self.open_paths(files)
-
-    def open_from_pacs(self):
-        """Search the PACS and retrieve a study in a worker; it opens when it is complete."""
-        from .pacs_dialog import open_pacs_dialog
-
-        return open_pacs_dialog(self, self.open_retrieved)
-
-    def open_retrieved(self, folder):
-        self.open_paths([folder])
+    def open_paths(self, paths):
+        self.opener.open(paths)
 
     def dragEnterEvent(self, ev):
         if ev.mimeData().hasUrls():
@@ -433,98 +412,6 @@ class MainWindow(QMainWindow):
         paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
         if paths:
             self.open_paths(paths)
-
-    def open_paths(self, paths):
-        paths = [str(p) for p in paths]
-        if self._scan_worker is not None:
-            self._scan_worker.cancel()
-        self.statusBar().showMessage("Reading headers...")
-        self.progress.setRange(0, 0)
-        self.progress.show()
-        self.cancel_button.show()
-        w = Worker(open_study, paths, pass_control=True)
-        w.signals.progress.connect(self._scan_progress)
-        w.signals.cancelled.connect(self._scan_cancelled)
-        self._scan_paths = paths
-        self._scan_worker = self.run_worker(w, self._scan_done, self._scan_failed)
-
-    def cancel_scan(self):
-        if self._scan_worker is not None:
-            self._scan_worker.cancel()
-
-    @Slot(int, int)
-    def _scan_progress(self, done, total):
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-
-    def _scan_finished_ui(self):
-        self._scan_worker = None
-        self.progress.hide()
-        self.cancel_button.hide()
-
-    @Slot()
-    def _scan_cancelled(self):
-        self._scan_finished_ui()
-        self.statusBar().showMessage("Opening cancelled.", 5000)
-
-    @Slot(str)
-    def _scan_failed(self, message):
-        self._scan_finished_ui()
-        self.show_message(f"The study could not be opened: {message}")
-
-    @Slot(object)
-    def _scan_done(self, opened):
-        self._scan_finished_ui()
-        self._remember(self._scan_paths)
-        self.messages.clear()
-        result = opened.scan
-        n = len(result.skipped)
-        self.statusBar().showMessage(
-            f"{len(result.stacks)} series in {len(result.studies)} "
-            f"stud{'ies' if len(result.studies) != 1 else 'y'}"
-            + (f"; {n} files could not be read" if n else ""), 10000)
-        self.session.open(result, notes=opened.notes)
-        sel = self.session.selection
-        if sel is not None and sel.complete():
-            self._predict_pending = True  # a restored selection: predict once all is ready
-        self._request_thumbnails()
-
-    def _request_thumbnails(self):
-        """The browser's pictures, in a worker once the model worker is done: beside it they
-        would slow the first paint of the slices (docs/architecture.md, invariant 3)."""
-        self._thumbs_wanted = self.session.scan is not None
-        if self._thumbs_wanted and not self._loading_model:
-            self._thumbs_wanted = False
-            self.run_worker(Worker(_thumbnails, self.session.scan.stacks),
-                            self._thumbnails_done)
-
-    @Slot(object)
-    def _thumbnails_done(self, thumbs):
-        for key, t in thumbs:
-            item = self.browser.item_of(key)
-            if item is not None and t is not None:
-                item.setIcon(0, QIcon(grey_pixmap(t)))
-
-    def show_skipped(self):
-        scan = self.session.scan
-        if not scan or not scan.skipped:
-            return
-        dlg = QDialog(self)
-        dlg.setWindowTitle("Files that could not be read")
-        lay = QVBoxLayout(dlg)
-        lay.addWidget(QLabel(f"{len(scan.skipped)} files were skipped; the rest of the "
-                             "study was read."))
-        table = QTableWidget(len(scan.skipped), 2)
-        table.setHorizontalHeaderLabels(["File", "Reason"])
-        for i, (p, reason) in enumerate(scan.skipped):
-            table.setItem(i, 0, QTableWidgetItem(str(p)))
-            table.setItem(i, 1, QTableWidgetItem(reason))
-        table.resizeColumnsToContents()
-        lay.addWidget(table)
-        dlg.resize(800, 300)
-        dlg.setModal(False)
-        dlg.show()
-        self.skipped_dialog = dlg
 
     # --- the session -> the widgets ----------------------------------------------------------
 
@@ -567,7 +454,7 @@ class MainWindow(QMainWindow):
         self.slider.setRange(0, len(stack.slices) - 1)
         self.slider.blockSignals(False)
         if stack.key not in self.levels_by_stack:
-            self.run_worker(Worker(_window_of, stack), self._window_ready)
+            self.run_worker(Worker(jobs.window_of, stack), self._window_ready)
         self._first_image = True
         self._shown = None
         self._shown_measurements = None
@@ -593,7 +480,7 @@ class MainWindow(QMainWindow):
             if values is not None:
                 self._show_values(stack.key, sel.slice_key, values)
             else:
-                self.run_worker(Worker(_decode, stack.key, sel.slice_key, ref), self._decoded)
+                self.run_worker(Worker(jobs.decode, stack.key, sel.slice_key, ref), self._decoded)
             self._prefetch(index)
         if self._shown is not None and self.view.roi_rect() != sel.roi:
             self.view.set_roi(sel.roi)  # the view converts to its display orientation
@@ -624,7 +511,7 @@ class MainWindow(QMainWindow):
         self._schedule_auto()
 
     def _spacing(self):
-        g = self._geometry()
+        g = self.geometry_of_slice()
         return g.spacing if g is not None else (1.0, 1.0)
 
     def _level_text(self, sel) -> str:
@@ -642,7 +529,7 @@ class MainWindow(QMainWindow):
         stack = self.session.stack()
         for j in (index + 1, index - 1):
             if 0 <= j < len(stack.slices) and cached_values(stack.slices[j]) is None:
-                self.run_worker(Worker(_decode, stack.key, stack.slices[j].key,
+                self.run_worker(Worker(jobs.decode, stack.key, stack.slices[j].key,
                                        stack.slices[j]), self._decoded)
 
     @Slot(object)
@@ -688,7 +575,7 @@ class MainWindow(QMainWindow):
         if values is None:
             return
         self.canals[slice_key] = _PENDING
-        self.run_worker(Worker(_canal, slice_key, values, ref.geometry), self._canal_found,
+        self.run_worker(Worker(jobs.find_canal, slice_key, values, ref.geometry), self._canal_found,
                         self._canal_failed)
 
     @Slot(object)
@@ -699,7 +586,7 @@ class MainWindow(QMainWindow):
         if sel is None or sel.slice_key != key:
             return
         if sel.roi is not None and sel.side is None and canal is not None:
-            g = self._geometry()
+            g = self.geometry_of_slice()
             self.session.edit("Side from the anatomy",
                               side=roi_position(g, sel.roi, canal).side)
         else:
@@ -713,18 +600,19 @@ class MainWindow(QMainWindow):
                 self.canals[k] = None
         self._refresh()
 
-    def _canal(self):
+    def canal_of_slice(self):
         """(known, canal) for the current slice."""
         sel = self.session.selection
         c = self.canals.get(sel.slice_key, _PENDING) if sel else _PENDING
         return c is not _PENDING, (None if c is _PENDING else c)
 
-    def _geometry(self):
+    def geometry_of_slice(self):
+        """The current slice's geometry (None without a series)."""
         stack = self.session.stack()
         return stack.slices[self.index].geometry if stack else None
 
     def _update_checks(self):
-        sel, g = self.session.selection, self._geometry()
+        sel, g = self.session.selection, self.geometry_of_slice()
         p = self.panel
         self.gates = []
         p.override_button.hide()
@@ -732,7 +620,7 @@ class MainWindow(QMainWindow):
         if sel is None or sel.roi is None or g is None:
             p.side_hint.setText("")
             return
-        known, canal = self._canal()
+        known, canal = self.canal_of_slice()
         if not known:
             p.side_hint.setText("Looking for the spinal canal...")
             self.gates = None
@@ -773,10 +661,10 @@ class MainWindow(QMainWindow):
         roi, sel = self.view.roi_rect(), self.session.selection
         if sel is None or roi is None or roi == sel.roi:
             return
-        known, canal = self._canal()
+        known, canal = self.canal_of_slice()
         text = "Move ROI" if sel.roi is not None else "Draw ROI"
         if sel.side is None and known and canal is not None:
-            self.session.edit(text, roi=roi, side=roi_position(self._geometry(), roi,
+            self.session.edit(text, roi=roi, side=roi_position(self.geometry_of_slice(), roi,
                                                                canal).side)
         else:
             self.session.edit(text, roi=roi)
@@ -972,7 +860,7 @@ class MainWindow(QMainWindow):
         sel = self.session.selection
         p = self.panel
         roi = roi or (sel.roi if sel else None)
-        g, values = self._geometry(), self.current_values()
+        g, values = self.geometry_of_slice(), self.current_values()
         self.model_input = None
         if not self._warm:
             p.crop_caption.setText("Starting up...")
@@ -1001,6 +889,11 @@ class MainWindow(QMainWindow):
 
     # --- prediction --------------------------------------------------------------------------
 
+    def predict_when_ready(self):
+        """Predict the current selection as soon as the model, the slice and its canal are
+        ready (a selection restored from an earlier session)."""
+        self._predict_pending = True
+
     def _schedule_auto(self):
         if self.auto_check.isChecked() or self._predict_pending:
             self._auto_timer.start()
@@ -1018,7 +911,7 @@ class MainWindow(QMainWindow):
                 or self.session.current_result() is not None
                 or self._predicting == sel.model_key()):
             return
-        known, _ = self._canal()
+        known, _ = self.canal_of_slice()
         if not known or self.current_values() is None:
             return  # comes back when the canal or the slice is ready
         if self.blocking_gates():
@@ -1037,7 +930,7 @@ class MainWindow(QMainWindow):
         if sel is None or not sel.complete():
             self.show_message("Draw the ROI and choose the injection side first.", "info")
             return
-        known, canal = self._canal()
+        known, canal = self.canal_of_slice()
         values = self.current_values()
         if not known or values is None:
             self._predict_pending = True  # follows when the slice and its canal are ready
@@ -1081,7 +974,7 @@ class MainWindow(QMainWindow):
                                   f"{r.prediction.cam_target}\nclass, inside the ROI)")
         p.stale_label.setVisible(stale)  # the result itself is greyed and struck through
         self._show_overlay()
-        self._show_comparison()
+        self.comparison.show()
         self._update_actions()
 
     def _show_overlay(self, *_):
@@ -1101,82 +994,15 @@ class MainWindow(QMainWindow):
         if self.session.scan is not None:
             self.browser.fill(self.session.patients(), masked)
             self.browser.show_current(self.session.series_key)
-            self.run_worker(Worker(_thumbnails, self.session.scan.stacks),
-                            self._thumbnails_done)
+            self.opener.request_thumbnails()
 
-    # --- report ------------------------------------------------------------------------------
-
-    # --- both foramina -----------------------------------------------------------------------
+    # --- both foramina (gui/comparison.py) and the report (gui/report_controller.py) ---------
 
     def compare_sides(self):
-        """Mirror the ROI across the anatomical midline onto the other foramen and predict it,
-        for comparison only (the injection side stays the physician's)."""
-        from ..core.mirror import mirrored_selection
-
-        sel = self.session.selection
-        known, canal = self._canal()
-        if self.predictor is None or sel is None or not sel.complete():
-            self.show_message("Draw the ROI and choose the injection side first, then B "
-                              "compares with the other foramen.", "info")
-            return
-        if not known or canal is None:
-            self.show_message("The spinal canal was not found on this slice, so the ROI cannot "
-                              "be mirrored across the midline.", "info")
-            return
-        other = mirrored_selection(sel, self._geometry(), canal)
-        self.panel.comparison_label.setText("<i>Predicting the other side...</i>")
-        self.panel.comparison_label.show()
-        self.run_worker(Worker(_compare, self.predictor, self.session.stack(), sel, other,
-                               self.current_values(), canal), self._compared,
-                        self._compare_failed)
-
-    @Slot(object)
-    def _compared(self, payload):
-        source, outcome = payload
-        from ..core.session import Result
-
-        self.session.set_comparison(source, Result(outcome.selection, outcome.prediction,
-                                                   outcome.model_input))
-
-    @Slot(str)
-    def _compare_failed(self, message):
-        self.panel.comparison_label.setText(f"No prediction for the other side: {message}")
-
-    def _show_comparison(self):
-        from ..core.runtime import format_probability
-
-        p, r, main = self.panel, self.session.comparison(), self.session.current_result()
-        if r is None or main is None:
-            p.comparison_label.hide()
-            self.view.set_extra_rects([])
-            self.view.clear_overlay(2)
-            return
-        a, b = main.prediction, r.prediction
-        cells = []
-        for pred, title in ((a, f"Injection side ({a.provenance.side})"),
-                            (b, f"Other side ({b.provenance.side}) - for comparison only")):
-            cells.append(f"<td style='padding:2px 8px'><b>{title}</b><br><span "
-                         f"style='font-size:14pt'>{format_probability(pred.probability)}"
-                         f"</span> {pred.label}</td>")
-        p.comparison_label.setText(f"<table><tr>{''.join(cells)}</tr></table>")
-        p.comparison_label.show()
-        self.view.set_extra_rects([r.selection.roi])
-        if self.panel.overlay_check.isChecked():
-            self.view.set_overlay(heat_colours(b.cam_roi), b.provenance.roi,
-                                  self.panel.opacity.value() / 100, which=2)
+        self.comparison.compare()
 
     def comparison_text(self) -> str | None:
-        """The other side's result as the report prints it."""
-        from ..core.runtime import format_probability
-
-        r = self.session.comparison()
-        if r is None:
-            return None
-        b = r.prediction
-        return (f"For comparison only - the other foramen (patient {b.provenance.side} side, "
-                f"ROI mirrored across the spinal canal's midline, x {b.provenance.roi[0]}, "
-                f"y {b.provenance.roi[1]}): {format_probability(b.probability)} ({b.label}). "
-                "The injection side above is the physician's choice.")
+        return self.comparison.text()
 
     def export_report(self):
         return self.report.export()
@@ -1190,63 +1016,6 @@ class MainWindow(QMainWindow):
         return self.report.last_report
 
 
-# --- functions run in workers (no Qt objects touched) -------------------------------------------
-
-def _load_model(path):
-    """Import what the first ROI and prediction need (pydicom, scikit-image: 0.6 s together)
-    here rather than in the GUI thread, load the bundle, and run the network once."""
-    import pydicom  # noqa: F401
-    import skimage.feature  # noqa: F401
-    import skimage.transform  # noqa: F401
-
-    predictor = Predictor(path)
-
-    from ..core.geometry import SliceGeometry
-    from ..core.runtime import predict as run_predict
-
-    zeros = np.zeros((64, 64), np.float32)
-    zeros[::2] = 1.0
-    g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1), zeros.shape)
-    run_predict(predictor, zeros, g, (8, 8, 32, 32), "right")  # allocates the batch
-    return predictor
-
-
-def _compare(predictor, stack, source, other, values, canal):
-    return source, _predict_selection(predictor, stack, other, values=values, canal=canal)
-
-
-def _canal(key, values, geometry):
-    try:
-        return key, find_anatomy(values, geometry)
-    except TfesiError:
-        return key, None
-
-
-def _decode(stack_key, slice_key, ref):
-    return stack_key, slice_key, modality_values(ref)
-
-
-def _window_of(stack):
-    return stack.key, default_window(stack)
-
-
 def _quick_window(values):
     lo, hi = np.percentile(values, [1, 99.5])
     return float((lo + hi) / 2), float(max(hi - lo, 1e-6))
-
-
-def _thumbnails(stacks):
-    """(stack key, 64x64 grey picture of its middle slice, radiological) for each stack.
-    Resampled with numpy alone: importing scikit-image here could race the canal worker's
-    import of scipy (two threads importing one package break it)."""
-    out = []
-    for st in stacks:
-        try:
-            ref = st.slices[len(st.slices) // 2]
-            v = display_transform(ref.geometry).apply(modality_values(ref))
-            lo, hi = np.percentile(v, [1, 99.5])
-            small = resample(v, (64, 64))
-            out.append((st.key, np.clip((small - lo) / max(hi - lo, 1e-6) * 255, 0, 255)))
-        except TfesiError:
-            out.append((st.key, None))
-    return out

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     (case,) = read_manifest(manifest)[:1]
     win.auto_check.setChecked(False)
     win.set_slice(win.stack.find_slice(case.slice_key))
-    wait(lambda: win.current_values() is not None and win._canal()[0])
+    wait(lambda: win.current_values() is not None and win.canal_of_slice()[0])
     win.view.set_roi(case.roi)
     win.view.roi_change_finished.emit()
     settle()

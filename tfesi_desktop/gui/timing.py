@@ -62,7 +62,7 @@ def measure() -> dict:
          and win.current_values() is not None and not win.busy())
     (case,) = read_manifest(demo_manifest())
     win.set_slice(win.stack.find_slice(case.slice_key))
-    wait(lambda: win.current_values() is not None and win._canal()[0])
+    wait(lambda: win.current_values() is not None and win.canal_of_slice()[0])
     win.view.set_roi(case.roi)
     win.view.roi_change_finished.emit()  # as the end of a drag
     win.set_side(case.side)

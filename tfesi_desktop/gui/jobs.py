@@ -1,0 +1,71 @@
+"""What the window runs in workers (:mod:`.workers`): plain functions that touch no Qt object.
+Their results come back to slots of the window or its controllers in the GUI thread
+(docs/architecture.md, measured facts)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.commands import find_anatomy, predict_selection
+from ..core.dicom import default_window, modality_values
+from ..core.errors import TfesiError
+from ..core.preprocess import resample
+from ..core.runtime import Predictor
+from .viewer import display_transform
+
+
+def load_model(path):
+    """Import what the first ROI and prediction need (pydicom, scikit-image: 0.6 s together)
+    here rather than in the GUI thread, load the bundle, and run the network once."""
+    import pydicom  # noqa: F401
+    import skimage.feature  # noqa: F401
+    import skimage.transform  # noqa: F401
+
+    predictor = Predictor(path)
+
+    from ..core.geometry import SliceGeometry
+    from ..core.runtime import predict as run_predict
+
+    zeros = np.zeros((64, 64), np.float32)
+    zeros[::2] = 1.0
+    g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1), zeros.shape)
+    run_predict(predictor, zeros, g, (8, 8, 32, 32), "right")  # allocates the batch
+    return predictor
+
+
+def predict_other_side(predictor, stack, source, other, values, canal):
+    """(the selection compared from, the other side's outcome)."""
+    return source, predict_selection(predictor, stack, other, values=values, canal=canal)
+
+
+def find_canal(key, values, geometry):
+    """(slice key, the anatomy found on it, or None)."""
+    try:
+        return key, find_anatomy(values, geometry)
+    except TfesiError:
+        return key, None
+
+
+def decode(stack_key, slice_key, ref):
+    return stack_key, slice_key, modality_values(ref)
+
+
+def window_of(stack):
+    return stack.key, default_window(stack)
+
+
+def thumbnails(stacks):
+    """(stack key, 64x64 grey picture of its middle slice, radiological) for each stack.
+    Resampled with numpy alone: importing scikit-image here could race the canal worker's
+    import of scipy (two threads importing one package break it)."""
+    out = []
+    for st in stacks:
+        try:
+            ref = st.slices[len(st.slices) // 2]
+            v = display_transform(ref.geometry).apply(modality_values(ref))
+            lo, hi = np.percentile(v, [1, 99.5])
+            small = resample(v, (64, 64))
+            out.append((st.key, np.clip((small - lo) / max(hi - lo, 1e-6) * 255, 0, 255)))
+        except TfesiError:
+            out.append((st.key, None))
+    return out
