@@ -132,3 +132,44 @@ def test_private_write_leaves_an_existing_folder_alone(tmp_path):
     write_atomically(d / "report.pdf", b"%PDF", private=True)
     assert stat.S_IMODE(d.stat().st_mode) == 0o755
     assert stat.S_IMODE((d / "report.pdf").stat().st_mode) == 0o600
+
+
+@posix
+def test_a_killed_write_leaves_its_file_intact_and_its_temporary_is_removed_later(tmp_path):
+    """kill -9 in the middle of a write: the target keeps its old content; the temporary file
+    left behind is removed at the next start once it is an hour old, and nothing else is (a
+    younger temporary of a write under way, other files, a link's target)."""
+    import subprocess
+    import time
+
+    from tfesi_desktop.core.fileio import remove_stale_temporaries
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "study.json").write_text("old")
+    code = ("import os, signal, sys\n"
+            "from tfesi_desktop.core.fileio import write_atomically\n"
+            "def half(f):\n"
+            "    f.write(b'new, half wri'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"write_atomically({str(state / 'study.json')!r}, half, private=True)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert r.returncode == -9
+    assert (state / "study.json").read_text() == "old"
+    (stale,) = _leftovers(state)
+    hour_ago = time.time() - 3700
+    os.utime(state / stale, (hour_ago, hour_ago))
+    deeper = tmp_path / "a" / "b"
+    deeper.mkdir(parents=True)
+    (deeper / f".x{TEMP_MARK}old").write_text("x")
+    os.utime(deeper / f".x{TEMP_MARK}old", (hour_ago, hour_ago))
+    (state / f".y{TEMP_MARK}young").write_text("a write under way")
+    outside = tmp_path.parent / f"outside-{tmp_path.name}{TEMP_MARK}keep"
+    outside.write_text("not ours")
+    os.utime(outside, (hour_ago, hour_ago))
+    (state / f".z{TEMP_MARK}link").symlink_to(outside)
+
+    assert remove_stale_temporaries(tmp_path) == 2
+    assert sorted(_leftovers(state)) == sorted([f".y{TEMP_MARK}young", f".z{TEMP_MARK}link"])
+    assert _leftovers(deeper) == [] and outside.read_text() == "not ours"
+    assert (state / "study.json").read_text() == "old"
+    outside.unlink()

@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import TfesiError
 
-__all__ = ["write_atomically", "private_dir", "TEMP_MARK"]
+__all__ = ["write_atomically", "private_dir", "remove_stale_temporaries", "TEMP_MARK"]
 
 TEMP_MARK = ".tfesi-tmp-"  # temporary files are named ".<target name>.tfesi-tmp-<random>"
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -150,3 +151,31 @@ def _remove(p: Path) -> None:
         os.unlink(p)
     except OSError:
         pass
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, *, older_than_s: float = 3600,
+                             max_depth: int = 4) -> int:
+    """Delete the temporary files :func:`write_atomically` left in ``folder`` (and its
+    subfolders, ``max_depth`` levels) when its process was killed before it could remove them:
+    regular files named with :data:`TEMP_MARK`, last modified over ``older_than_s`` ago (a write
+    under way in another process is younger). Never follows links; returns how many went."""
+    cutoff, removed = time.time() - older_than_s, 0
+    stack = [(Path(folder), 0)]
+    while stack:
+        d, depth = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    if depth < max_depth:
+                        stack.append((Path(e.path), depth + 1))
+                elif (TEMP_MARK in e.name and e.is_file(follow_symlinks=False)
+                      and e.stat(follow_symlinks=False).st_mtime < cutoff):
+                    os.unlink(e.path)
+                    removed += 1
+            except OSError:
+                continue
+    return removed
