@@ -62,16 +62,20 @@ def test_predict_json_is_traceable(test_bundle, demo_case, tmp_path):
     assert chroma_in > 10 and chroma_out < 1
 
 
-def test_predict_by_index_gives_the_same_result(test_bundle, demo_case):
+def test_predict_by_slice_number_counts_as_the_window_does(test_bundle, demo_case):
+    """--slice 5 is the fifth slice, as the window ("slice 5 / 12") and the report ("Slice 5
+    of 12") number them, and the text output says so; the JSON's slice_index counts from 0."""
     from tfesi_desktop.core.dicom import scan
 
     model = test_bundle
     stack = scan(demo_study()).find_stack(demo_case.series_uid)
     index = stack.find_slice(demo_case.slice_key)
     a = json.loads(_run(*_args(demo_case, model), "--json").stdout)
-    b = json.loads(_run(*_args(demo_case, model, slice=str(index)), "--json").stdout)
+    b = json.loads(_run(*_args(demo_case, model, slice=str(index + 1)), "--json").stdout)
     assert a["probability_favourable"] == b["probability_favourable"]
     assert b["slice_index"] == index
+    text = _run(*_args(demo_case, model, slice=str(index + 1))).stdout
+    assert f"slice {index + 1} of {len(stack.slices)}," in text
 
 
 def test_bad_inputs_are_clear_errors(test_bundle, demo_case, tmp_path, capsys):
@@ -85,6 +89,8 @@ def test_bad_inputs_are_clear_errors(test_bundle, demo_case, tmp_path, capsys):
         "at least 16": _args(demo_case, model, roi=f"{x},{y},10,{h}"),
         "four integers": _args(demo_case, model, roi="1,2,3"),
         "Slice 99 does not exist": _args(demo_case, model, slice="99"),
+        "numbered 1 to 12": _args(demo_case, model, slice="0"),
+        "Slice -1 does not exist": _args(demo_case, model, slice="-1"),
         "No slice with SOP": _args(demo_case, model, slice="1.2.3"),
         "the injection side is": _args(demo_case, model, side=other),  # ROI on the other side
         "does not exist": ["predict", tmp_path / "nothing", "--slice", "0", "--roi",
@@ -105,6 +111,9 @@ def test_bad_inputs_are_clear_errors(test_bundle, demo_case, tmp_path, capsys):
     r = _run(*cases["reaches outside"])
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error:")
     assert "Traceback" not in r.stderr
+    # the one line, without LiteRT's native "INFO: Created ... XNNPACK delegate" before it
+    r = _run(*cases["the injection side is"])
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     # the side check can be overridden on purpose
     r = _run(*_args(demo_case, model, side=other), "--allow-side-mismatch", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["roi_side"] == demo_case.side

@@ -151,11 +151,24 @@ def _roi_arg(text: str) -> tuple[int, int, int, int]:
     return tuple(parts)
 
 
+def _slice_index(stack, text: str) -> int:
+    """``--slice``: a slice number counted from 1, as the window and the report count them, or
+    a SOP Instance UID (``uid:frame`` for a frame of a multi-frame file)."""
+    t = str(text).strip()
+    if t.lstrip("+-").isdigit():
+        n, count = int(t), len(stack.slices)
+        if not 1 <= n <= count:
+            raise TfesiError(f"Slice {n} does not exist: this series has {count} slices, "
+                             f"numbered 1 to {count} (as in the window and the report).")
+        return n - 1
+    return stack.find_slice(t)
+
+
 def _load_predictor(model: str | None):
     from .core.bundle import default_bundle_path
     from .core.runtime import Predictor
 
-    return Predictor(Path(model) if model else default_bundle_path())
+    return Predictor(Path(model) if model else default_bundle_path(), quiet=True)
 
 
 def run_prediction(args):
@@ -169,7 +182,7 @@ def run_prediction(args):
         print(f"note: {note}", file=sys.stderr)
     result = opened.scan
     stack = result.find_stack(args.series)
-    index = stack.find_slice(args.slice)
+    index = _slice_index(stack, args.slice)
     selection = Selection(stack.study_uid, stack.key, stack.slices[index].key,
                           _roi_arg(args.roi), args.side, args.level,
                           overrides=("canal", "midline", "side") if args.allow_side_mismatch
@@ -202,7 +215,8 @@ def cmd_predict(args) -> int:
 
         ref = stack.slices[index]
         grey = windowed(modality_values(ref), *default_window(stack))
-        demo = "; SYNTHETIC DEMO MODEL" if predictor.bundle.synthetic else ""
+        demo = ("; SYNTHETIC DEMO MODEL, NOT FOR CLINICAL USE" if predictor.bundle.synthetic
+                else "")
         save_png(overlay(grey, pred.cam_roi, pred.provenance.roi), args.heatmap,
                  labels=ref.geometry.edge_letters(), scale=2 if grey.shape[0] <= 256 else 1,
                  caption=f"Grad-CAM, relative attention; P(favourable) = "
@@ -228,8 +242,8 @@ def cmd_predict(args) -> int:
     print(f"preprocessing v{out['preprocessing_version']}; study {out['study_uid']}; series "
           f"{out['series_uid']}; SOP instance {out['sop_instance_uid']}"
           + (f" frame {out['frame']}" if out["frame"] is not None else ""))
-    print(f"slice {index}, ROI {out['roi']}, side {out['side']}, level {out['level'] or '-'}, "
-          f"{out['time']}")
+    print(f"slice {index + 1} of {len(stack.slices)}, ROI {out['roi']}, side {out['side']}, "
+          f"level {out['level'] or '-'}, {out['time']}")
     return 0
 
 
@@ -668,7 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _prediction_args(s) -> None:
     s.add_argument("path", help="study folder, DICOMDIR, ZIP file or DICOM file")
     s.add_argument("--series", help="Series Instance UID (default: the proposed axial T2)")
-    s.add_argument("--slice", required=True, help="slice index (from 0) or SOP Instance UID")
+    s.add_argument("--slice", required=True,
+                   help="slice number (1 = the first, as the window and the report count) or "
+                        "SOP Instance UID")
     s.add_argument("--roi", required=True, metavar="X,Y,W,H",
                    help="ROI in stored pixels: column and row of the top-left corner, size")
     s.add_argument("--side", required=True, choices=("left", "right"),

@@ -54,25 +54,38 @@ def save_png(rgb: np.ndarray, path: str | Path, *, labels: dict[str, str] | None
              scale: int = 1, caption: str | None = None) -> None:
     """Save RGB as PNG, optionally with orientation letters at the edges (keys top, bottom,
     left, right) and a caption line below. Written atomically."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     img = Image.fromarray(np.asarray(rgb, np.uint8))
     if scale != 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    w, h = img.width, img.height
+    img_full = img
     if caption:
-        canvas = Image.new("RGB", (img.width, img.height + 18), (0, 0, 0))
-        canvas.paste(img, (0, 0))
-        ImageDraw.Draw(canvas).text((4, img.height + 3), caption, fill=(255, 255, 255))
-        img_full = canvas
-    else:
-        img_full = img
+        font = ImageFont.load_default(size=max(11, min(15, w // 40)))
+        lines = [""]
+        for word in caption.split():  # wrapped to the picture's width
+            line = f"{lines[-1]} {word}".strip()
+            if lines[-1] and font.getlength(line) > w - 8:
+                lines.append(word)
+            else:
+                lines[-1] = line
+        step = font.size + 3
+        img_full = Image.new("RGB", (w, h + step * len(lines) + 6), (0, 0, 0))
+        img_full.paste(img, (0, 0))
+        draw = ImageDraw.Draw(img_full)
+        for i, line in enumerate(lines):
+            draw.text((4, h + 4 + i * step), line, fill=(255, 255, 255), font=font)
     if labels:
+        size = max(12, min(22, w // 24))
+        font = ImageFont.load_default(size=size)
         d = ImageDraw.Draw(img_full)
-        w, h = img.width, img.height
-        pos = {"top": (w // 2 - 3, 3), "bottom": (w // 2 - 3, h - 14),
-               "left": (4, h // 2 - 6), "right": (w - 12, h // 2 - 6)}
+        m = size // 3
+        pos = {"top": ((w // 2, m), "mt"), "bottom": ((w // 2, h - m), "mb"),
+               "left": ((m, h // 2), "lm"), "right": ((w - m, h // 2), "rm")}
         for k, text in labels.items():
-            d.text(pos[k], text, fill=(255, 255, 0))
+            xy, anchor = pos[k]
+            d.text(xy, text, fill=(255, 255, 0), font=font, anchor=anchor)
     from .errors import TfesiError
     from .fileio import write_atomically
 

@@ -10,7 +10,10 @@ the ROIs in stored pixels (finer than the network's own map). See docs/architect
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import os
+import sys
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,11 +77,31 @@ class Calibration:
         return f"{self.method} (T = {self.temperature:.3g}, b = {self.intercept:+.3g})"
 
 
+@contextlib.contextmanager
+def _native_stderr_closed():
+    """File descriptor 2 pointed at the null device for the duration (native libraries write
+    to it directly, past Python's sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class Predictor:
     """A loaded model: LiteRT interpreter, head weights, calibration, the ROI set and the
     training feature distribution. Thread-safe (one call at a time)."""
 
-    def __init__(self, bundle: Bundle | str | Path, *, num_threads: int = NUM_THREADS):
+    def __init__(self, bundle: Bundle | str | Path, *, num_threads: int = NUM_THREADS,
+                 quiet: bool = False):
+        """``quiet``: keep LiteRT's native "INFO: Created TensorFlow Lite XNNPACK delegate"
+        line off stderr (it has no switch; the process's stderr is closed for the moment the
+        interpreter allocates). For single-threaded command-line use only: another thread's
+        message at that moment would be lost."""
         from ai_edge_litert.interpreter import Interpreter
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
@@ -86,7 +109,8 @@ class Predictor:
         try:
             self._interp = Interpreter(model_path=str(self.bundle.file(LITERT_FILE)),
                                        num_threads=num_threads)
-            self._interp.allocate_tensors()
+            with _native_stderr_closed() if quiet else contextlib.nullcontext():
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"The LiteRT model cannot be loaded ({e}).",
                              self.bundle.file(LITERT_FILE)) from e
