@@ -203,6 +203,35 @@ def test_evaluation_does_not_rewrite_installed_or_demo_cards(bundle):
     assert cal["temperature"] == 1.3 and cal["intercept"] == -0.2
 
 
+def test_the_shown_performance_is_the_most_independent_one(bundle, tmp_path):
+    """The window, the report and the CLI quote an evaluation on patients used neither in
+    training nor in calibration when the card has one; one that calibrated the model on its
+    own patients does not count, and the held-out split says its calibration was fitted on it."""
+    import json
+
+    from tfesi_desktop.core.bundle import record_evaluation
+
+    card = _card(bundle)
+    card["metrics"].pop("evaluations", None)
+    (bundle / CARD).write_text(json.dumps(card))
+    b = load_bundle(bundle)
+    held_out = b.validated_performance()
+    assert held_out.startswith("Validated AUC") and "calibration was fitted on them" in held_out
+    cohort = tmp_path / "c"
+    cohort.mkdir()
+    (cohort / "cohort.json").write_text(json.dumps({"seed": 77, "generator_version": 2}))
+    result = {"scores": {"x": {"auc": {"auc": 0.8956, "ci95": [0.86, 0.93]},
+                               "table": {"accuracy": 0.81}}}, "n": 400, "favourable": 200,
+              "best_achievable_auc": 0.914}
+    record_evaluation(b, result, manifest=cohort / "manifest.csv", platt=(1.1, 0.0))
+    assert load_bundle(bundle).validated_performance() == held_out  # calibrated on them
+    record_evaluation(load_bundle(bundle), result, manifest=cohort / "manifest.csv")
+    text = load_bundle(bundle).validated_performance()
+    assert text.startswith("Validated AUC 0.896 (95 % CI 0.860-0.930), accuracy 81.0 %, on 400 ")
+    assert "used neither in training nor in calibration (tfesi synth seed 77, generator " \
+           "version 2" in text and text.endswith("best achievable AUC on these data 0.914.")
+
+
 def test_sign_verify_and_trusted_keys(bundle, tmp_path, capsys):
     key = tmp_path / "keys" / "clinic.pem"
     key.parent.mkdir()

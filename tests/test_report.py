@@ -65,7 +65,7 @@ def test_report_holds_every_item(case, tmp_path):
                  study.patient_id, born, seen, "MRI CERVICAL SPINE",
                  "T2 TSE AX C-SPINE", f"{index + 1} of {len(stack.slices)}", "position",
                  "probability of a favourable outcome", "FAVOURABLE", "threshold 0.50",
-                 f"Validated AUC {bundle.card['metrics']['validation']['auc']:.3f}",
+                 bundle.validated_performance().split(" (95")[0],
                  bundle.name, bundle.sha256, "version 2, 13 ROIs",
                  study.study_uid, case.series_uid, case.slice_key,
                  "x {}, y {}, width {}, height {}".format(*case.roi), "level C6",

@@ -332,13 +332,17 @@ def cmd_model_info(args) -> int:
     print(f"  intended use: {c.get('intended_use', '-')}")
     print(f"  {b.validated_performance()}")
     arch = c.get("architecture", {})
-    print(f"  network: {arch.get('base')} ({arch.get('variant')}), {arch.get('parameters', 0):,} "
-          f"parameters, ImageNet initialisation: {arch.get('imagenet_initialization')}")
+    variant = arch.get("variant")
+    named = f" ({variant} variant)" if variant and variant not in (arch.get("base"), "compact") \
+        else ""
+    print(f"  network: {arch.get('base')}{named}, {arch.get('parameters', 0):,} parameters, "
+          + ("from ImageNet weights" if arch.get("imagenet_initialization")
+             else "from random weights (no ImageNet)"))
     t = c.get("training", {})
     if t:
         print(f"  training: {t.get('data')}; {t.get('train')} train / {t.get('validation')} "
-              f"validation; {t.get('optimizer')} lr {t.get('learning_rate')}, batch "
-              f"{t.get('batch_size')}, {t.get('epochs')} epochs")
+              f"validation; {t.get('optimizer')} (learning rate {t.get('learning_rate')}), "
+              f"batch {t.get('batch_size')}, {t.get('epochs')} epochs")
     print(f"  preprocessing version {c['preprocessing_version']}, threshold {b.threshold}")
     print(f"  model SHA-256 {b.sha256}")
     for lim in c.get("limitations", []):
@@ -434,6 +438,9 @@ def cmd_evaluate(args) -> int:
         game = pointing_game(rows)
         if game:
             result["pointing_game"] = game
+        best = _best_achievable_auc(args.manifest)
+        if best is not None:
+            result["best_achievable_auc"] = best
     if args.out:
         write_report(args.out, result, labels, scores, title=source)
         if not args.predictions:
@@ -450,6 +457,20 @@ def cmd_evaluate(args) -> int:
         record_evaluation(predictor.bundle, result, manifest=args.manifest, platt=platt)
     print(json.dumps(result, indent=1) if args.json else table2_text(result, source), end="")
     return 0
+
+
+def _best_achievable_auc(manifest) -> float | None:
+    """A synthetic cohort's own probability (``p_favourable``) scored against its outcomes:
+    the best AUC any model can reach on these patients. None for a clinic's manifest."""
+    from .core.manifest import read_manifest
+    from .core.stats import auc_delong
+
+    cases = read_manifest(manifest)
+    try:
+        p = [float(c.row["p_favourable"]) for c in cases]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return round(auc_delong([c.label for c in cases], p).auc, 4)
 
 
 def _score_manifest(args):

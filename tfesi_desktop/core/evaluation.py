@@ -93,6 +93,9 @@ def table2_text(result: dict, title: str = "") -> str:
         lines.append(f"confusion: TP {c['tp']}  FN {c['fn']}  FP {c['fp']}  TN {c['tn']}")
         if "brier" in e:
             lines.append(f"Brier score {e['brier']:.4f}")
+    if result.get("best_achievable_auc") is not None:
+        lines.append(f"best achievable AUC on these patients (the generator's own probability): "
+                     f"{result['best_achievable_auc']:.3f}")
     for p in result["paired_tests"]:
         lines.append(f"paired DeLong {p['a']} vs {p['b']}: difference {p['difference']:+.3f} "
                      f"(95 % CI {p['ci95'][0]:+.3f} to {p['ci95'][1]:+.3f}), z {p['z']:.2f}, "

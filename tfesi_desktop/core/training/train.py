@@ -63,7 +63,7 @@ class TrainConfig:
 
     def describe_optimizer(self) -> str:
         return ("RMSprop" if self.optimizer == "rmsprop" else
-                "Adam, learning rate decayed to 0 along a cosine")
+                "Adam with cosine decay to 0")
 
     def make_optimizer(self, steps_per_epoch: int):
         import keras
