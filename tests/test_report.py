@@ -191,8 +191,10 @@ def test_scrubbing_removes_whole_identifying_words_only():
     st = SimpleNamespace(patient_name="Li^Ann=", patient_id="A12", birth_date="19640103",
                          study_date="20240512")
     text, n = scrub_identifiers("ANN li, likely A123 or A12; born 3.1.1964, seen 12/05/2024 "
-                                "and 2024-05-12. Annals.", st)
+                                "and 2024-05-12. Annals. DOB 3 January 1964 (Jan 3, 1964); "
+                                "seen again May 12 2024.", st)
     assert text == ("[removed] [removed], likely A123 or [removed]; born [removed], seen "
-                    "[removed] and [removed]. Annals.")
-    assert n == 6
+                    "[removed] and [removed]. Annals. DOB [removed] ([removed]); seen again "
+                    "[removed].")
+    assert n == 9
     assert scrub_identifiers("nothing here", st) == ("nothing here", 0)

@@ -238,14 +238,24 @@ def _crop_overlay(inp: ReportInputs) -> np.ndarray:
 REMOVED = "[removed]"
 
 
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+
+
 def _date_spellings(d: str) -> list[str]:
     """A DICOM date (YYYYMMDD) as people write it: 19640103, 1964-01-03, 03.01.1964,
-    03/01/1964, 01/03/1964, 3.1.1964."""
+    03/01/1964, 01/03/1964, 3.1.1964, 3 January 1964, January 3, 1964, 3 Jan 1964 ..."""
     if not (d and len(d) == 8 and d.isdigit()):
         return [d] if d else []
     y, m, dd = d[:4], d[4:6], d[6:8]
-    return [d, f"{y}-{m}-{dd}", f"{dd}.{m}.{y}", f"{dd}/{m}/{y}", f"{m}/{dd}/{y}",
-            f"{int(dd)}.{int(m)}.{y}", f"{y}/{m}/{dd}"]
+    out = [d, f"{y}-{m}-{dd}", f"{dd}.{m}.{y}", f"{dd}/{m}/{y}", f"{m}/{dd}/{y}",
+           f"{int(dd)}.{int(m)}.{y}", f"{y}/{m}/{dd}"]
+    if 1 <= int(m) <= 12:
+        day = str(int(dd))
+        for month in {_MONTHS[int(m) - 1], _MONTHS[int(m) - 1][:3]}:
+            out += [f"{day} {month} {y}", f"{month} {day}, {y}", f"{month} {day} {y}",
+                    f"{dd} {month} {y}"]
+    return out
 
 
 def scrub_identifiers(text: str, study) -> tuple[str, int]:
