@@ -131,6 +131,7 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     w.auto_check.setChecked(False)
     _place_roi(qtbot, w, (roi[0] + 3, roi[1], roi[2], roi[3]))
     assert w.stale_label.isVisible() and w.view.overlay.image is None
+    assert "predict again" in w.stale_label.text()
     assert "<s>" in w.result_label.text() and "#1b5e20" not in w.result_label.text()
     assert not w.actions_by_name["export"].isEnabled()
     qtbot.keyClick(w, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
@@ -203,6 +204,9 @@ def test_side_mismatch_is_refused_until_overridden_and_mask(qtbot, window, case,
     assert w.override_button.isVisible()
     qtbot.wait(600)  # auto-predict would have fired by now
     assert w.session.current_result() is None and "No result" in w.result_label.text()
+    # the old result is out of date, and the advice is to correct, not to predict again
+    assert w.stale_label.isVisible() and "correct the ROI or the side" in w.stale_label.text()
+    assert "Predict again" not in w.result_label.text()
     assert not w.actions_by_name["export"].isEnabled() and w.export_report() is None
     w.override_button.click()
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)

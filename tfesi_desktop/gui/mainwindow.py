@@ -968,11 +968,15 @@ class MainWindow(QMainWindow):
             p.provenance_label.setText("")
         else:
             p.result_label.setText((html + "<br>" if html else "")
-                                   + result_html(r.prediction, stale=stale))
+                                   + result_html(r.prediction, stale=stale,
+                                                 blocked=bool(block)))
             p.provenance_label.setText(provenance_html(r.prediction))
             p.cam_caption.setText(f"Relative attention\n(Grad-CAM of the "
                                   f"{r.prediction.cam_target}\nclass, inside the ROI)")
-        p.stale_label.setVisible(stale)  # the result itself is greyed and struck through
+        # the result itself is greyed and struck through; the banner says what to do
+        p.stale_label.setText("The result no longer matches the ROI, slice or side: "
+                              + ("correct the ROI or the side." if block else "predict again."))
+        p.stale_label.setVisible(stale)
         self._show_overlay()
         self.comparison.show()
         self._update_actions()

@@ -13,7 +13,9 @@ from ..core.runtime import format_probability
 GREEN, RED, GREY = "#1b5e20", "#8d1c1c", "#777777"
 
 
-def result_html(pred, *, stale: bool = False) -> str:
+def result_html(pred, *, stale: bool = False, blocked: bool = False) -> str:
+    """The result as HTML: greyed and struck through when ``stale``; ``blocked``: a safety gate
+    stops a new prediction, so the advice is to correct the ROI or side, not to predict."""
     lo, hi = pred.interval
     colour = GREEN if pred.label == "favourable" else RED
     if stale or not pred.reliable or pred.borderline:
@@ -28,8 +30,10 @@ def result_html(pred, *, stale: bool = False) -> str:
             f"outcome (&ge; 50 % pain reduction at 2 months)<br><b>{pred.label}</b> at the "
             f"model's threshold {pred.threshold:.2f}{e}</span>")
     if stale:
+        advice = ("Correct the ROI or the side first (see above)." if blocked
+                  else "Predict again.")
         return html + ("<br><b style='color:#a05a00'>Out of date: made for another ROI, slice "
-                       "or side. Predict again.</b>")
+                       f"or side. {advice}</b>")
     if pred.borderline:
         html += ("<br><b style='color:#a05a00'>Borderline: it depends on where the ROI is "
                  "drawn.</b>")
