@@ -6,13 +6,14 @@ connects their signals to session edits (docs/architecture.md)."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QDoubleValidator
+from PySide6.QtGui import QDoubleValidator, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QSlider,
+    QTextBrowser,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -32,6 +34,31 @@ from ..core.session import LEVELS
 from .viewer import colour_bar_pixmap
 
 KEY = Qt.ItemDataRole.UserRole
+
+
+class WrappingText(QTextBrowser):
+    """Small read-only rich text that breaks long UIDs and digests anywhere (a QLabel breaks only
+    at spaces, so they were cut off at the panel's edge), selectable and copyable as they are,
+    as tall as its text. ``setText``/``text`` as on a QLabel (``text`` is the plain text)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setOpenLinks(False)
+        self.setStyleSheet("font-size: 8pt; background: transparent;")
+        self.document().setDocumentMargin(0)
+        self.document().documentLayout().documentSizeChanged.connect(
+            lambda size: self.setFixedHeight(int(size.height()) + 2))
+        self.setFixedHeight(2)
+
+    def setText(self, html: str) -> None:  # noqa: N802 - QLabel's name
+        self.setHtml(html)
+
+    def text(self) -> str:
+        return self.toPlainText()
 
 
 def _date(d: str) -> str:
@@ -297,12 +324,7 @@ class SidePanel(QWidget):
                                   "the ROI)")
         bar.addWidget(self.cam_caption, 1)
         lay.addLayout(bar)
-        self.provenance_label = QLabel("")
-        self.provenance_label.setWordWrap(True)
-        self.provenance_label.setTextFormat(Qt.TextFormat.RichText)
-        self.provenance_label.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.provenance_label.setStyleSheet("font-size: 8pt;")
+        self.provenance_label = WrappingText()
         lay.addWidget(self.provenance_label)
         col.addWidget(g)
 
