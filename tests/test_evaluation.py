@@ -222,10 +222,11 @@ def test_learning_curve_on_nested_subsets(cohort, tmp_path, capsys, monkeypatch)
 
     from tfesi_desktop.core.training import study
 
-    seen = []
+    seen, configs = [], []
 
     def quick_fit(regions, y, config, *, progress=None, train_idx=None, val_idx=None):
         seen.append(len(regions))
+        configs.append(config)
         x = np.stack([r.input().image for r in regions])[:, ::10, ::10, 0].reshape(len(y), -1)
         clf = LogisticRegression(max_iter=2000).fit(x[train_idx], y[train_idx])
         return None, {"validation_probabilities": clf.predict_proba(x[val_idx])[:, 1].tolist()}
@@ -250,3 +251,16 @@ def test_learning_curve_on_nested_subsets(cohort, tmp_path, capsys, monkeypatch)
     assert img.shape[0] > 300 and img.std() > 10  # a drawn figure, not a blank page
     assert main(["study", str(cohort[0] / "manifest.csv"), "--out", str(tmp_path / "x"),
                  "--learning-curve", "1000"]) == 2
+    # the compact network is trained with its own recipe, the paper's network with the study's
+    configs.clear()
+    assert main(["study", str(cohort[0] / "manifest.csv"), "--out", str(tmp_path / "lc2"),
+                 "--init", "random", "--learning-curve", "4", "--folds", "2", "--arms",
+                 "compact,original", "--epochs", "3"]) == 0
+    compact = [c for c in configs if c.variant == "compact"]
+    paper = [c for c in configs if c.variant == "original"]
+    assert len(compact) == len(paper) == 2
+    assert {(c.optimizer, c.learning_rate, c.batch_size, c.epochs) for c in compact} == {
+        ("adam", 1e-3, 32, 30)}
+    assert {(c.optimizer, c.learning_rate, c.epochs) for c in paper} == {("rmsprop", 1e-5, 3)}
+    assert main(["study", str(cohort[0] / "manifest.csv"), "--out", str(tmp_path / "lc3"),
+                 "--learning-curve", "4", "--folds", "2", "--arms", "resnet"]) == 2

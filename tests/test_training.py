@@ -39,6 +39,13 @@ def test_train_writes_a_verified_bundle_with_held_out_metrics(cohort, tmp_path, 
     p = Predictor(bundle)  # loads on the runtime
     assert p.ood is not None and p.ood.threshold == pytest.approx(b.card["ood"]["threshold"])
     assert p.calibration.temperature == b.card["calibration"]["temperature"]
+    # the compact network: its own recipe (Adam at 1e-3, batch 32) for what is not given
+    compact = tmp_path / "compact"
+    assert main(["train", str(out_dir / "manifest.csv"), "--out", str(compact), "--epochs", "1",
+                 "--validation-fraction", "0.34", "--seed", "3", "--variant", "compact"]) == 0
+    t = load_bundle(compact).card["training"]
+    assert t["optimizer"] == "Adam with cosine decay to 0" and t["learning_rate"] == 1e-3
+    assert t["batch_size"] == 32 and t["epochs"] == 1 and t["initialization"] == "random"
     # refuses to overwrite without --force, and a missing manifest is a clear error
     assert main(["train", str(out_dir / "manifest.csv"), "--out", str(bundle)]) == 2
     assert main(["train", str(tmp_path / "none.csv"), "--out", str(tmp_path / "b2")]) == 2

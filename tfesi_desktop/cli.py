@@ -282,7 +282,7 @@ def cmd_report(args) -> int:
 # --- tfesi train -------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from .core.training.train import TrainConfig, bundle_from_directory, train
+    from .core.training.train import TrainConfig, bundle_from_directory, recipe, train
 
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -297,8 +297,9 @@ def cmd_train(args) -> int:
                                      version=args.version, precision=args.precision,
                                      overwrite=args.force)
     else:
-        cfg = TrainConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
-                          learning_rate=args.learning_rate, optimizer=args.optimizer,
+        settings = recipe(args.variant)  # what is not given: the variant's recipe
+        settings.update({k: v for k in settings if (v := getattr(args, k)) is not None})
+        cfg = TrainConfig(variant=args.variant, **settings,
                           validation_fraction=args.validation_fraction, seed=args.seed,
                           init=args.init, imagenet_weights=args.imagenet_weights,
                           augment=not args.no_augment, soft_labels=args.soft_labels,
@@ -505,9 +506,12 @@ def cmd_study(args) -> int:
             raise TfesiError("--learning-curve takes sizes such as 100,200,300.") from None
         if not sizes or min(sizes) < 2 * max(args.folds, 2):
             raise TfesiError("--learning-curve needs sizes of at least twice the folds.")
+        arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
+        known = (*TRAIN_VARIANTS, "augmentation-off")
+        if not arms or any(a not in known for a in arms):
+            raise TfesiError(f"--arms takes some of {', '.join(known)}.")
         result = run_learning_curve(
-            args.manifest, out, sizes, folds=max(args.folds, 2),
-            arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+            args.manifest, out, sizes, folds=max(args.folds, 2), arms=arms,
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             seed=args.seed, init=args.init, imagenet_weights=args.imagenet_weights,
             progress=lambda m: print(m, file=sys.stderr, flush=True))
@@ -596,11 +600,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", choices=TRAIN_VARIANTS, default="original",
                    help="the paper's network (original), an ablation variant, or compact: a "
                         "small CNN that learns from random weights on a CPU (README)")
-    s.add_argument("--epochs", type=int, default=26)
-    s.add_argument("--batch-size", type=int, default=8)
-    s.add_argument("--learning-rate", type=float, default=1e-5)
-    s.add_argument("--optimizer", choices=("rmsprop", "adam"), default="rmsprop",
-                   help="rmsprop at a constant rate (the paper's) or adam with cosine decay")
+    s.add_argument("--epochs", type=int,
+                   help="default: 26 (the paper's); 30 for compact")
+    s.add_argument("--batch-size", type=int, help="default: 8; 32 for compact")
+    s.add_argument("--learning-rate", type=float, help="default: 1e-5; 1e-3 for compact")
+    s.add_argument("--optimizer", choices=("rmsprop", "adam"),
+                   help="rmsprop at a constant rate (the paper's; default) or adam with cosine "
+                        "decay (default for compact)")
     s.add_argument("--validation-fraction", type=float, default=0.2)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--init", choices=("imagenet", "random"), default="imagenet",
@@ -684,7 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--learning-curve", metavar="N1,N2,...",
                    help="cross-validate on nested subsets of these sizes instead")
     s.add_argument("--arms", default="original",
-                   help="with --learning-curve: CNN arms, e.g. original,augmentation-off")
+                   help="with --learning-curve: CNN arms, e.g. original,augmentation-off or "
+                        "compact (trained with its own recipe, not --epochs etc.)")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_study)
 

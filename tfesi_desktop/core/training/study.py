@@ -29,12 +29,25 @@ from ..evaluation import evaluate_scores, write_report
 from ..manifest import load_regions
 from ..stats import auc_delong, brier_score, fit_temperature, logit
 from .network import VARIANTS
-from .train import TrainConfig, fit_and_evaluate, split
+from .train import RECIPES, TrainConfig, fit_and_evaluate, recipe, split
 
 BASELINE = "handcrafted+logistic"
 GENERATOR = "generator (best achievable)"
 # arms trained on the ROIs as drawn, without ROI/intensity jitter: {arm: variant}
 AUGMENTATION_OFF_OF = {"augmentation-off": "original"}
+
+
+def arm_config(arm: str, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
+               init: str, imagenet_weights: str | None) -> TrainConfig:
+    """The training of one arm: the study's settings (the paper's by default) for the paper's
+    network and its variants; the compact network's own recipe (:data:`.train.RECIPES`) for
+    ``compact``, which does not learn at the paper's learning rate."""
+    variant = AUGMENTATION_OFF_OF.get(arm, arm)
+    settings = (recipe(variant) if variant in RECIPES else
+                {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate})
+    return TrainConfig(variant=variant, **settings, seed=seed, init=init,
+                       imagenet_weights=imagenet_weights,
+                       augment=arm not in AUGMENTATION_OFF_OF)
 
 
 def _generator_probs(cases) -> np.ndarray | None:
@@ -64,10 +77,9 @@ def run_study(manifest: str | Path, out: str | Path, *, folds: int = 5, ablation
                      "init": init, "imagenet_weights": bool(imagenet_weights), "arms": {}}
 
     def cfg(arm):
-        return TrainConfig(variant=AUGMENTATION_OFF_OF.get(arm, arm), epochs=epochs,
-                           batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                           init=init, imagenet_weights=imagenet_weights,
-                           augment=arm not in AUGMENTATION_OFF_OF)
+        return arm_config(arm, epochs=epochs, batch_size=batch_size,
+                          learning_rate=learning_rate, seed=seed, init=init,
+                          imagenet_weights=imagenet_weights)
 
     feats = None
     if baseline:
@@ -267,10 +279,9 @@ def run_learning_curve(manifest: str | Path, out: str | Path, sizes: list[int], 
         for k, (ftr, fva) in enumerate(skf.split(np.zeros(n), yy), start=1):
             for arm in arms:
                 say(f"learning curve: {n} patients, fold {k}/{folds}, {arm}")
-                cfg = TrainConfig(variant=AUGMENTATION_OFF_OF.get(arm, arm), epochs=epochs,
-                                  batch_size=batch_size, learning_rate=learning_rate,
-                                  seed=seed, init=init, imagenet_weights=imagenet_weights,
-                                  augment=arm not in AUGMENTATION_OFF_OF)
+                cfg = arm_config(arm, epochs=epochs, batch_size=batch_size,
+                                 learning_rate=learning_rate, seed=seed, init=init,
+                                 imagenet_weights=imagenet_weights)
                 _, record = fit_and_evaluate([regions[i] for i in idx], yy, cfg,
                                              train_idx=ftr, val_idx=fva)
                 oof[arm][fva] = record["validation_probabilities"]

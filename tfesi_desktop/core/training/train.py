@@ -37,6 +37,19 @@ from .augment import Augmentation, make_sequence
 log = logging.getLogger(__name__)
 
 
+# How each network is trained unless told otherwise: the paper's settings (Table 2) for its network
+# and the ablation variants; for the compact network the CPU recipe the demonstration model was
+# trained with (README; docs/architecture.md, measured facts).
+PAPER_RECIPE = {"epochs": 26, "batch_size": 8, "learning_rate": 1e-5, "optimizer": "rmsprop"}
+RECIPES = {"compact": {"epochs": 30, "batch_size": 32, "learning_rate": 1e-3,
+                       "optimizer": "adam"}}
+
+
+def recipe(variant: str) -> dict:
+    """The default training settings of a variant (see :data:`RECIPES`)."""
+    return dict(RECIPES.get(variant, PAPER_RECIPE))
+
+
 @dataclass
 class TrainConfig:
     variant: str = "original"  # or another of network.ARCHITECTURES
