@@ -420,7 +420,7 @@ def cmd_evaluate(args) -> int:
         if not args.manifest:
             raise TfesiError("Give --predictions CSV, or --manifest (with --model, or the "
                              "model in use).")
-        labels, scores, predictor, raw_logits, rows = _score_manifest(args)
+        labels, scores, predictor, raw_logits, rows, cases = _score_manifest(args)
         source = f"{predictor.bundle.name} {predictor.bundle.version} on {args.manifest}"
         names = ("favourable", "poor")
     try:
@@ -431,7 +431,8 @@ def cmd_evaluate(args) -> int:
     result["source"] = source
     if not args.predictions:
         from .core.evaluation import pointing_game, stability
-        from .core.stats import calibration_summary
+        from .core.manifest import generator_probabilities
+        from .core.stats import auc_delong, calibration_summary
 
         (probs,) = scores.values()
         result["calibration"] = calibration_summary(labels, probs)
@@ -439,9 +440,9 @@ def cmd_evaluate(args) -> int:
         game = pointing_game(rows)
         if game:
             result["pointing_game"] = game
-        best = _best_achievable_auc(args.manifest)
-        if best is not None:
-            result["best_achievable_auc"] = best
+        gen = generator_probabilities(cases)
+        if gen is not None:  # a synthetic cohort: the best any model can reach on it
+            result["best_achievable_auc"] = round(auc_delong(labels, gen).auc, 4)
     if args.out:
         write_report(args.out, result, labels, scores, title=source)
         if not args.predictions:
@@ -460,23 +461,10 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _best_achievable_auc(manifest) -> float | None:
-    """A synthetic cohort's own probability (``p_favourable``) scored against its outcomes:
-    the best AUC any model can reach on these patients. None for a clinic's manifest."""
-    from .core.manifest import read_manifest
-    from .core.stats import auc_delong
-
-    cases = read_manifest(manifest)
-    try:
-        p = [float(c.row["p_favourable"]) for c in cases]
-    except (KeyError, TypeError, ValueError):
-        return None
-    return round(auc_delong([c.label for c in cases], p).auc, 4)
-
-
 def _score_manifest(args):
     """Score every patient of a manifest with the stable prediction, exactly as the window
-    shows it; returns (labels, {model: probabilities}, predictor, raw mean logits, rows)."""
+    shows it; returns (labels, {model: probabilities}, predictor, raw mean logits, rows,
+    cases)."""
     import numpy as np
 
     from .core.evaluation import score_cases
@@ -488,7 +476,7 @@ def _score_manifest(args):
     labels = np.array([c.label for c in cases])
     probs = np.array([r["probability"] for r in rows])
     raw = np.array([r["raw_logit"] for r in rows])
-    return labels, {predictor.bundle.name: probs}, predictor, raw, rows
+    return labels, {predictor.bundle.name: probs}, predictor, raw, rows, cases
 
 
 def cmd_study(args) -> int:
@@ -498,7 +486,12 @@ def cmd_study(args) -> int:
     if out.exists() and any(out.iterdir()) and not args.force:
         raise TfesiError("This folder is not empty; choose another or add --force.", out)
     if args.learning_curve:
-        from .core.training.study import learning_curve_text, run_learning_curve
+        from .core.training.network import ARCHITECTURES
+        from .core.training.study import (
+            AUGMENTATION_OFF_OF,
+            learning_curve_text,
+            run_learning_curve,
+        )
 
         try:
             sizes = [int(v) for v in args.learning_curve.split(",") if v.strip()]
@@ -507,7 +500,7 @@ def cmd_study(args) -> int:
         if not sizes or min(sizes) < 2 * max(args.folds, 2):
             raise TfesiError("--learning-curve needs sizes of at least twice the folds.")
         arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
-        known = (*TRAIN_VARIANTS, "augmentation-off")
+        known = (*ARCHITECTURES, *AUGMENTATION_OFF_OF)
         if not arms or any(a not in known for a in arms):
             raise TfesiError(f"--arms takes some of {', '.join(known)}.")
         result = run_learning_curve(

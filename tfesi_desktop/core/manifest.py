@@ -70,6 +70,16 @@ def read_manifest(path: str | Path) -> list[Case]:
     return cases
 
 
+def generator_probabilities(cases) -> np.ndarray | None:
+    """A synthetic cohort's own probability of a favourable outcome per case (the manifest's
+    ``p_favourable``, written by ``tfesi synth``): scored against the outcomes it gives the best
+    achievable AUC. None for a clinic's manifest, which has no such column."""
+    try:
+        return np.array([float(c.row["p_favourable"]) for c in cases])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def case_input(case: Case):
     """The model input (see :mod:`.preprocess`) of one manifest row."""
     return case_region(case).input()

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..baseline import feature_matrix, fit_predict
 from ..evaluation import evaluate_scores, write_report
-from ..manifest import load_regions
+from ..manifest import generator_probabilities, load_regions
 from ..stats import auc_delong, brier_score, fit_temperature, logit
 from .network import VARIANTS
 from .train import RECIPES, TrainConfig, fit_and_evaluate, recipe, split
@@ -50,13 +50,6 @@ def arm_config(arm: str, *, epochs: int, batch_size: int, learning_rate: float, 
                        augment=arm not in AUGMENTATION_OFF_OF)
 
 
-def _generator_probs(cases) -> np.ndarray | None:
-    try:
-        return np.array([float(c.row["p_favourable"]) for c in cases])
-    except (KeyError, ValueError):
-        return None
-
-
 def run_study(manifest: str | Path, out: str | Path, *, folds: int = 5, ablation: bool = True,
               baseline: bool = True, cv: bool = True, epochs: int = 26, batch_size: int = 8,
               learning_rate: float = 1e-5, seed: int = 0, imagenet_weights: str | None = None,
@@ -69,7 +62,7 @@ def run_study(manifest: str | Path, out: str | Path, *, folds: int = 5, ablation
     t_start = time.monotonic()
     regions, y, cases = load_regions(manifest)
     x = np.stack([r.input().image for r in regions])
-    gen = _generator_probs(cases)
+    gen = generator_probabilities(cases)
     times: dict[str, float] = {}
     summary: dict = {"manifest": str(manifest), "patients": int(len(y)),
                      "favourable": int(y.sum()), "seed": seed, "epochs": epochs,
@@ -268,7 +261,7 @@ def run_learning_curve(manifest: str | Path, out: str | Path, sizes: list[int], 
         raise TfesiError(f"The learning curve asks for {max(sizes)} patients; the manifest has "
                          f"{len(y)}.", manifest)
     sizes = sorted(set(sizes))
-    gen = _generator_probs(cases)
+    gen = generator_probabilities(cases)
     feats = feature_matrix(np.stack([r.input().image for r in regions]))
     rows = []
     for n, idx in zip(sizes, nested_subsets(y, sizes, seed), strict=True):

@@ -53,12 +53,12 @@ def recipe(variant: str) -> dict:
 @dataclass
 class TrainConfig:
     variant: str = "original"  # or another of network.ARCHITECTURES
-    epochs: int = 26
-    batch_size: int = 8
-    learning_rate: float = 1e-5
+    epochs: int = PAPER_RECIPE["epochs"]
+    batch_size: int = PAPER_RECIPE["batch_size"]
+    learning_rate: float = PAPER_RECIPE["learning_rate"]
     # "rmsprop": the paper's, at a constant rate; "adam": Adam with the rate decayed to 0 over
     # the run along a cosine (what the compact network is trained with)
-    optimizer: str = "rmsprop"
+    optimizer: str = PAPER_RECIPE["optimizer"]
     validation_fraction: float = 0.2
     seed: int = 0
     init: str = "imagenet"  # or "random"; the from-scratch variant is always random
@@ -345,15 +345,12 @@ def bundle_from_trained(model, record: dict, regions, y: np.ndarray, manifest: P
 
 def _best_auc_on(cohort: dict, manifest: Path, idx: np.ndarray) -> float | None:
     """The generator's own probability scored on the same held-out patients."""
-    from ..manifest import read_manifest
+    from ..manifest import generator_probabilities, read_manifest
 
-    cases = read_manifest(manifest)
-    try:
-        p = np.array([float(cases[i].row["p_favourable"]) for i in idx])
-    except (KeyError, ValueError):
-        return None
-    y = np.array([cases[i].label for i in idx])
-    return round(auc_delong(y, p).auc, 4)
+    every = read_manifest(manifest)
+    cases = [every[i] for i in idx]
+    p = generator_probabilities(cases)
+    return None if p is None else round(auc_delong([c.label for c in cases], p).auc, 4)
 
 
 def train(manifest: str | Path, out: str | Path, config: TrainConfig, *, name: str,
