@@ -133,23 +133,18 @@ class Bundle:
         who = f"{'synthetic ' if self.synthetic else ''}patients"
         independent = [e for e in m.get("evaluations", []) if e.get("independent", True)]
         if independent:
-            e = independent[-1]
-            lo, hi = e["auc_ci95"]
-            text = (f"Validated AUC {e['auc']:.3f} (95 % CI {lo:.3f}-{hi:.3f}), accuracy "
-                    f"{100 * e['accuracy']:.1f} %, on {e['n']} {who} used neither in training "
-                    f"nor in calibration ({e['data']})")
-            best = e.get("best_achievable_auc")
+            v = independent[-1]
+            which = f"{who} used neither in training nor in calibration ({v['data']})"
         elif m.get("validation"):
             v = m["validation"]
-            lo, hi = v["auc_ci95"]
-            text = (f"Validated AUC {v['auc']:.3f} (95 % CI {lo:.3f}-{hi:.3f}), accuracy "
-                    f"{100 * v['accuracy']:.1f} %, on {v['n']} held-out {who} (its "
-                    "calibration was fitted on them too)")
-            best = v.get("best_achievable_auc")
+            which = f"held-out {who} (its calibration was fitted on them too)"
         else:
             return "No validated performance recorded for this model."
-        if best:
-            text += f"; best achievable AUC on these data {best:.3f}"
+        lo, hi = v["auc_ci95"]
+        text = (f"Validated AUC {v['auc']:.3f} (95 % CI {lo:.3f}-{hi:.3f}), accuracy "
+                f"{100 * v['accuracy']:.1f} %, on {v['n']} {which}")
+        if v.get("best_achievable_auc"):
+            text += f"; best achievable AUC on these data {v['best_achievable_auc']:.3f}"
         return text + "."
 
     def disclaimer(self) -> str:
