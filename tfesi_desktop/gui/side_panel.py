@@ -36,6 +36,24 @@ from .viewer import colour_bar_pixmap
 KEY = Qt.ItemDataRole.UserRole
 
 
+RESULT_STYLE = "background: #fafafa; color: black; padding: 4px;"
+
+
+def _wrapped(text: str = "", *, rich: bool = False, style: str | None = None,
+             hidden: bool = False) -> QLabel:
+    """A word-wrapped label, optionally rich text, styled, or hidden until there is something
+    to say."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    if rich:
+        label.setTextFormat(Qt.TextFormat.RichText)
+    if style:
+        label.setStyleSheet(style)
+    if hidden:
+        label.hide()
+    return label
+
+
 class WrappingText(QTextBrowser):
     """Small read-only rich text that breaks long UIDs and digests anywhere (a QLabel breaks only
     at spaces, so they were cut off at the panel's edge), selectable and copyable as they are,
@@ -237,17 +255,12 @@ class SidePanel(QWidget):
         self.level_combo.currentTextChanged.connect(
             lambda t: self.level_chosen.emit(None if t == "-" else t))
         form.addRow("Level", self.level_combo)
-        self.level_source = QLabel("")
-        self.level_source.setWordWrap(True)
+        self.level_source = _wrapped()
         form.addRow(self.level_source)
-        self.side_hint = QLabel("")
-        self.side_hint.setWordWrap(True)
+        self.side_hint = _wrapped()
         form.addRow(self.side_hint)
-        self.side_warning = QLabel("")
-        self.side_warning.setWordWrap(True)
-        self.side_warning.setTextFormat(Qt.TextFormat.RichText)
-        self.side_warning.setStyleSheet("color: white; background: #b00020; padding: 4px;")
-        self.side_warning.hide()
+        self.side_warning = _wrapped(rich=True, hidden=True,
+                                     style="color: white; background: #b00020; padding: 4px;")
         form.addRow(self.side_warning)
         self.override_button = QPushButton("I have checked: confirm override and predict")
         self.override_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -268,33 +281,20 @@ class SidePanel(QWidget):
         row.addWidget(self.predict_button)
         row.addWidget(self.auto_check)
         lay.addLayout(row)
-        self.result_label = QLabel("No prediction yet.")
-        self.result_label.setWordWrap(True)
-        self.result_label.setTextFormat(Qt.TextFormat.RichText)
-        self.result_label.setStyleSheet("background: #fafafa; color: black; padding: 4px;")
+        self.result_label = _wrapped("No prediction yet.", rich=True, style=RESULT_STYLE)
         lay.addWidget(self.result_label)
-        self.kim_label = QLabel("")
-        self.kim_label.setWordWrap(True)
+        self.kim_label = _wrapped()
         self.kim_label.setObjectName("kim_label")
         lay.addWidget(self.kim_label)
-        self.comparison_label = QLabel("")
-        self.comparison_label.setWordWrap(True)
-        self.comparison_label.setTextFormat(Qt.TextFormat.RichText)
-        self.comparison_label.setStyleSheet("background: #fafafa; color: black; padding: 4px;")
-        self.comparison_label.hide()
+        self.comparison_label = _wrapped(rich=True, style=RESULT_STYLE, hidden=True)
         lay.addWidget(self.comparison_label)
-        self.stale_label = QLabel("The result no longer matches the ROI, slice or side: "
-                                  "predict again.")
-        self.stale_label.setWordWrap(True)
-        self.stale_label.setStyleSheet("color: black; background: #ffd54f; padding: 4px;")
-        self.stale_label.hide()
+        self.stale_label = _wrapped("The result no longer matches the ROI, slice or side: "
+                                    "predict again.", hidden=True,
+                                    style="color: black; background: #ffd54f; padding: 4px;")
         lay.addWidget(self.stale_label)
-        self.performance_label = QLabel("")
-        self.performance_label.setWordWrap(True)
+        self.performance_label = _wrapped()
         lay.addWidget(self.performance_label)
-        self.disclaimer_label = QLabel("")
-        self.disclaimer_label.setWordWrap(True)
-        self.disclaimer_label.setStyleSheet("color: #b00020; font-weight: bold;")
+        self.disclaimer_label = _wrapped(style="color: #b00020; font-weight: bold;")
         lay.addWidget(self.disclaimer_label)
         # below: details that scroll with the panel
         g = QGroupBox("Heat map and provenance")
@@ -354,8 +354,7 @@ class SidePanel(QWidget):
         self.crop_preview = QLabel()
         self.crop_preview.setFixedSize(150, 150)
         self.crop_preview.setStyleSheet("background: black;")
-        self.crop_caption = QLabel("Draw a rectangle around the foramen\n(D, or Shift+drag).")
-        self.crop_caption.setWordWrap(True)
+        self.crop_caption = _wrapped("Draw a rectangle around the foramen\n(D, or Shift+drag).")
         lay.addWidget(self.crop_preview)
         lay.addWidget(self.crop_caption, 1)
         col.addWidget(g)
