@@ -167,3 +167,45 @@ def test_metadata_a_packager_needs():
     for dep in runtime:
         name = dep.split(">")[0].split("<")[0].split("!")[0].split("=")[0].strip().lower()
         assert name in locked, f"{name} is not in requirements.lock"
+
+
+def _study(root: Path, name: str, size: int, age_days: float) -> Path:
+    import os
+    import time
+
+    p = root / name
+    (p / "series").mkdir(parents=True)
+    (p / "series" / "a.dcm").write_bytes(b"\0" * size)
+    t = time.time() - age_days * 86400
+    os.utime(p, (t, t))
+    return p
+
+
+def test_the_cache_keeps_its_limit_oldest_first_and_never_the_study_just_retrieved(tmp_path):
+    from tfesi_desktop.core.pacs.eviction import cached_studies, clear, evict
+
+    root = tmp_path / "studies"
+    old = _study(root, "1.1", 4000, 30)
+    mid = _study(root, "1.2", 4000, 10)
+    new = _study(root, "1.3", 4000, 0)
+    (root / ".incoming-x").mkdir()  # a retrieval in progress is not a cached study
+    assert [s.path for s in cached_studies(root)] == [old, mid, new]
+    assert evict(root, limit=9000, keep=new) == [old]
+    assert evict(root, limit=100, keep=new) == [mid] and new.exists()
+    assert clear(root, older_than_days=1) == (0, 0)
+    assert clear(root) == (1, 4000) and not new.exists() and (root / ".incoming-x").exists()
+
+
+def test_cache_commands(tmp_path, monkeypatch, capsys):
+    from tfesi_desktop.cli import main
+
+    monkeypatch.setenv("TFESI_HOME", str(tmp_path))
+    monkeypatch.setenv("TFESI_CACHE_LIMIT_GB", "0.5")
+    _study(tmp_path / "cache" / "studies", "1.9", 1000, 5)
+    assert main(["cache", "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["studies"] == 1 and info["bytes"] == 1000 and info["limit_bytes"] == 2**29
+    assert main(["cache", "clear"]) == 0
+    assert "removed 1 retrieved studies" in capsys.readouterr().out
+    monkeypatch.setenv("TFESI_CACHE_LIMIT_GB", "lots")
+    assert main(["cache", "info"]) == 2

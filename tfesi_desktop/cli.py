@@ -570,6 +570,32 @@ def cmd_bench(args) -> int:
     return 0
 
 
+# --- tfesi cache ------------------------------------------------------------------------------
+
+def _mb(n: int) -> str:
+    return f"{n / 1024**2:,.1f} MB"
+
+
+def cmd_cache(args) -> int:
+    from .core.pacs import cache_root
+    from .core.pacs.eviction import cached_studies, clear, limit_bytes
+
+    root = cache_root()
+    if args.cache_command == "clear":
+        n, size = clear(root, older_than_days=args.older_than_days)
+        result = {"removed_studies": n, "removed_bytes": size, "folder": str(root)}
+        text = f"removed {n} retrieved studies ({_mb(size)}) from {root}"
+    else:
+        studies = cached_studies(root)
+        used = sum(s.bytes for s in studies)
+        result = {"folder": str(root), "studies": len(studies), "bytes": used,
+                  "limit_bytes": limit_bytes()}
+        text = (f"{len(studies)} retrieved studies, {_mb(used)} of {_mb(limit_bytes())} "
+                f"(TFESI_CACHE_LIMIT_GB) in {root}")
+    print(json.dumps(result, indent=1) if args.json else text)
+    return 0
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -660,6 +686,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing bundle folder")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("cache", help="the cache of studies retrieved from a PACS")
+    csub = s.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
+    c = csub.add_parser("info", help="the cache's folder, size and limit")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=cmd_cache)
+    c = csub.add_parser("clear", help="remove retrieved studies (saved work is kept)")
+    c.add_argument("--older-than-days", type=float, metavar="N",
+                   help="only studies retrieved more than N days ago")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=cmd_cache)
 
     s = sub.add_parser("model", help="model bundles")
     msub = s.add_subparsers(dest="model_command", required=True, parser_class=_Parser)
