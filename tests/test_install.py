@@ -209,3 +209,25 @@ def test_cache_commands(tmp_path, monkeypatch, capsys):
     assert "removed 1 retrieved studies" in capsys.readouterr().out
     monkeypatch.setenv("TFESI_CACHE_LIMIT_GB", "lots")
     assert main(["cache", "info"]) == 2
+
+
+def test_predicting_and_reporting_need_no_training_extra(tmp_path):
+    """What `pip install .` without extras must carry: the predict and report path imports
+    neither TensorFlow nor scikit-learn nor matplotlib (the 'train' extra)."""
+    import csv
+
+    from tfesi_desktop.core.paths import demo_manifest, demo_study
+
+    with demo_manifest().open() as f:
+        (row,) = csv.DictReader(f)
+    roi = ",".join(row[k] for k in ("roi_x", "roi_y", "roi_w", "roi_h"))
+    args = ["report", str(demo_study()), "--slice", row["sop_instance_uid"], "--roi", roi,
+            "--side", row["side"], "--out", str(tmp_path / "r.pdf"), "--sr",
+            str(tmp_path / "sr.dcm"), "--sc", str(tmp_path / "sc.dcm")]
+    r = _run(f"from tfesi_desktop.cli import main\nassert main({args!r}) == 0\n"
+             "print(' '.join(sys.modules))", env_home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    mods = set(r.stdout.split())
+    assert "tfesi_desktop.core.report" in mods  # it did write the report
+    for extra_only in ("tensorflow", "keras", "sklearn", "matplotlib", "PySide6"):
+        assert extra_only not in mods, extra_only
