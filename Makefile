@@ -11,12 +11,13 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# Re-install when the dependencies change.
-$(STAMP): pyproject.toml
+# Re-install when the dependencies change. requirements.lock pins the exact versions CI tests
+# (scripts/lock.sh regenerates it from pyproject.toml's ranges).
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[gui,train,dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[gui,train,dev]'
 	touch $@
 
 # the window needs the same Debian packages as the tests (Qt's xcb plugin: libxcb-cursor0, ...)

@@ -10,7 +10,7 @@ rm -rf "$VENV" build/pyinstaller dist/tfesi-desktop
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 # the program without TensorFlow: its own dependencies and the GUI extra only
-"$VENV/bin/python" -m pip install --quiet ".[gui]" "pyinstaller==6.22.3"
+"$VENV/bin/python" -m pip install --quiet -c requirements.lock ".[gui]" "pyinstaller==6.22.3"
 start=$(date +%s)
 "$VENV/bin/pyinstaller" --noconfirm --log-level WARN --distpath dist \
     --workpath build/pyinstaller packaging/tfesi-desktop.spec

@@ -32,7 +32,8 @@ def test_bad_input_is_an_error_line_and_status_2_without_traceback(tmp_path):
 
 def test_synth_writes_a_cohort(tmp_path, capsys):
     out = tmp_path / "c"
-    assert main(["synth", str(out), "--patients", "2", "--seed", "4", "--jobs", "1"]) == 0
+    assert main(["synth", str(out), "--patients", "2", "--seed", "4", "--jobs", "1",
+                 "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["patients"] == 2
     assert (out / "manifest.csv").exists() and (out / "P00001").is_dir()

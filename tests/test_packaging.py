@@ -22,6 +22,15 @@ def test_wheel_holds_all_packages_and_the_resources(tmp_path):
         if f.is_file() and "__pycache__" not in f.parts:
             rel = "tfesi_desktop/resources/" + f.relative_to(REPO / "resources").as_posix()
             assert rel in names, rel
+    # what a packager reads: the licence, and a GUI script (no console window on Windows)
+    (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    (entry,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    with zipfile.ZipFile(wheel) as z:
+        metadata, scripts = z.read(meta).decode(), z.read(entry).decode()
+    assert "License-Expression: Apache-2.0" in metadata
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert "[gui_scripts]\ntfesi-desktop = tfesi_desktop.gui.app:main" in scripts
+    assert "[console_scripts]\ntfesi = tfesi_desktop.cli:main" in scripts
 
 
 def test_self_test_of_the_installed_program_passes():

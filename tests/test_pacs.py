@@ -170,7 +170,7 @@ def test_echo_and_find(orthanc, demo_case, capsys):
 def test_nodes_are_private_settings(orthanc, capsys):
     rc, out, _ = _cli(capsys, "pacs", "nodes", "add", "hospital", orthanc.address)
     assert rc == 0
-    f = Path(os.environ["TFESI_HOME"]) / "pacs_nodes.json"
+    f = Path(os.environ["TFESI_HOME"]) / "config" / "pacs_nodes.json"
     assert f.stat().st_mode & 0o777 == 0o600
     rc, out, _ = _cli(capsys, "pacs", "echo", "--pacs", "hospital")
     assert rc == 0

@@ -19,7 +19,8 @@ def test_train_writes_a_verified_bundle_with_held_out_metrics(cohort, tmp_path, 
     bundle = tmp_path / "bundle"
     rc = main(["train", str(out_dir / "manifest.csv"), "--out", str(bundle), "--epochs", "1",
                "--batch-size", "2", "--validation-fraction", "0.34", "--seed", "3",
-               "--variant", "no-regularization", "--name", "tiny", "--init", "random"])
+               "--variant", "no-regularization", "--name", "tiny", "--init", "random",
+               "--json"])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
     b = load_bundle(bundle)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .app_options import add_logging_options, configure_logging, missing_extra, require_extra
 from .core.errors import TfesiError
 
 # network.ARCHITECTURES, spelled out so that building the parser does not import Keras
@@ -27,12 +28,23 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+_QUIET = False  # -q: no progress lines
+
+
+def _say(message: str) -> None:
+    """A progress message on stderr, unless -q."""
+    if not _QUIET:
+        print(message, file=sys.stderr, flush=True)
+
+
 def _progress(label: str):
-    """A progress printer for stderr (a single updating line on a terminal)."""
+    """A progress printer for stderr (a single updating line on a terminal); silent with -q."""
     tty = sys.stderr.isatty()
     last = [0.0]
 
     def report(done: int, total: int):
+        if _QUIET:
+            return
         now = time.monotonic()
         if done < total and now - last[0] < 0.5:
             return
@@ -134,8 +146,13 @@ def cmd_synth(args) -> int:
     summary = make_cohort(out, patients=args.patients, seed=args.seed, jobs=args.jobs,
                           matrix=args.matrix, storage=storage,
                           progress=_progress("writing patients"))
-    print(json.dumps(summary, indent=1))
-    print(f"manifest: {out / 'manifest.csv'}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"{args.patients} synthetic patients written to {out}; manifest: "
+              f"{out / 'manifest.csv'}")
+        for k, v in summary.items():
+            print(f"  {k}: {v}")
     return 0
 
 
@@ -258,11 +275,13 @@ def cmd_report(args) -> int:
     out, dcm, _ = write_report(outcome, predictor.bundle, result, args.out,
                                comment=args.comment or "", physician=args.physician or "",
                                anonymize=args.anonymize, paper=args.paper, dicom=args.dicom)
-    print(f"report written to {out} in {time.perf_counter() - t0:.2f} s "
-          f"(probability of a favourable outcome "
-          f"{format_probability(outcome.prediction.probability)})")
+    written = {"report": str(out)}
+    say = [f"report written to {out} in {time.perf_counter() - t0:.2f} s "
+           f"(probability of a favourable outcome "
+           f"{format_probability(outcome.prediction.probability)})"]
     if dcm:
-        print(f"DICOM Encapsulated PDF written to {dcm}")
+        written["encapsulated_pdf"] = str(dcm)
+        say.append(f"DICOM Encapsulated PDF written to {dcm}")
     if args.sr or args.sc:
         from .core import results_dicom
         from .core.dicom import default_window
@@ -270,18 +289,26 @@ def cmd_report(args) -> int:
         pred = outcome.prediction
         if args.sr:
             sr = results_dicom.write_sr(pred, stack, index, args.sr, anonymize=args.anonymize)
-            print(f"DICOM structured report (TID 1500) written to {sr}")
+            written["structured_report"] = str(sr)
+            say.append(f"DICOM structured report (TID 1500) written to {sr}")
         if args.sc:
             sc = results_dicom.write_secondary_capture(pred, stack, index, args.sc,
                                                        anonymize=args.anonymize,
                                                        window=default_window(stack))
-            print(f"DICOM secondary capture of the heat map written to {sc}")
+            written["secondary_capture"] = str(sc)
+            say.append(f"DICOM secondary capture of the heat map written to {sc}")
+    if args.json:
+        print(json.dumps({"written": written, "probability": outcome.prediction.probability,
+                          "anonymized": bool(args.anonymize)}, indent=1))
+    else:
+        print("\n".join(say))
     return 0
 
 
 # --- tfesi train -------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
+    require_extra("train")
     from .core.training.train import TrainConfig, bundle_from_directory, recipe, train
 
     out = Path(args.out)
@@ -312,9 +339,14 @@ def cmd_train(args) -> int:
             imagenet_weights_file(cfg.imagenet_weights)  # fails early, before reading studies
         card = train(args.manifest, out, cfg, name=name, version=args.version,
                      precision=args.precision, overwrite=args.force,
-                     progress=lambda m: print(m, file=sys.stderr, flush=True))
+                     progress=_say)
     v = card["metrics"]["validation"]
-    print(json.dumps({"bundle": str(out), "validation": v}, indent=1))
+    if args.json:
+        print(json.dumps({"bundle": str(out), "validation": v}, indent=1))
+    else:
+        print(f"bundle written to {out}")
+        for k, val in v.items():
+            print(f"  validation {k}: {val}")
     return 0
 
 
@@ -480,6 +512,7 @@ def _score_manifest(args):
 
 
 def cmd_study(args) -> int:
+    require_extra("train")
     from .core.training.study import run_study, summary_text
 
     out = Path(args.out)
@@ -507,7 +540,7 @@ def cmd_study(args) -> int:
             args.manifest, out, sizes, folds=max(args.folds, 2), arms=arms,
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             seed=args.seed, init=args.init, imagenet_weights=args.imagenet_weights,
-            progress=lambda m: print(m, file=sys.stderr, flush=True))
+            progress=_say)
         print(learning_curve_text(result), end="")
         print(f"table and figure: {out}", file=sys.stderr)
         return 0
@@ -515,7 +548,7 @@ def cmd_study(args) -> int:
                         baseline=not args.no_baseline, cv=args.folds > 1, epochs=args.epochs,
                         batch_size=args.batch_size, learning_rate=args.learning_rate,
                         seed=args.seed, imagenet_weights=args.imagenet_weights, init=args.init,
-                        progress=lambda m: print(m, file=sys.stderr, flush=True))
+                        progress=_say)
     print(summary_text(summary), end="")
     print(f"report: {out}", file=sys.stderr)
     return 0
@@ -528,12 +561,38 @@ def cmd_bench(args) -> int:
 
     figures = run_bench(model=args.model, repeat=args.repeat, quick=args.quick,
                         progress=None if args.json else
-                        (lambda m: print(m, file=sys.stderr, flush=True)))
+                        _say)
     if args.json:
         print(json.dumps(figures, indent=1))
     else:
         for k, v in figures.items():
             print(f"{k:45s} {v}")
+    return 0
+
+
+# --- tfesi cache ------------------------------------------------------------------------------
+
+def _mb(n: int) -> str:
+    return f"{n / 1024**2:,.1f} MB"
+
+
+def cmd_cache(args) -> int:
+    from .core.pacs import cache_root
+    from .core.pacs.eviction import cached_studies, clear, limit_bytes
+
+    root = cache_root()
+    if args.cache_command == "clear":
+        n, size = clear(root, older_than_days=args.older_than_days)
+        result = {"removed_studies": n, "removed_bytes": size, "folder": str(root)}
+        text = f"removed {n} retrieved studies ({_mb(size)}) from {root}"
+    else:
+        studies = cached_studies(root)
+        used = sum(s.bytes for s in studies)
+        result = {"folder": str(root), "studies": len(studies), "bytes": used,
+                  "limit_bytes": limit_bytes()}
+        text = (f"{len(studies)} retrieved studies, {_mb(used)} of {_mb(limit_bytes())} "
+                f"(TFESI_CACHE_LIMIT_GB) in {root}")
+    print(json.dumps(result, indent=1) if args.json else text)
     return 0
 
 
@@ -544,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "studies, predict TFESI outcome, train and validate models. Research software, "
                 "not for clinical decisions on its own.")
     p.add_argument("--version", action="version", version=f"tfesi {__version__}")
+    add_logging_options(p)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("info", help="list the studies, series and stacks found in a path")
@@ -563,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
                    " and file names as scanners do (default); plain or rle: standard axial "
                    "storage, uncompressed or RLE-compressed")
     s.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("predict", help="predict the outcome for an ROI on one slice")
@@ -585,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the result as a DICOM structured report (TID 1500)")
     s.add_argument("--sc", metavar="OUT.dcm",
                    help="also write the heat map as a DICOM secondary capture")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("train", help="train a model bundle on a manifest (paper's protocol)")
@@ -622,7 +684,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from-trained", metavar="DIR",
                    help="bundle a model trained elsewhere (model.keras + record.json)")
     s.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("cache", help="the cache of studies retrieved from a PACS")
+    csub = s.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
+    c = csub.add_parser("info", help="the cache's folder, size and limit")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=cmd_cache)
+    c = csub.add_parser("clear", help="remove retrieved studies (saved work is kept)")
+    c.add_argument("--older-than-days", type=float, metavar="N",
+                   help="only studies retrieved more than N days ago")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=cmd_cache)
 
     s = sub.add_parser("model", help="model bundles")
     msub = s.add_subparsers(dest="model_command", required=True, parser_class=_Parser)
@@ -726,6 +800,12 @@ def _one_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args, "tfesi")
+    global _QUIET
+    _QUIET = bool(args.quiet)
+    from .core.paths import migrate_once
+
+    migrate_once()  # settings and the PACS cache of earlier versions to their own folders
     try:
         return int(args.func(args) or 0)
     except TfesiError as e:
@@ -743,6 +823,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback for users
         if os.environ.get("TFESI_DEBUG"):
             raise
+        if isinstance(e, ModuleNotFoundError) and (sentence := missing_extra(e)):
+            print(f"error: {sentence}", file=sys.stderr)  # an optional extra is not installed
+            return 2
         print(f"error: internal error ({type(e).__name__}: {e}). Run again with TFESI_DEBUG=1 "
               "for details, and please report it.", file=sys.stderr)
         return 1

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .errors import ModelError
 from .fileio import write_atomically
-from .paths import data_dir, resource_path
+from .paths import config_dir, data_dir, resource_path
 from .preprocess import PREPROCESSING_VERSION
 
 BUNDLE_FORMAT = "tfesi-bundle/1"
@@ -305,7 +305,7 @@ def _check_entries(path: Path) -> None:
 
 def trusted_keys_dir() -> Path:
     """The folder of trusted Ed25519 public keys (``*.pem`` or ``*.pub`` OpenSSH lines)."""
-    return data_dir() / "trusted-keys"
+    return config_dir() / "trusted-keys"
 
 
 def _crypto():

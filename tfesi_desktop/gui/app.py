@@ -6,6 +6,9 @@ import argparse
 import sys
 import time
 
+from .. import __version__
+from ..app_options import add_logging_options, configure_logging, missing_extra
+
 _T0 = time.perf_counter()
 
 
@@ -18,21 +21,31 @@ def build_parser():
     p.add_argument("--model", help="model bundle (default: the installed or demo model)")
     p.add_argument("--self-test", action="store_true",
                    help="load the model, predict on the demo study, write a report, exit")
+    p.add_argument("--version", action="version", version=f"tfesi-desktop {__version__}")
+    add_logging_options(p)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(args, "tfesi-desktop")
     if args.self_test:
         from ..selftest import self_test
 
         return self_test(args.model)
-    from PySide6.QtWidgets import QApplication
+    try:
+        from PySide6.QtWidgets import QApplication
 
+        from .mainwindow import MainWindow
+    except ModuleNotFoundError as e:  # installed without the 'gui' extra: one sentence
+        if (sentence := missing_extra(e)) is None:
+            raise
+        print(f"error: {sentence}", file=sys.stderr)
+        return 2
     from ..core.fileio import remove_stale_temporaries
-    from ..core.paths import data_dir, demo_study
-    from .mainwindow import MainWindow
+    from ..core.paths import data_dir, demo_study, migrate_once
 
+    migrate_once()  # settings and the PACS cache now have folders of their own
     # what a killed earlier run left half-written in the private folder (saved work, the UID
     # map); the files it was writing are intact (write_atomically)
     remove_stale_temporaries(data_dir())

@@ -55,8 +55,14 @@ def retrieve(node: PacsNode | str, study_uid: str, dest: str | Path | None = Non
     """Retrieve a study (``series_uid=`` one series) into ``dest``, by default the study cache.
     Other keywords: method ('get' or 'move'), move_port, calling_aet, progress, cancel."""
     node = resolve(node)
+    into_cache = dest is None
     dest = Path(dest) if dest is not None else study_cache_dir(study_uid)
-    return _backend(node).retrieve(node, study_uid, dest, **kwargs)
+    got = _backend(node).retrieve(node, study_uid, dest, **kwargs)
+    if into_cache:  # the cache has a size limit: the oldest retrievals go first
+        from .eviction import evict
+
+        evict(cache_root(), keep=dest)
+    return got
 
 
 def send_to_pacs(files: Sequence[str | Path], node: PacsNode | str, *,

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import TfesiError
-from ..paths import data_dir
+from ..paths import cache_dir
 
 _SAFE = re.compile(r"[^0-9A-Za-z.]")
 
@@ -28,9 +28,10 @@ def _private_dir(p: Path) -> Path:
 
 
 def cache_root() -> Path:
-    """``data_dir()/studies``, readable by the user only (it holds patient data)."""
-    _private_dir(data_dir())
-    return _private_dir(data_dir() / "studies")
+    """``cache_dir()/studies``, readable by the user only (it holds patient data); its size
+    limit is kept by ``eviction.py``."""
+    _private_dir(cache_dir())
+    return _private_dir(cache_dir() / "studies")
 
 
 def study_cache_dir(study_uid: str) -> Path:

@@ -2,7 +2,7 @@
 
 A node is written ``AET@HOST:PORT`` (DIMSE: C-ECHO, C-FIND, C-GET, C-MOVE, C-STORE) or as an
 ``http(s)://`` URL of a DICOMweb service (QIDO-RS, WADO-RS, STOW-RS). Named nodes live in the
-user's settings, ``data_dir()/pacs_nodes.json``, readable by the user only (0600), written
+user's settings, ``config_dir()/pacs_nodes.json``, readable by the user only (0600), written
 atomically.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import TfesiError
-from ..paths import data_dir
+from ..paths import config_dir
 
 NODES_FILE = "pacs_nodes.json"
 DEFAULT_AET = "TFESI"
@@ -74,7 +74,7 @@ def parse_address(text: str) -> PacsNode:
 
 
 def _file() -> Path:
-    return data_dir() / NODES_FILE
+    return config_dir() / NODES_FILE
 
 
 def load_nodes() -> dict[str, PacsNode]:
@@ -93,7 +93,7 @@ def load_nodes() -> dict[str, PacsNode]:
 def _save(nodes: dict[str, PacsNode]) -> None:
     from ..fileio import private_dir, write_atomically
 
-    private_dir(data_dir())  # it holds patient data and the PACS settings
+    private_dir(config_dir())  # the PACS settings (and the window's recent paths)
     data = {n: {k: v for k, v in asdict(node).items() if k != "name"}
             for n, node in sorted(nodes.items())}
     write_atomically(_file(), json.dumps(data, indent=1).encode(), private=True)
