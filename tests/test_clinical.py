@@ -256,6 +256,7 @@ def test_predict_with_clinical_inputs(model, tmp_path, capsys):
     code, out, err = _run(capsys, *base, "--clinical", "age=62,sex=F,nrs=7")
     assert code == 0, err
     assert "With the clinical data" in out and "imputed (training mean" in out
+    assert "not yet validated" in out
     code, out, err = _run(capsys, *base, "--clinical", "age=62,sex=F")
     assert code == 2 and "Baseline pain (NRS) is needed" in err
     assert "Traceback" not in err
@@ -287,6 +288,19 @@ def test_fuse_and_study_commands_from_saved_image_scores(tmp_path, capsys):
     m = json.loads((tmp_path / "study" / "metrics.json").read_text())
     assert m["n_evaluation"] == 150 and len(m["ablation"]) == 6
     assert (tmp_path / "study" / "image_scores.csv").exists()
+    # the fusion fitted on one half, validated on the other, written into a bundle
+    from tfesi_desktop.core.bundle import DEMO_BUNDLE, load_bundle
+    from tfesi_desktop.core.paths import resource_path
+
+    code, out, err = _run(capsys, "clinical-study", man, "--out", tmp_path / "study2",
+                          "--image-scores", scores, "--model", resource_path(*DEMO_BUNDLE),
+                          "--bundle", tmp_path / "validated")
+    assert code == 0, err
+    fused = cl.load_clinical_model(load_bundle(tmp_path / "validated"))
+    v = fused.fitted_on["validation"]
+    assert v["n"] == 150 and fused.fitted_on["n"] == 150
+    assert v["auc"] == m["scores"]["image + clinical"]["auc"]
+    assert "validated AUC" in cl.validated_text(fused.fitted_on)
     code, out, err = _run(capsys, "fuse", "--manifest", man, "--out", tmp_path / "fused",
                           "--image-scores", scores, "--variables", "age,nrs,previous")
     assert code == 0, err

@@ -39,13 +39,17 @@ def cmd_clinical_study(args) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise TfesiError("This folder is not empty; choose another or add --force.", out)
+    if args.bundle and args.image_scores and not args.model:
+        raise TfesiError("--bundle with --image-scores needs --model, the bundle that made "
+                         "the scores.")
     if not 0.1 <= args.fit_fraction <= 0.9:
         raise TfesiError("--fit-fraction must lie between 0.1 and 0.9.")
     result = run_clinical_study(
-        args.manifest, out, model=None if args.image_scores else
-        (Path(args.model) if args.model else default_bundle_path()),
+        args.manifest, out, model=Path(args.model) if args.model else
+        (None if args.image_scores else default_bundle_path()),
         scores_file=args.image_scores, variables=_variables(args.variables),
-        fraction=args.fit_fraction, seed=args.seed, progress=_progress("scoring patients"))
+        fraction=args.fit_fraction, seed=args.seed, bundle_out=args.bundle,
+        progress=_progress("scoring patients"))
     print(json.dumps(result, indent=1) if args.json
           else clinical_study_text(result, result["source"]), end="")
     print(f"report: {out}", file=sys.stderr)
@@ -88,6 +92,9 @@ def add_clinical_commands(sub) -> None:
     s.add_argument("--fit-fraction", type=float, default=0.5,
                    help="share of the patients the fusion is fitted on (default 0.5)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--bundle", metavar="NEW_BUNDLE",
+                   help="also write --model with the fusion fitted on the fit part and its "
+                        "validation on the rest")
     s.add_argument("--json", action="store_true")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_clinical_study)

@@ -31,7 +31,7 @@ import io
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -446,8 +446,10 @@ def combine(prediction, values: Mapping[str, object], model: ClinicalModel
 
 def _format(var: Variable, value: float) -> str:
     if var.kind == "binary":
-        return next((w for w, c in var.codes.items() if c == round(value)), f"{value:.2f}") \
-            if value in var.codes.values() else f"{value:.2f} (share coded 1)"
+        words = {c: w for w, c in var.codes.items()}
+        if value in words:
+            return words[value]
+        return f"{100 * value:.0f} % {words.get(1, 'coded 1')}"  # a mean: the share coded 1
     return f"{value:g} {var.unit}" if var.kind == "count" else f"{value:.3g} {var.unit}"
 
 
@@ -468,10 +470,25 @@ def combined_lines(c: CombinedPrediction) -> list[str]:
         note = "  (outside the training range)" if k.outside_training else ""
         lines.append(f"  {k.label + ' = ' + k.shown:38s} {k.contribution:+.2f}{note}")
     lines.append(f"used: {', '.join(c.used) or 'none'}; imputed: {', '.join(c.imputed) or 'none'}")
+    lines.append(validated_text(c.fitted_on))
     if not c.reliable:
         lines.append("NOT RELIABLE: the image is unlike the training images; the clinical data "
                      "do not make it reliable.")
     return lines
+
+
+def validated_text(fitted_on: dict) -> str:
+    """One line on how far the combined probability was validated (from the model file)."""
+    v = fitted_on.get("validation")
+    if v:
+        lo, hi = v["auc_ci95"]
+        return (f"Image + clinical: validated AUC {v['auc']:.3f} (95 % CI {lo:.3f}-{hi:.3f}) on "
+                f"{v['n']} patients not used in the fit ({v.get('data', '')}; image alone "
+                f"{v['image_only_auc']:.3f} on the same patients, paired DeLong p "
+                f"{v['paired_p']:.2g}).")
+    return (f"Image + clinical: fitted on {fitted_on.get('n', '?')} patients "
+            f"({fitted_on.get('data', 'unknown data')}); not yet validated on other patients "
+            "(tfesi clinical-study).")
 
 
 # --- in a bundle ---------------------------------------------------------------------------------
@@ -634,13 +651,14 @@ def _split(labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def clinical_study(image_logits, image_probs, table: Mapping[str, np.ndarray], labels, *,
                    variables=DEFAULT_VARIABLES, fraction: float = 0.5, seed: int = 0,
-                   best: Mapping[str, np.ndarray] | None = None) -> dict:
+                   best: Mapping[str, np.ndarray] | None = None, return_model: bool = False):
     """Image only vs image + clinical on fresh patients: the fusion fitted on a stratified
     ``fraction`` of them, everything scored on the rest. AUCs with DeLong CIs, the paired DeLong
     test (combined vs image only), clinical data alone, an ablation (each variable left out,
     refitted, paired test vs the full model), Brier scores, the fitted per-unit coefficients,
     and ``best`` ({"p_image": ..., "p_combined": ...}, a synthetic cohort's best scores)
-    evaluated on the same patients."""
+    evaluated on the same patients. ``return_model``: (result, the fusion fitted on the fit
+    part)."""
     from .stats import auc_delong, brier_score, calibration_slope_intercept, delong_paired
 
     y = np.asarray(labels, int)
@@ -688,7 +706,8 @@ def clinical_study(image_logits, image_probs, table: Mapping[str, np.ndarray], l
                          "difference_vs_full": round(t.difference, 4), "p_vs_full": float(t.p)})
     result = {
         "n": int(len(y)), "n_fit": int(len(fit)), "n_evaluation": int(len(ev)),
-        "favourable_evaluation": int(ye.sum()), "fraction_fit": fraction, "seed": seed,
+        "favourable_fit": int(y[fit].sum()), "favourable_evaluation": int(ye.sum()),
+        "fraction_fit": fraction, "seed": seed,
         "variables": list(variables), "scores": scores,
         "paired_delong": {"a": "image + clinical", "b": "image only",
                           "difference": round(paired.difference, 4),
@@ -702,7 +721,7 @@ def clinical_study(image_logits, image_probs, table: Mapping[str, np.ndarray], l
     }
     if best:
         result["best_achievable"] = {k: entry(np.asarray(v, float)[ev]) for k, v in best.items()}
-    return result
+    return (result, full) if return_model else result
 
 
 def clinical_study_text(r: dict, title: str = "") -> str:
@@ -745,11 +764,17 @@ def clinical_study_text(r: dict, title: str = "") -> str:
 
 def run_clinical_study(manifest, out, *, model=None, scores_file=None,
                        variables=DEFAULT_VARIABLES, fraction: float = 0.5, seed: int = 0,
-                       progress=None) -> dict:
+                       bundle_out=None, progress=None) -> dict:
     """``tfesi clinical-study``: image scores of every patient (from ``model``, or a saved
     ``scores_file``), :func:`clinical_study`, and a report folder: metrics.json, table.txt,
-    image_scores.csv (reusable with ``--image-scores``)."""
+    image_scores.csv (reusable with ``--image-scores``). ``bundle_out``: also write ``model``
+    (a bundle folder) with the fusion fitted on the fit part, its validation on the rest
+    recorded in the clinical model file."""
+    from .bundle import describe_data
     from .fileio import write_atomically
+
+    if bundle_out is not None and (model is None or hasattr(model, "bundle")):
+        raise TfesiError("Writing a bundle needs the image bundle's folder (--model).")
     from .manifest import read_manifest
 
     cases = read_manifest(manifest)
@@ -774,8 +799,9 @@ def run_clinical_study(manifest, out, *, model=None, scores_file=None,
             best[col] = np.array([float(c.row[col]) for c in cases])
         except (KeyError, TypeError, ValueError):
             pass
-    result = clinical_study(z, p, table, labels, variables=variables, fraction=fraction,
-                            seed=seed, best=best or None)
+    result, fused = clinical_study(z, p, table, labels, variables=variables,
+                                   fraction=fraction, seed=seed, best=best or None,
+                                   return_model=True)
     result["source"] = source
     result["manifest"] = str(manifest)
     try:
@@ -794,6 +820,19 @@ def run_clinical_study(manifest, out, *, model=None, scores_file=None,
     for c, zi, pi in zip(cases, z, p, strict=True):
         w.writerow([c.patient_id, c.label, f"{zi:.6f}", f"{pi:.6f}"])
     write_atomically(out / "image_scores.csv", buf.getvalue().encode(), private=True)
+    if bundle_out is not None:
+        data = describe_data(manifest)
+        c = result["scores"]["image + clinical"]
+        fused = replace(fused, fitted_on={
+            "data": data, "n": result["n_fit"],
+            "favourable": result["favourable_fit"],
+            "validation": {"data": data, "n": result["n_evaluation"], "auc": c["auc"],
+                           "auc_ci95": c["auc_ci95"],
+                           "image_only_auc": result["scores"]["image only"]["auc"],
+                           "paired_p": result["paired_delong"]["p"]}})
+        attach_clinical_model(model, bundle_out, fused, note=f"validated on "
+                              f"{result['n_evaluation']} other patients of {data}")
+        result["bundle"] = str(bundle_out)
     return result
 
 
