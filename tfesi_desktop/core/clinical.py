@@ -81,8 +81,7 @@ class Variable:
     def describe_range(self) -> str:
         if self.kind == "binary":
             return " or ".join(self.codes)
-        fmt = "{:g}"
-        return f"{fmt.format(self.low)}-{fmt.format(self.high)} {self.unit}"
+        return f"{self.low:g}-{self.high:g} {self.unit}".rstrip()
 
     def parse(self, raw) -> float | None:
         """The value as a number (binary: its code), None when missing; :class:`ClinicalError`
@@ -96,12 +95,13 @@ class Variable:
                     return float(code)
             raise ClinicalError(f"{self.label} must be {self.describe_range()} (got {raw!r}).")
         if isinstance(raw, bool):
-            raise ClinicalError(f"{self.label} must be a number of {self.unit} (got {raw!r}).")
+            raise ClinicalError(f"{self.label} must be a number (got {raw!r}).")
         try:
             value = float(str(raw).strip()) if isinstance(raw, str) else float(raw)
         except (TypeError, ValueError):
-            raise ClinicalError(f"{self.label} must be a number of {self.unit}, without the "
-                                f"unit (got {raw!r}).") from None
+            raise ClinicalError(f"{self.label} must be a number"
+                                + (f" of {self.unit}, without the unit" if self.unit else "")
+                                + f" (got {raw!r}).") from None
         if not math.isfinite(value):
             raise ClinicalError(f"{self.label} must be a finite number (got {raw!r}).")
         if self.kind == "count" and value != round(value):
@@ -121,10 +121,10 @@ VARIABLES = {v.name: v for v in (
     Variable("sex", "Sex", "F or M", "binary", 0, 1, "impute", {"F": 1, "M": 0}),
     Variable("duration_months", "Symptom duration", "months", "number", 0, 240, "impute"),
     # the outcome is a 50 % reduction of this score: no combined result without it
-    Variable("nrs_before", "Baseline pain (NRS)", "points (0-10)", "count", 0, 10, "refuse"),
+    Variable("nrs_before", "Baseline pain (NRS)", "points", "count", 0, 10, "refuse"),
     Variable("previous_injections", "Previous injections at this level", "injections", "count",
              0, 20, "impute"),
-    Variable("grade", "Kim foraminal grade (measured)", "grade (0-3)", "count", 0, 3, "impute"),
+    Variable("grade", "Kim foraminal grade (measured)", "", "count", 0, 3, "impute"),
 )}
 ALIASES = {"nrs": "nrs_before", "baseline_nrs": "nrs_before", "duration": "duration_months",
            "symptom_duration": "duration_months", "previous": "previous_injections",
@@ -450,7 +450,7 @@ def _format(var: Variable, value: float) -> str:
         if value in words:
             return words[value]
         return f"{100 * value:.0f} % {words.get(1, 'coded 1')}"  # a mean: the share coded 1
-    return f"{value:g} {var.unit}" if var.kind == "count" else f"{value:.3g} {var.unit}"
+    return f"{value:.3g} {var.unit}".rstrip()
 
 
 def combined_lines(c: CombinedPrediction) -> list[str]:
@@ -465,10 +465,10 @@ def combined_lines(c: CombinedPrediction) -> list[str]:
              + ("  BORDERLINE" if c.borderline else ""),
              "contributions to the logit (+ towards favourable), from a patient at the "
              f"training means ({c.base_logit:+.2f}):",
-             f"  {'image (network logit)':38s} {c.image_contribution:+.2f}"]
+             f"  {'image (network logit)':50s} {c.image_contribution:+.2f}"]
     for k in c.contributions:
         note = "  (outside the training range)" if k.outside_training else ""
-        lines.append(f"  {k.label + ' = ' + k.shown:38s} {k.contribution:+.2f}{note}")
+        lines.append(f"  {k.label + ' = ' + k.shown:50s} {k.contribution:+.2f}{note}")
     lines.append(f"used: {', '.join(c.used) or 'none'}; imputed: {', '.join(c.imputed) or 'none'}")
     lines.append(validated_text(c.fitted_on))
     if not c.reliable:
@@ -551,7 +551,8 @@ def attach_clinical_model(bundle_path, out, model: ClinicalModel, *, note: str =
         "With clinical data: a logistic model on the image network's logit and "
         f"{', '.join(model.names)}, fitted on {model.fitted_on.get('n', '?')} patients "
         f"({model.fitted_on.get('data', 'unknown data')}); without them the image alone "
-        "predicts, as before."]
+        "predicts, as before. Each variable's effect is linear; a value outside the training "
+        "range is flagged, and its contribution extrapolated."]
     card.setdefault("changelog", []).append(
         f"{_dt.date.today().isoformat()}: clinical model added ({', '.join(model.names)})"
         + (f"; {note}" if note else ""))
