@@ -282,11 +282,14 @@ def test_fuse_and_study_commands_from_saved_image_scores(tmp_path, capsys):
     scores.write_text("patient_id,image_logit,image_probability\n" + "".join(
         f"{i},{zz:.6f},{sigmoid(zz):.6f}\n" for i, zz in zip(ids, z, strict=True)))
     code, out, err = _run(capsys, "clinical-study", man, "--out", tmp_path / "study",
-                          "--image-scores", scores)
+                          "--image-scores", scores, "--repeats", "3")
     assert code == 0, err
     assert "paired DeLong" in out and "without" in out
     m = json.loads((tmp_path / "study" / "metrics.json").read_text())
     assert m["n_evaluation"] == 150 and len(m["ablation"]) == 6
+    rep = m["repeated_splits"]
+    assert rep["splits"] == 3 and rep["seeds"] == [1, 2, 3] and "over 3 other random splits" in out
+    assert rep["difference"]["min"] <= rep["difference"]["mean"] <= rep["difference"]["max"]
     assert (tmp_path / "study" / "image_scores.csv").exists()
     # the fusion fitted on one half, validated on the other, written into a bundle
     from tfesi_desktop.core.bundle import DEMO_BUNDLE, load_bundle
@@ -294,7 +297,7 @@ def test_fuse_and_study_commands_from_saved_image_scores(tmp_path, capsys):
 
     code, out, err = _run(capsys, "clinical-study", man, "--out", tmp_path / "study2",
                           "--image-scores", scores, "--model", resource_path(*DEMO_BUNDLE),
-                          "--bundle", tmp_path / "validated")
+                          "--bundle", tmp_path / "validated", "--repeats", "0")
     assert code == 0, err
     fused = cl.load_clinical_model(load_bundle(tmp_path / "validated"))
     v = fused.fitted_on["validation"]

@@ -42,6 +42,8 @@ def cmd_clinical_study(args) -> int:
     if args.bundle and args.image_scores and not args.model:
         raise TfesiError("--bundle with --image-scores needs --model, the bundle that made "
                          "the scores.")
+    if not 0 <= args.repeats <= 1000:
+        raise TfesiError("--repeats must lie between 0 and 1000.")
     if not 0.1 <= args.fit_fraction <= 0.9:
         raise TfesiError("--fit-fraction must lie between 0.1 and 0.9.")
     result = run_clinical_study(
@@ -49,6 +51,7 @@ def cmd_clinical_study(args) -> int:
         (None if args.image_scores else default_bundle_path()),
         scores_file=args.image_scores, variables=_variables(args.variables),
         fraction=args.fit_fraction, seed=args.seed, bundle_out=args.bundle,
+        repeats=args.repeats,
         progress=_progress("scoring patients"))
     print(json.dumps(result, indent=1) if args.json
           else clinical_study_text(result, result["source"]), end="")
@@ -92,6 +95,8 @@ def add_clinical_commands(sub) -> None:
     s.add_argument("--fit-fraction", type=float, default=0.5,
                    help="share of the patients the fusion is fitted on (default 0.5)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--repeats", type=int, default=20,
+                   help="other random splits to repeat the comparison on (default 20; 0: none)")
     s.add_argument("--bundle", metavar="NEW_BUNDLE",
                    help="also write --model with the fusion fitted on the fit part and its "
                         "validation on the rest")

@@ -122,7 +122,7 @@ VARIABLES = {v.name: v for v in (
     Variable("duration_months", "Symptom duration", "months", "number", 0, 240, "impute"),
     # the outcome is a 50 % reduction of this score: no combined result without it
     Variable("nrs_before", "Baseline pain (NRS)", "points", "count", 0, 10, "refuse"),
-    Variable("previous_injections", "Previous injections at this level", "injections", "count",
+    Variable("previous_injections", "Previous injections at this level", "", "count",
              0, 20, "impute"),
     Variable("grade", "Kim foraminal grade (measured)", "", "count", 0, 3, "impute"),
 )}
@@ -725,6 +725,26 @@ def clinical_study(image_logits, image_probs, table: Mapping[str, np.ndarray], l
     return (result, full) if return_model else result
 
 
+def repeated_splits(image_logits, image_probs, table, labels, *, variables=DEFAULT_VARIABLES,
+                    fraction: float = 0.5, seeds=range(1, 21)) -> dict:
+    """The same comparison over other random splits (one split's p-value depends on which
+    patients fell where): mean, SD and range of each AUC and of the difference, and how often
+    the paired DeLong p was below 0.05."""
+    runs = [clinical_study(image_logits, image_probs, table, labels, variables=variables,
+                           fraction=fraction, seed=s) for s in seeds]
+    img = np.array([r["scores"]["image only"]["auc"] for r in runs])
+    comb = np.array([r["scores"]["image + clinical"]["auc"] for r in runs])
+    p = np.array([r["paired_delong"]["p"] for r in runs])
+
+    def spread(a):
+        return {"mean": round(float(a.mean()), 4), "sd": round(float(a.std(ddof=1)), 4),
+                "min": round(float(a.min()), 4), "max": round(float(a.max()), 4)}
+
+    return {"splits": len(runs), "seeds": [int(s) for s in seeds], "image_only": spread(img),
+            "image_plus_clinical": spread(comb), "difference": spread(comb - img),
+            "share_p_below_0.05": round(float(np.mean(p < 0.05)), 4)}
+
+
 def clinical_study_text(r: dict, title: str = "") -> str:
     """The study's result as a plain-text table."""
     lines = [title] if title else []
@@ -757,6 +777,14 @@ def clinical_study_text(r: dict, title: str = "") -> str:
     f = r["fitted"]
     lines += ["", f"fitted (per unit, logit scale): image logit {f['image_coefficient']:+.3f}; "
               + "; ".join(f"{k} {v:+.3f}" for k, v in f["coefficients_per_unit"].items())]
+    rep = r.get("repeated_splits")
+    if rep:
+        d = rep["difference"]
+        lines += ["", f"over {rep['splits']} other random splits: image only "
+                      f"{rep['image_only']['mean']:.3f}, image + clinical "
+                      f"{rep['image_plus_clinical']['mean']:.3f} (mean AUCs); difference "
+                      f"{d['mean']:+.3f} (SD {d['sd']:.3f}, {d['min']:+.3f} to {d['max']:+.3f});"
+                      f" paired DeLong p < 0.05 in {100 * rep['share_p_below_0.05']:.0f} %"]
     if "stated_effects" in r:
         lines.append("stated in the generator: "
                      + "; ".join(f"{k} {v:+.3f}" for k, v in r["stated_effects"].items()))
@@ -765,12 +793,13 @@ def clinical_study_text(r: dict, title: str = "") -> str:
 
 def run_clinical_study(manifest, out, *, model=None, scores_file=None,
                        variables=DEFAULT_VARIABLES, fraction: float = 0.5, seed: int = 0,
-                       bundle_out=None, progress=None) -> dict:
+                       bundle_out=None, repeats: int = 0, progress=None) -> dict:
     """``tfesi clinical-study``: image scores of every patient (from ``model``, or a saved
     ``scores_file``), :func:`clinical_study`, and a report folder: metrics.json, table.txt,
     image_scores.csv (reusable with ``--image-scores``). ``bundle_out``: also write ``model``
     (a bundle folder) with the fusion fitted on the fit part, its validation on the rest
-    recorded in the clinical model file."""
+    recorded in the clinical model file. ``repeats``: also :func:`repeated_splits` over that
+    many other seeds."""
     from .bundle import describe_data
     from .fileio import write_atomically
 
@@ -805,6 +834,10 @@ def run_clinical_study(manifest, out, *, model=None, scores_file=None,
                                    return_model=True)
     result["source"] = source
     result["manifest"] = str(manifest)
+    if repeats:
+        result["repeated_splits"] = repeated_splits(
+            z, p, table, labels, variables=variables, fraction=fraction,
+            seeds=[seed + 1 + k for k in range(repeats)])
     try:
         c = json.loads((Path(manifest).parent / "cohort.json").read_text())["clinical"]
         result["stated_effects"] = {k: c["effects_per_unit"][k] for k in variables}
