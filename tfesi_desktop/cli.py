@@ -144,7 +144,7 @@ def cmd_synth(args) -> int:
     storage = None if args.storage == "random" else Storage(
         transfer_syntax=RLELossless if args.storage == "rle" else ExplicitVRLittleEndian)
     summary = make_cohort(out, patients=args.patients, seed=args.seed, jobs=args.jobs,
-                          matrix=args.matrix, storage=storage,
+                          matrix=args.matrix, storage=storage, clinical=args.clinical,
                           progress=_progress("writing patients"))
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -239,6 +239,12 @@ def cmd_predict(args) -> int:
                  caption=f"Grad-CAM, relative attention; P(favourable) = "
                          f"{pred.probability:.2f}{demo}")
         out["heatmap"] = str(args.heatmap)
+    combined = None
+    if args.clinical is not None:  # issue 25: image + clinical data (cli_clinical.py)
+        from .cli_clinical import predict_clinical
+
+        combined = predict_clinical(predictor, pred, args.clinical)
+        out["clinical"] = combined.as_dict()
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -253,6 +259,10 @@ def cmd_predict(args) -> int:
     if not pred.reliable:
         print("NOT RELIABLE: this image is unlike the images this model was trained on "
               f"(feature distance {pred.ood_distance:.2f}, limit {pred.ood_threshold:.2f}).")
+    if combined is not None:
+        from .core.clinical import combined_lines
+
+        print("\n".join(combined_lines(combined)))
     print(predictor.bundle.validated_performance())
     print(predictor.bundle.disclaimer())
     print(f"model {out['model_name']} {out['model_version']} sha256 {out['model_sha256']}")
@@ -624,12 +634,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "storage, uncompressed or RLE-compressed")
     s.add_argument("--force", action="store_true", help="write into a non-empty folder")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--clinical", action="store_true",
+                   help="add clinical variables (age, sex, symptom duration, previous "
+                        "injections) and draw the outcome from image + clinic (README)")
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("predict", help="predict the outcome for an ROI on one slice")
     _prediction_args(s)
     s.add_argument("--heatmap", metavar="OUT.png", help="write the slice with the Grad-CAM map")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--clinical", metavar="NAME=VALUE,...",
+                   help="clinical data for a bundle with a clinical model (tfesi fuse), e.g. "
+                        "age=62,sex=F,nrs=7,duration=6,previous=1,grade=2")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("report", help="predict and write the PDF report")
@@ -771,6 +787,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_pacs import add_pacs_commands  # it uses this module's helpers
 
     add_pacs_commands(sub)
+    from .cli_clinical import add_clinical_commands
+
+    add_clinical_commands(sub)
     return p
 
 

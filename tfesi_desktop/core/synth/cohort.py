@@ -761,17 +761,21 @@ MANIFEST_COLUMNS = ("patient_id", "study_path", "study_uid", "series_uid", "sop_
 
 
 def _one(args) -> dict:
-    seed, index, out, storage, matrix, contrast = args
+    seed, index, out, storage, matrix, contrast, *clinical = args
     p = draw_patient(seed, index, storage=storage, matrix=matrix, contrast=contrast)
     folder = f"P{index:05d}"
     row = write_study(p, Path(out) / folder)
     row["study_path"] = folder
+    if clinical and clinical[0]:  # issue 25: clinical variables, outcome from image + clinic
+        from .clinical import add_clinical
+
+        add_clinical(row, p)
     return row
 
 
 def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: int | None = None,
                 storage: Storage | None = None, matrix: int | None = None,
-                contrast: str = "T2", progress=None) -> dict:
+                contrast: str = "T2", progress=None, clinical: bool = False) -> dict:
     """Write ``patients`` studies, ``manifest.csv`` and ``cohort.json`` into ``out``.
 
     Returns the cohort summary (also in cohort.json): counts, outcome model, and the best
@@ -780,7 +784,7 @@ def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: i
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = jobs or os.cpu_count() or 1
-    tasks = [(seed, i, str(out), storage, matrix, contrast) for i in range(patients)]
+    tasks = [(seed, i, str(out), storage, matrix, contrast, clinical) for i in range(patients)]
     rows: list[dict] = []
     if jobs == 1 or patients == 1:
         for i, t in enumerate(tasks):
@@ -794,7 +798,7 @@ def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: i
                 if progress:
                     progress(i + 1, patients)
     with open(out / "manifest.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, MANIFEST_COLUMNS)
+        w = csv.DictWriter(f, MANIFEST_COLUMNS + (_clinical_columns() if clinical else ()))
         w.writeheader()
         w.writerows(rows)
     labels = np.array([r["label"] for r in rows])
@@ -814,8 +818,18 @@ def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: i
         best_achievable_auc_this_cohort=(round(auc(probs, labels), 4)
                                          if 0 < labels.sum() < len(labels) else None),
         note="Synthetic images from a phantom; made-up names; not patient data.")
+    if clinical:  # issue 25 (core/synth/clinical.py)
+        from .clinical import cohort_summary
+
+        summary.update(cohort_summary(rows, summary))
     (out / "cohort.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _clinical_columns() -> tuple[str, ...]:
+    from .clinical import CLINICAL_COLUMNS
+
+    return CLINICAL_COLUMNS
 
 
 __all__ = ["MANIFEST_COLUMNS", "Patient", "Storage", "auc", "best_achievable_auc",
