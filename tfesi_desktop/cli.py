@@ -14,34 +14,14 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .cli_common import Parser, one_line, progress_printer, safe_terminal
 from .core.errors import TfesiError
 
 # network.ARCHITECTURES, spelled out so that building the parser does not import Keras
 TRAIN_VARIANTS = ("original", "no-regularization", "from-scratch", "compact")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors: same form as ours, exit 2
-        self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _progress(label: str):
-    """A progress printer for stderr (a single updating line on a terminal)."""
-    tty = sys.stderr.isatty()
-    last = [0.0]
-
-    def report(done: int, total: int):
-        now = time.monotonic()
-        if done < total and now - last[0] < 0.5:
-            return
-        last[0] = now
-        end = "\r" if tty and done < total else "\n"
-        if tty or done == total:
-            print(f"{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
-
-    return report
+_Parser, _progress, _one_line = Parser, progress_printer, one_line
 
 
 # --- tfesi info --------------------------------------------------------------------------------
@@ -694,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="fewer repeats, no training figure")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_bench)
-    from .cli_pacs import add_pacs_commands  # it uses this module's helpers
+    from .cli_pacs import add_pacs_commands
 
     add_pacs_commands(sub)
     return p
@@ -718,14 +698,17 @@ def _prediction_args(s) -> None:
                         "provenance and printed on the report")
 
 
-def _one_line(text: str) -> str:
-    """``text`` on one line: control characters (from hostile file names or values) escaped."""
-    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
-
-
 def main(argv: list[str] | None = None) -> int:
+    with safe_terminal():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .core.fileio import clean_after_killed_runs
+
+    clean_after_killed_runs()  # what a killed earlier run left (core/fileio.py)
     try:
         return int(args.func(args) or 0)
     except TfesiError as e:

@@ -34,6 +34,10 @@ class PacsNode:
     host: str = ""
     port: int = 0
     url: str = ""  # DICOMweb root, e.g. http://pacs:8042/dicom-web
+    tls: bool = False  # DIMSE over TLS, the PACS's certificate checked (core/pacs/link.py)
+    ca_file: str = ""  # the authority that signed the PACS's certificate (default: the system's)
+    cert_file: str = ""  # this program's certificate, for a PACS that asks for one
+    key_file: str = ""
 
     @property
     def dimse(self) -> bool:
@@ -42,7 +46,7 @@ class PacsNode:
     def __str__(self) -> str:
         parts = []
         if self.dimse:
-            parts.append(f"{self.aet}@{self.host}:{self.port}")
+            parts.append(f"{self.aet}@{self.host}:{self.port}" + (" TLS" if self.tls else ""))
         if self.url:
             parts.append(self.url)
         label = " ".join(parts) or "(empty)"
@@ -84,7 +88,9 @@ def load_nodes() -> dict[str, PacsNode]:
         return {}
     try:
         raw = json.loads(f.read_text())
-        return {n: PacsNode(**{**v, "name": n}) for n, v in raw.items()}
+        known = set(PacsNode.__dataclass_fields__)
+        return {n: PacsNode(**{**{k: x for k, x in v.items() if k in known}, "name": n})
+                for n, v in raw.items()}
     except (OSError, ValueError, TypeError) as e:
         raise PacsError(f"The PACS settings cannot be read ({e}); fix or remove the file.",
                         f) from e
@@ -100,29 +106,46 @@ def _save(nodes: dict[str, PacsNode]) -> None:
 
 
 def add_node(name: str, address: str | None = None, *, url: str | None = None,
-             replace: bool = False) -> PacsNode:
-    """Store a node under ``name``: a DIMSE address, a DICOMweb URL, or both."""
+             replace: bool = False, tls: bool = False, ca_file: str = "", cert_file: str = "",
+             key_file: str = "") -> PacsNode:
+    """Store a node under ``name``: a DIMSE address, a DICOMweb URL, or both; ``tls`` (with
+    the authority ``ca_file`` and this program's ``cert_file``/``key_file``) for DIMSE over
+    TLS."""
     name = name.strip()
     if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
         raise PacsError(f"The node name {name!r} may only hold letters, digits, '.', '_' and "
                         "'-'.")
-    if "@" in name:
-        raise PacsError("A node name cannot contain '@'.")
-    if not address and not url:
-        raise PacsError("Give the node's address AET@HOST:PORT, a DICOMweb --url, or both.")
-    node = parse_address(address) if address else PacsNode()
-    if url:
-        if not url.startswith(("http://", "https://")):
-            raise PacsError(f"The DICOMweb URL {url!r} must start with http:// or https://.")
-        node = PacsNode(aet=node.aet, host=node.host, port=node.port, url=url.rstrip("/"))
+    node = make_node(address, url=url, tls=tls, ca_file=ca_file, cert_file=cert_file,
+                     key_file=key_file, name=name)
     nodes = load_nodes()
     if name in nodes and not replace:
         raise PacsError(f"A PACS node named {name!r} exists already; remove it first or "
                         "add --replace.")
-    node = PacsNode(name=name, aet=node.aet, host=node.host, port=node.port, url=node.url)
     nodes[name] = node
     _save(nodes)
     return node
+
+
+def make_node(address: str | None = None, *, url: str | None = None, tls: bool = False,
+              ca_file: str = "", cert_file: str = "", key_file: str = "",
+              name: str = "") -> PacsNode:
+    """A checked node from its parts (PacsError saying which part is wrong)."""
+    if not address and not url:
+        raise PacsError("Give the node's address AET@HOST:PORT, a DICOMweb --url, or both.")
+    node = parse_address(address) if address else PacsNode()
+    if url:
+        url = url.strip()
+        if not url.startswith(("http://", "https://")):
+            raise PacsError(f"The DICOMweb URL {url!r} must start with http:// or https://.")
+    for what, f in (("authority", ca_file), ("certificate", cert_file), ("key", key_file)):
+        if f and not Path(f).is_file():
+            raise PacsError(f"The TLS {what} file {f!r} does not exist.")
+    if (ca_file or cert_file or key_file) and not tls:
+        raise PacsError("Certificate files are only used with TLS (--tls).")
+    return PacsNode(name=name, aet=node.aet, host=node.host, port=node.port,
+                    url=(url or node.url).rstrip("/"), tls=bool(tls),
+                    ca_file=str(ca_file or ""), cert_file=str(cert_file or ""),
+                    key_file=str(key_file or ""))
 
 
 def remove_node(name: str) -> None:
