@@ -92,6 +92,13 @@ class Guard:
 
         sock.recv = recv  # an instance attribute: this association only
 
+    def attach(self, raw: socket.socket) -> None:
+        """Guard this socket too (a DICOMweb connection: :mod:`.web`)."""
+        with self._lock:
+            self._raw = raw
+        if self.reason is not None:
+            self.cut()
+
     def expect(self, seconds: float | None, why_late: str = "") -> None:
         """Cut the connection unless :meth:`expect` is called again (or with None) within
         ``seconds``; ``why_late`` is the reason recorded then."""
