@@ -131,10 +131,10 @@ def _ae(calling_aet: str) -> AE:
 
 # A-ASSOCIATE-RJ (PS3.8 9.3.4): (source, diagnostic) -> what it means
 _REJECTED = {
-    (1, 2): "it does not know this program's (calling) AE title {calling!r}: add it to the "
+    (1, 3): "it does not know this program's (calling) AE title {calling!r}: add it to the "
             "PACS's list of DICOM nodes",
-    (1, 3): "it does not accept this program's address for AE title {calling!r}",
     (1, 7): "its own (called) AE title is not {called!r}: check the AE title of the node",
+    (1, 2): "it does not support the DICOM application context",
     (1, 1): "it gave no reason: check the called AE title {called!r} and the calling AE title "
             "{calling!r} in the PACS's configuration",
     (2, 2): "it does not support the DICOM protocol version",
@@ -549,16 +549,19 @@ def _check_final(status: Dataset, rec: _Receiver, node: PacsNode, cancel: Cancel
     failed = max(_count(status, "NumberOfFailedSuboperations") - refused, 0)
     completed = _count(status, "NumberOfCompletedSuboperations")
     announced = max(rec.total, completed - rec.duplicates)
+    if got == 0 and refused:
+        raise PacsError(f"The PACS {where} sent no images of this study ("
+                        + "; ".join(rec.notes()) + "); nothing was imported.")
     if failed or got < announced:
-        said = "success" if int(status.Status) == 0 else f"0x{int(status.Status):04X}"
+        code = _status_code(status)
+        said = "success" if code == 0 else f"0x{code:04X}" if code is not None else "failure"
         raise PacsError(f"The retrieval from {where} was incomplete: the PACS announced "
                         f"{announced} instances, {got} arrived"
                         + (f", {failed} failed on its side" if failed else "")
                         + f" (it reported {said}); nothing was imported.")
     if got == 0:
-        raise PacsError(f"The PACS {where} sent no images of this study"
-                        + (f" ({'; '.join(rec.notes())})" if rec.refused else "")
-                        + "; nothing was imported.")
+        raise PacsError(f"The PACS {where} sent no images of this study; nothing was "
+                        "imported.")
 
 
 def retrieve(node: PacsNode, study_uid: str, dest: str | Path, *, series_uid: str | None = None,
@@ -579,24 +582,34 @@ def retrieve(node: PacsNode, study_uid: str, dest: str | Path, *, series_uid: st
         progress(0, total)
     with Staging(dest) as staging:
         ident = _identifier(study_uid, series_uid)
-        if method == "get":
-            rec = _Receiver(staging, study_uid, series_uid, total, progress, cancel)
-            contexts = [build_context(StudyRootQueryRetrieveInformationModelGet)] + [
-                build_context(uid, TRANSFER_SYNTAXES) for uid in RETRIEVE_SOP_CLASSES]
-            roles = [build_role(uid, scp_role=True) for uid in RETRIEVE_SOP_CLASSES]
-            with associate(node, contexts, calling_aet=calling_aet, roles=roles,
-                           handlers=[(evt.EVT_C_STORE, rec)], what="retrieve from") as assoc:
-                final = _drain(assoc.send_c_get(ident, StudyRootQueryRetrieveInformationModelGet),
-                               assoc, node, cancel, "retrieved (C-GET)")
-        else:
-            rec = _Receiver(staging, study_uid, series_uid, total, progress, cancel,
-                            senders=(node.aet, addresses_of(node.host)))
-            final = _move(node, ident, rec, move_host or local_address_towards(
-                node.host, node.port), move_port, calling_aet, cancel)
+        rec = _Receiver(staging, study_uid, series_uid, total, progress, cancel,
+                        senders=(node.aet, addresses_of(node.host)) if method == "move" else None)
+        try:
+            if method == "get":
+                final = _get(node, ident, rec, calling_aet, cancel)
+            else:
+                final = _move(node, ident, rec, move_host or local_address_towards(
+                    node.host, node.port), move_port, calling_aet, cancel)
+        except PacsError:
+            # the PACS's failure may follow from what happened here (a full disk, every
+            # instance refused): say that first
+            if rec.error or (rec.refused and staging.count == 0):
+                _check_final(Dataset(), rec, node, cancel)
+            raise
         _check_final(final, rec, node, cancel)
         staging.commit()
         n = staging.count
     return Retrieved(Path(dest), n, time.perf_counter() - t0, study_uid, rec.notes())
+
+
+def _get(node, ident, rec, calling_aet, cancel) -> Dataset:
+    contexts = [build_context(StudyRootQueryRetrieveInformationModelGet)] + [
+        build_context(uid, TRANSFER_SYNTAXES) for uid in RETRIEVE_SOP_CLASSES]
+    roles = [build_role(uid, scp_role=True) for uid in RETRIEVE_SOP_CLASSES]
+    with associate(node, contexts, calling_aet=calling_aet, roles=roles,
+                   handlers=[(evt.EVT_C_STORE, rec)], what="retrieve from") as assoc:
+        return _drain(assoc.send_c_get(ident, StudyRootQueryRetrieveInformationModelGet),
+                      assoc, node, cancel, "retrieved (C-GET)")
 
 
 def _move(node, ident, rec, host, port, calling_aet, cancel) -> Dataset:

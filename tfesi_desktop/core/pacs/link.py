@@ -132,7 +132,16 @@ class Guard:
                 pass
 
     def close(self) -> None:
+        """End the watchdog and close the socket (pynetdicom leaves a refused or cut one
+        open)."""
         self._stop.set()
+        with self._lock:
+            raw, self._raw = self._raw, None
+        if raw is not None:
+            try:
+                raw.close()
+            except OSError:
+                pass
 
 
 def tls_context(node: PacsNode) -> ssl.SSLContext | None:
