@@ -34,6 +34,7 @@ import urllib3
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.valuerep import VR
 
 from ..errors import Cancelled
 from ..safe_text import printable
@@ -124,8 +125,10 @@ class _Answer:
 
 
 def _request(node: PacsNode, method: str, path: str, what: str, *, params=None, headers=None,
-             data: bytes | None = None, limit: int = MAX_JSON_BYTES) -> _Answer:
-    """Send one request to the node (no retries) and read its answer within the limits."""
+             data: bytes | None = None, limit: int | None = None) -> _Answer:
+    """Send one request to the node (no retries) and read its answer within ``limit`` bytes
+    (default :data:`MAX_JSON_BYTES`)."""
+    limit = MAX_JSON_BYTES if limit is None else limit
     url = f"{_root(node)}/{path.lstrip('/')}" if path else _root(node)
     origin = _origin(_root(node))
     headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
@@ -283,12 +286,17 @@ def _json_items(node: PacsNode, what: str, path: str, params: dict) -> list[Data
         try:
             ds = Dataset.from_json(x)
             for elem in ds:  # decode now: a bad value fails here, not in a listing
+                if elem.VR not in _VRS:
+                    raise ValueError(f"unknown VR {printable(elem.VR)[:8]!r}")
                 _ = elem.value
         except Exception as e:  # noqa: BLE001 - pydicom raises many kinds on bad JSON
             raise PacsError(f"The DICOMweb service {node.url} answered a malformed DICOM JSON "
                             f"object when we {what} ({printable(e)[:160]}).") from e
         out.append(ds)
     return out
+
+
+_VRS = {str(v) for v in VR}
 
 
 def _no_constant(name):
