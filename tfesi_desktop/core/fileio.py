@@ -287,7 +287,14 @@ def clean_after_killed_runs() -> int:
     :data:`MAX_REMEMBERED` most recent folders that still exist. The number removed."""
     from .paths import data_dir
 
-    removed = remove_stale_temporaries(data_dir()) + sweep_stale(data_dir())
+    root = data_dir()
+    removed = remove_stale_temporaries(root) + sweep_stale(root)
+    try:
+        subfolders = [e.path for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        subfolders = []
+    for sub in subfolders:  # the study cache holds its retrievals' staging folders
+        removed += sweep_stale(sub)
     rec = _record()
     try:
         with open(rec, encoding="utf-8", errors="surrogateescape") as f:

@@ -61,13 +61,14 @@ class Staging:
     error, a cancel) removes the staging folder and everything in it."""
 
     def __init__(self, target: str | Path):
-        from ..fileio import sweep_stale
+        from ..fileio import remember_folder, sweep_stale
 
         self.target = Path(target)
         parent = self.target.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
             sweep_stale(parent)  # what a killed retrieval left here
+            remember_folder(parent)  # and the next start cleans up after this one
             self.path = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-",
                                               dir=parent))
         except OSError as e:
