@@ -386,6 +386,7 @@ def test_get_refuses_another_study_and_checks_the_count(study, tmp_path):
     finally:
         server.close()
     assert got.instances == 2 and "another study" in got.notes[0]
+    assert pacs.origin_of(s) == f"PACS@127.0.0.1:{server.port}"  # offered when sending back
 
 
 def test_invalid_uids_asked_for_are_refused_before_any_network(tmp_path):

@@ -169,3 +169,62 @@ def resolve(spec: str | PacsNode) -> PacsNode:
     known = ", ".join(sorted(nodes)) or "none configured"
     raise PacsError(f"No PACS node is named {spec!r} (known: {known}); give AET@HOST:PORT "
                     "or add it with `tfesi pacs nodes add`.")
+
+
+# --- what the window remembers: the node last used, and where each study came from ----------
+
+PACS_STATE_FILE = "pacs_state.json"
+MAX_ORIGINS = 2000
+
+
+def _state() -> dict:
+    f = data_dir() / PACS_STATE_FILE
+    try:
+        raw = json.loads(f.read_text()) if f.is_file() else {}
+    except (OSError, ValueError):
+        return {}  # damaged: forgotten, rewritten on the next change
+    return raw if isinstance(raw, dict) else {}
+
+
+def _save_state(state: dict) -> None:
+    from ..fileio import private_dir, write_atomically
+
+    private_dir(data_dir())
+    write_atomically(data_dir() / PACS_STATE_FILE, json.dumps(state, indent=1).encode(),
+                     private=True)
+
+
+def remember_last(spec: str) -> None:
+    """The node (a name, an address or a URL) last searched or retrieved from."""
+    state = _state()
+    state["last"] = str(spec)
+    _save_state(state)
+
+
+def last_used() -> str | None:
+    v = _state().get("last")
+    return v if isinstance(v, str) and v else None
+
+
+def remember_origin(study_uid: str, spec: str) -> None:
+    """Note the node a study was retrieved from, so that its results can be sent back there."""
+    state = _state()
+    origins = state.get("origins") if isinstance(state.get("origins"), dict) else {}
+    origins.pop(study_uid, None)
+    origins[study_uid] = str(spec)
+    state["origins"] = dict(list(origins.items())[-MAX_ORIGINS:])
+    _save_state(state)
+
+
+def origin_of(study_uid: str | None) -> str | None:
+    """The node the study was retrieved from (None when unknown)."""
+    origins = _state().get("origins")
+    v = origins.get(study_uid) if isinstance(origins, dict) and study_uid else None
+    return v if isinstance(v, str) and v else None
+
+
+def spec_of(node: PacsNode) -> str:
+    """How to name ``node`` again: its saved name, else its address or URL."""
+    if node.name:
+        return node.name
+    return f"{node.aet}@{node.host}:{node.port}" if node.dimse else node.url
