@@ -249,14 +249,15 @@ def _failure(code: int | None, node: PacsNode, what: str, assoc=None,
     guard = getattr(assoc, "tfesi_guard", None)
     if code is None and guard is not None and guard.reason:
         return PacsError(f"The connection was given up when we {what}: {guard.reason}.")
-    if code is None and assoc is not None and assoc.is_aborted:
+    if code is None and assoc is not None and assoc.is_aborted and (
+            guard is None or guard.peer_aborted):
         return PacsError(f"The PACS {node.aet}@{node.host}:{node.port} broke off the "
                          f"association when we {what}: it may not allow this request from AE "
                          f"title {assoc.ae.ae_title!r} (check the PACS's list of DICOM nodes).")
     if code is None:
         return PacsError(f"The PACS {node.aet}@{node.host}:{node.port} stopped answering while "
-                         f"we {what} (no reply within {DIMSE_TIMEOUT:.0f} s, or the association "
-                         "was aborted).")
+                         f"we {what}: no reply within {DIMSE_TIMEOUT:.0f} s, or it closed the "
+                         "connection.")
     meaning = _STATUS.get(code) or _STATUS.get(code & 0xFF00) or "failure"
     comment = printable(str(status_comment or "").strip())[:200]
     if comment:

@@ -44,6 +44,7 @@ class Guard:
     def __init__(self, peer: str = "the PACS"):
         self.peer = peer
         self.reason: str | None = None
+        self.peer_aborted = False  # the peer sent an A-ABORT (not our own timeout's abort)
         self._raw: socket.socket | None = None
         self._deadline: float | None = None
         self._why_late = ""
@@ -52,7 +53,11 @@ class Guard:
         self._watchdog: threading.Thread | None = None
 
     def handlers(self) -> list:
-        return [(evt.EVT_CONN_OPEN, self.on_open)]
+        return [(evt.EVT_CONN_OPEN, self.on_open), (evt.EVT_PDU_RECV, self._on_pdu)]
+
+    def _on_pdu(self, event) -> None:
+        if type(event.pdu).__name__ == "A_ABORT_RQ":
+            self.peer_aborted = True
 
     def on_open(self, event) -> None:
         sock = event.assoc.dul.socket  # pynetdicom's AssociationSocket

@@ -58,7 +58,7 @@ MAX_REDIRECTS = 3  # within the same origin
 MIN_RATE = 1024  # bytes per second, over any NETWORK_TIMEOUT
 _HTTP_HINTS = {401: "it wants credentials", 403: "it does not allow this",
                404: "nothing of that name is there", 413: "the request is too large for it",
-               429: "it is asking us to slow down", 500: "an internal error on its side",
+               429: "it is asking us to slow down", 500: "a failure on its side",
                502: "a gateway in front of it failed", 503: "it is unavailable or overloaded",
                504: "a gateway in front of it timed out"}
 
