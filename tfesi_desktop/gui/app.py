@@ -29,13 +29,13 @@ def main(argv=None) -> int:
         return self_test(args.model)
     from PySide6.QtWidgets import QApplication
 
-    from ..core.fileio import remove_stale_temporaries
-    from ..core.paths import data_dir, demo_study
+    from ..core.fileio import clean_after_killed_runs
+    from ..core.paths import demo_study
     from .mainwindow import MainWindow
 
-    # what a killed earlier run left half-written in the private folder (saved work, the UID
-    # map); the files it was writing are intact (write_atomically)
-    remove_stale_temporaries(data_dir())
+    # what a killed earlier run left half-written, in the private folder and wherever it wrote
+    # (reports, retrievals); the files it was writing are intact (write_atomically)
+    clean_after_killed_runs()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("TFESI Desktop")
     app.setOrganizationName("TFESI")

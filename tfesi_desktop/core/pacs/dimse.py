@@ -6,7 +6,7 @@ listening, no answer, the association refused and why (the called or calling AE 
 PACS's status, a full disk here. Retrievals stage into a private folder and land in the target
 only when complete (:class:`~.cache.Staging`) and checked against what the PACS announced; only
 instances of the requested study (and series), from the PACS asked, are stored (docs/
-architecture.md, invariant 11). ``cancel`` (a callable) aborts the association.
+architecture.md, Hospital integration). ``cancel`` (a callable) aborts the association.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 ``requests`` directly (dicomweb-client's own 20 s timeout and five retries overrode ours, and it
 follows redirects and unpacks any answer whole). Same results and errors as :mod:`.dimse`.
 
-Every request (docs/architecture.md, invariant 11):
+Every request (docs/architecture.md, Hospital integration):
 
 - is sent once (no retries), with :data:`~.link.CONNECT_TIMEOUT` to connect, each read bounded
   by :data:`~.link.NETWORK_TIMEOUT`, and a whole answer given up when it arrives slower than
@@ -70,6 +70,9 @@ def _attach(conn) -> None:
     guard = getattr(_local, "guard", None)
     if guard is not None and getattr(conn, "sock", None) is not None:
         guard.attach(conn.sock)
+        # connected: from now on the status line and headers have NETWORK_TIMEOUT, however
+        # slowly their bytes come
+        guard.expect(NETWORK_TIMEOUT, f"no complete answer within {NETWORK_TIMEOUT:.0f} s")
 
 
 class _HTTPConnection(urllib3.connection.HTTPConnection):
