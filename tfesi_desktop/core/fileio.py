@@ -307,9 +307,10 @@ def clean_after_killed_runs() -> int:
         if os.path.isdir(d) and not os.path.islink(d):
             removed += sweep_stale(d)
             kept.append(d)
-    try:
-        write_atomically(rec, "".join(d + "\n" for d in reversed(kept)).encode(
-            "utf-8", "surrogateescape"), private=True)
-    except TfesiError:
-        pass
+    pruned = "".join(d + "\n" for d in reversed(kept))
+    if pruned != "".join(ln + "\n" for ln in lines):  # rewritten only when it changes
+        try:
+            write_atomically(rec, pruned.encode("utf-8", "surrogateescape"), private=True)
+        except TfesiError:
+            pass
     return removed
