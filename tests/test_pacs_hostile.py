@@ -294,6 +294,26 @@ def test_move_takes_only_the_study_asked_from_the_pacs_asked(study, tmp_path):
     assert any("not by the PACS asked" in n for n in got.notes)
 
 
+def test_a_sender_that_drips_into_the_receiver_cannot_hold_the_retrieval(study, tmp_path):
+    s, se = study
+    held = []
+
+    def drip(dest):  # a third party connects to the receiver and announces a 4 GB PDU
+        c = socket.create_connection(dest)
+        c.sendall(struct.pack(">BBL", 0x01, 0, 0xFFFFFFF0) + b"\0" * 10)
+        held.append(c)
+    server = Pacs(rows=[_row(s, 1)], move=_move_from([_image(s, se)], third_party=drip))
+    try:
+        t0 = time.monotonic()
+        got = _retrieve_move(server, s, tmp_path / "out")
+        assert time.monotonic() - t0 < 5
+    finally:
+        for c in held:
+            c.close()
+        server.close()
+    assert got.instances == 1
+
+
 def test_announced_ten_sent_three_success_is_incomplete(study, tmp_path, capsys):
     s, se = study
     server = Pacs(rows=[_row(s, 10)], move=_move_from([_image(s, se) for _ in range(3)]))

@@ -613,14 +613,21 @@ def _get(node, ident, rec, calling_aet, cancel) -> Dataset:
                       assoc, node, cancel, "retrieved (C-GET)")
 
 
+def _guard_incoming(event) -> None:
+    Guard(f"the sender at {event.address[0]}").on_open(event)
+
+
 def _move(node, ident, rec, host, port, calling_aet, cancel) -> Dataset:
     scp = _ae(calling_aet)
     scp.supported_contexts = [build_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
                               for cx in StoragePresentationContexts]
     scp.require_calling_aet = [node.aet]  # an association from another AE title is rejected
     try:
+        # every association of the receiver is guarded too: a sender that drips or announces
+        # a huge PDU cannot hold the retrieval (or its shutdown)
         server = scp.start_server((host, port), block=False,
-                                  evt_handlers=[(evt.EVT_C_STORE, rec)])
+                                  evt_handlers=[(evt.EVT_C_STORE, rec),
+                                                (evt.EVT_CONN_OPEN, _guard_incoming)])
     except OSError as e:
         raise PacsError(f"Cannot receive images on {host} port {port} ({e.strerror}): another "
                         "program uses it, or this computer has no such address; choose another "
