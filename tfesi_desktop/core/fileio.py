@@ -284,7 +284,15 @@ def remember_folder(folder: str | os.PathLike) -> None:
 def clean_after_killed_runs() -> int:
     """At start: remove what killed runs left in the data folder (and its subfolders) and in
     every folder remembered by :func:`remember_folder`; the record is pruned to the
-    :data:`MAX_REMEMBERED` most recent folders that still exist. The number removed."""
+    :data:`MAX_REMEMBERED` most recent folders that still exist. The number removed; never
+    fails (a clean-up must not stop the program)."""
+    try:
+        return _clean_after_killed_runs()
+    except (OSError, ValueError, TfesiError):
+        return 0
+
+
+def _clean_after_killed_runs() -> int:
     from .paths import data_dir
 
     root = data_dir()
