@@ -131,9 +131,7 @@ def test_nan_and_huge_cards_are_refused(bundle):
 
 
 def test_the_optional_sections_of_this_round_are_accepted(bundle):
-    import numpy as np
-
-    np.savez(bundle / "ood.npz", mean=np.zeros(4))
+    shutil.copy(DEMO / "ood.npz", bundle / "ood.npz")
 
     def edit(c):
         c["calibration"] = {"method": "temperature scaling", "temperature": 1.7, "n": 300,
@@ -146,7 +144,8 @@ def test_the_optional_sections_of_this_round_are_accepted(bundle):
     b = load_bundle(bundle)
     assert b.card["tta"]["crops"][1] == [-3, 2, 0.9]
     # the extra file is hashed like the others
-    np.savez(bundle / "ood.npz", mean=np.ones(4))
+    with open(bundle / "ood.npz", "ab") as f:
+        f.write(b"\0")
     with pytest.raises(ModelError, match="ood.npz does not match"):
         load_bundle(bundle)
 
@@ -262,7 +261,7 @@ def test_sign_verify_and_trusted_keys(bundle, tmp_path, capsys):
     # a forged signature: a changed card, with the signed digest edited to match it
     sig = json.loads((dest / "signature.json").read_text())
     _set_card(unsigned, lambda c: c.update(threshold=0.3))
-    sig["bundle_sha256"] = load_bundle(unsigned).sha256
+    sig["bundle_sha256"] = bundle_mod._load(unsigned, check_signature=False).digest
     (unsigned / "signature.json").write_text(json.dumps(sig))
     with pytest.raises(ModelError, match="not valid"):
         load_bundle(unsigned)
@@ -277,3 +276,118 @@ def test_sign_verify_and_trusted_keys(bundle, tmp_path, capsys):
 def test_unsigned_bundle_verify_is_exit_2(bundle, capsys):
     assert main(["model", "verify", str(bundle)]) == 2
     assert "not signed" in _one_error(capsys)
+
+
+# --- issue 21, item 5: a clinic can lock models down ------------------------------------------
+
+def _trust(tmp_path, bundle) -> None:
+    key = tmp_path / "keys" / "clinic.pem"
+    key.parent.mkdir()
+    sign_bundle(bundle, key, new_key=True)
+    trusted_keys_dir().mkdir(parents=True)
+    shutil.copy(key.with_name("clinic.pub.pem"), trusted_keys_dir() / "clinic.pem")
+
+
+def test_the_install_record_cannot_switch_signatures_off(bundle, tmp_path, capsys):
+    _trust(tmp_path, bundle)
+    dest = install_bundle(bundle)
+    assert load_bundle(dest).signer == "clinic.pem"
+    # the campaign's attack: edit the card, delete the signature, update the install record
+    _set_card(dest, lambda c: c.update(threshold=0.9, synthetic_training_data=False))
+    (dest / "signature.json").unlink()
+    rec_file = dest.parent / "installed.json"
+    rec = json.loads(rec_file.read_text())
+    rec["bundles"][dest.name]["sha256"] = bundle_mod._load(dest, check_signature=False).digest
+    rec_file.write_text(json.dumps(rec))
+    with pytest.raises(ModelError, match="only bundles signed by one of them.*not signed"):
+        load_bundle(dest)
+    capsys.readouterr()
+    assert main(["model", "info"]) == 2  # the default model
+    assert "not signed" in _one_error(capsys)
+
+
+def test_with_trusted_keys_every_path_needs_a_trusted_signature(bundle, base, tmp_path, capsys):
+    from tfesi_desktop.core.runtime import Predictor
+
+    _trust(tmp_path, bundle)
+    unsigned = tmp_path / "unsigned"
+    shutil.copytree(base, unsigned)
+    for path in (unsigned, DEMO):  # --model, and the shipped demonstration model
+        with pytest.raises(ModelError, match="not signed"):
+            load_bundle(path)
+        with pytest.raises(ModelError, match="not signed"):
+            Predictor(path)  # what the window's model worker and `tfesi predict` call
+    with pytest.raises(ModelError, match="not signed"):
+        install_bundle(unsigned)
+    other = tmp_path / "other.pem"
+    sign_bundle(unsigned, other, new_key=True)  # validly signed, by a key nobody trusts
+    with pytest.raises(ModelError, match="not among the trusted keys"):
+        load_bundle(unsigned)
+    assert load_bundle(bundle).signer == "clinic.pem"
+    capsys.readouterr()
+    from tfesi_desktop.core.paths import demo_study
+
+    assert main(["predict", str(demo_study()), "--slice", "1", "--roi", "1,1,9,9", "--side",
+                 "left", "--model", str(unsigned)]) == 2
+    assert "not among the trusted keys" in _one_error(capsys)
+
+
+def _rehash(b, name):
+    _set_card(b, lambda c: c["files"].update({name: sha256_file(b / name)}))
+
+
+@pytest.mark.parametrize("arrays, match", [
+    ({"w": [0.0, 1.0]}, "lacks 'w1'"),
+    ({"w1": [[0.0]], "b1": [0.0], "w2": [0.0], "b2": [0.0, 1.0]}, "do not fit"),
+    ({"w1": [[float("nan")]], "b1": [0.0], "w2": [0.0], "b2": [0.0]}, "finite"),
+    ({"w1": [0.0, 1.0], "b1": [0.0], "w2": [0.0], "b2": [0.0]}, "not \\(channels, units\\)"),
+    (None, "not a readable array file"),
+])
+def test_a_malformed_head_is_a_clear_refusal(bundle, arrays, match, capsys):
+    import numpy as np
+
+    if arrays is None:
+        (bundle / "head.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    else:
+        np.savez(bundle / "head.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+    _rehash(bundle, "head.npz")
+    with pytest.raises(ModelError, match=match):
+        load_bundle(bundle)
+    assert main(["model", "info", str(bundle)]) == 2
+    _one_error(capsys)
+
+
+@pytest.mark.parametrize("content", ["mean-only", "pickle", "wrong-channels", "nan"])
+def test_a_malformed_ood_file_is_a_clear_refusal(bundle, content, capsys):
+    import numpy as np
+
+    f = bundle / "ood.npz"
+    if content == "mean-only":
+        np.savez(f, mean=np.zeros(4))
+    elif content == "pickle":
+        with open(f, "wb") as fh:
+            np.save(fh, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        with np.load(DEMO / "ood.npz") as z:
+            a = {k: z[k] for k in z.files}
+        if content == "wrong-channels":
+            a["features_mean"] = a["features_mean"][:7]
+            a["features_components"] = a["features_components"][:, :7]
+        else:
+            a["features_components"] = a["features_components"].copy()
+            a["features_components"][0, 0] = np.nan
+        np.savez(f, **a)
+    _set_card(bundle, lambda c: c["files"].update({"ood.npz": sha256_file(f)}))
+    with pytest.raises(ModelError, match="ood.npz|training-image distribution"):
+        load_bundle(bundle)
+    assert main(["model", "info", str(bundle)]) == 2
+    _one_error(capsys)
+
+
+def test_a_card_with_20001_crops_is_refused(bundle, capsys):
+    _set_card(bundle, lambda c: c.update(tta={"crops": [[0, 0, 1.0]] * 20001}))
+    with pytest.raises(ModelError, match="20001 ROIs; at most 64"):
+        load_bundle(bundle)
+    _set_card(bundle, lambda c: c.update(tta={"crops": [[0, 0, 1.0], [1e9, 0, 1.0]]}))
+    with pytest.raises(ModelError, match="at most 100 pixels"):
+        load_bundle(bundle)

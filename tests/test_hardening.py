@@ -429,3 +429,31 @@ def test_a_deflate_bomb_is_refused_and_a_deflated_image_still_read(plain, tmp_pa
     assert ref.path.name == "deflated.dcm"
     np.testing.assert_array_equal(modality_values(ref),
                                   modality_values(scan(plain).stacks[0].slices[0]))
+
+
+@posix
+def test_folder_links_out_of_the_folder_or_to_an_ancestor_are_not_followed(plain, tmp_path,
+                                                                           capsys):
+    """Issue 21, item 9: a link to / made `tfesi info` walk the whole file system."""
+    import time
+
+    d = _copy(plain, tmp_path)
+    outside = tmp_path / "outside"
+    shutil.copytree(d, outside)  # 12 more slices that must not be read
+    (d / "root").symlink_to("/")
+    (d / "up").symlink_to("..")
+    (d / "sub").mkdir()
+    (d / "sub" / "back").symlink_to(d)
+    (d / "away").symlink_to(outside)
+    (d / "inside").symlink_to(d / "sub")  # stays inside: followed (nothing new there)
+    t0 = time.monotonic()
+    res = scan(d)
+    assert time.monotonic() - t0 < 5
+    assert _slices(res) == 12
+    why = _skipped(res)
+    assert "outside the folder given" in why["root"] and "outside" in why["away"]
+    assert "outside the folder given" in why["up"]
+    assert "loop" in why["back"]
+    assert "outside" not in why.get("inside", "")  # followed (its folder was read already)
+    assert main(["info", str(d)]) == 0
+    assert "links out of it are not followed" in capsys.readouterr().out

@@ -13,47 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_common
 from .app_options import add_logging_options, configure_logging, missing_extra, require_extra
+from .cli_common import Parser, one_line, progress_printer, safe_terminal, say
 from .core.errors import TfesiError
 
 # network.ARCHITECTURES, spelled out so that building the parser does not import Keras
 TRAIN_VARIANTS = ("original", "no-regularization", "from-scratch", "compact")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors: same form as ours, exit 2
-        self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-_QUIET = False  # -q: no progress lines
-
-
-def _say(message: str) -> None:
-    """A progress message on stderr, unless -q."""
-    if not _QUIET:
-        print(message, file=sys.stderr, flush=True)
-
-
-def _progress(label: str):
-    """A progress printer for stderr (a single updating line on a terminal); silent with -q."""
-    tty = sys.stderr.isatty()
-    last = [0.0]
-
-    def report(done: int, total: int):
-        if _QUIET:
-            return
-        now = time.monotonic()
-        if done < total and now - last[0] < 0.5:
-            return
-        last[0] = now
-        end = "\r" if tty and done < total else "\n"
-        if tty or done == total:
-            print(f"{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
-
-    return report
+_Parser, _progress, _one_line, _say = Parser, progress_printer, one_line, say
 
 
 # --- tfesi info --------------------------------------------------------------------------------
@@ -784,7 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="fewer repeats, no training figure")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_bench)
-    from .cli_pacs import add_pacs_commands  # it uses this module's helpers
+    from .cli_pacs import add_pacs_commands
 
     add_pacs_commands(sub)
     from .cli_clinical import add_clinical_commands
@@ -811,20 +780,21 @@ def _prediction_args(s) -> None:
                         "provenance and printed on the report")
 
 
-def _one_line(text: str) -> str:
-    """``text`` on one line: control characters (from hostile file names or values) escaped."""
-    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
-
-
 def main(argv: list[str] | None = None) -> int:
+    with safe_terminal():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args, "tfesi")
-    global _QUIET
-    _QUIET = bool(args.quiet)
+    cli_common.QUIET = bool(args.quiet)
+    from .core.fileio import clean_after_killed_runs
     from .core.paths import migrate_once
 
     migrate_once()  # settings and the PACS cache of earlier versions to their own folders
+    clean_after_killed_runs()  # what a killed earlier run left (core/fileio.py)
     try:
         return int(args.func(args) or 0)
     except TfesiError as e:

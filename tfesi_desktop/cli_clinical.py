@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import _progress
+from .cli_common import progress_printer as _progress
 from .core.errors import TfesiError
 
 

@@ -6,15 +6,28 @@ from __future__ import annotations
 import json
 import sys
 
-from .cli import _Parser, _progress
+from .cli_common import Parser as _Parser
+from .cli_common import progress_printer as _progress
 
 # --- tfesi pacs --------------------------------------------------------------------------------
+
+def _node(args):
+    """The node of ``--pacs``, with ``--tls``/``--ca-file`` when given."""
+    from dataclasses import replace
+
+    from .core import pacs
+
+    node = pacs.resolve(args.pacs)
+    if getattr(args, "tls", False) or getattr(args, "ca_file", None):
+        node = replace(node, tls=True, ca_file=args.ca_file or node.ca_file)
+    return node
+
 
 def cmd_pacs_echo(args) -> int:
     from .core import pacs
     from .core.pacs.dimse import echo
 
-    node = pacs.resolve(args.pacs)
+    node = _node(args)
     if node.dimse:
         print(f"C-ECHO to {node}: OK in {1000 * echo(node, calling_aet=args.aet):.0f} ms")
     else:
@@ -26,7 +39,7 @@ def cmd_pacs_echo(args) -> int:
 def cmd_pacs_find(args) -> int:
     from .core import pacs
 
-    node = pacs.resolve(args.pacs)
+    node = _node(args)
     if args.study:
         rows = pacs.find_series(node, args.study, calling_aet=args.aet)
     else:
@@ -54,10 +67,13 @@ def cmd_pacs_find(args) -> int:
 def cmd_pacs_get(args) -> int:
     from .core import pacs
 
-    node = pacs.resolve(args.pacs)
+    node = _node(args)
     got = pacs.retrieve(node, args.study_uid, args.out, series_uid=args.series,
                         method="move" if args.move else "get", move_port=args.move_port,
-                        calling_aet=args.aet, progress=_progress("retrieving"))
+                        move_host=args.move_host, calling_aet=args.aet,
+                        progress=_progress("retrieving"))
+    for note in got.notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"{got.instances} instances retrieved into {got.path} in {got.seconds:.2f} s")
     return 0
 
@@ -65,9 +81,9 @@ def cmd_pacs_get(args) -> int:
 def cmd_pacs_store(args) -> int:
     from .core import pacs
 
-    n = pacs.send_to_pacs(args.files, args.pacs, calling_aet=args.aet,
-                          progress=_progress("sending"))
-    print(f"{n} files stored on {pacs.resolve(args.pacs)}")
+    node = _node(args)
+    n = pacs.send_to_pacs(args.files, node, calling_aet=args.aet, progress=_progress("sending"))
+    print(f"{n} files stored on {node}")
     return 0
 
 
@@ -77,7 +93,10 @@ def cmd_pacs_nodes(args) -> int:
     from .core import pacs
 
     if args.nodes_command == "add":
-        print(f"added {pacs.add_node(args.name, args.address, url=args.url, replace=args.replace)}")
+        node = pacs.add_node(args.name, args.address, url=args.url, replace=args.replace,
+                             tls=args.tls or bool(args.ca_file), ca_file=args.ca_file or "",
+                             cert_file=args.cert_file or "", key_file=args.key_file or "")
+        print(f"added {node}")
     elif args.nodes_command == "remove":
         pacs.remove_node(args.name)
         print(f"removed {args.name}")
@@ -101,6 +120,13 @@ def add_pacs_commands(sub) -> None:
         q.add_argument("--pacs", required=True, metavar="AET@HOST:PORT",
                        help="the PACS: AET@HOST:PORT, a DICOMweb URL or a configured node's name")
         q.add_argument("--aet", default="TFESI", help="this program's (calling) AE title")
+        tls_args(q)
+
+    def tls_args(q):
+        q.add_argument("--tls", action="store_true", help="DIMSE over TLS (the PACS's "
+                       "certificate is checked)")
+        q.add_argument("--ca-file", metavar="PEM", help="the authority that signed the PACS's "
+                       "certificate (default: the system's); implies --tls")
 
     q = psub.add_parser("echo", help="check that the PACS answers (C-ECHO)")
     node_args(q)
@@ -126,6 +152,8 @@ def add_pacs_commands(sub) -> None:
                    "--move-port)")
     q.add_argument("--move-port", type=int, default=11113,
                    help="port on which this program receives the images of a C-MOVE")
+    q.add_argument("--move-host", metavar="ADDRESS", help="local address on which it listens "
+                   "(default: that of the interface that reaches the PACS; never all)")
     q.set_defaults(func=cmd_pacs_get)
     q = psub.add_parser("store", help="send DICOM files to the PACS (C-STORE or STOW-RS)")
     q.add_argument("files", nargs="+", metavar="FILE")
@@ -138,6 +166,9 @@ def add_pacs_commands(sub) -> None:
     n.add_argument("address", nargs="?", metavar="AET@HOST:PORT")
     n.add_argument("--url", help="the node's DICOMweb root URL")
     n.add_argument("--replace", action="store_true")
+    tls_args(n)
+    n.add_argument("--cert-file", metavar="PEM", help="this program's TLS certificate")
+    n.add_argument("--key-file", metavar="PEM", help="its private key")
     n.set_defaults(func=cmd_pacs_nodes)
     n = nsub.add_parser("list", help="list the nodes")
     n.add_argument("--json", action="store_true")

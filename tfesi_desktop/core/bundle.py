@@ -12,8 +12,14 @@ Bundles are data, not code, and cannot be changed quietly:
 - ``tfesi model install`` records that digest and loading an installed bundle verifies it; the
   program pins the digest of the demonstration bundle it ships (:data:`DEMO_BUNDLE_SHA256`);
 - optional Ed25519 signatures (``signature.json``, over the bundle digest) by keys in the user's
-  trusted-keys folder: a signature that no longer matches refuses the bundle, and once trusted
-  keys exist only bundles signed by one of them are installed.
+  trusted-keys folder: a signature that no longer matches refuses the bundle, and **once trusted
+  keys exist, every load** (the default model, ``--model``, the window, ``tfesi model install``,
+  the shipped demonstration model too) **requires a valid signature by one of them**: checked on
+  the bundle itself at each load, so that neither the install record nor a deleted
+  ``signature.json`` can switch it off;
+- the arrays are checked before use: ``head.npz`` (shapes, finite float values) and ``ood.npz``
+  (core/ood.py), read without pickles; the card's ROI set is at most :data:`MAX_TTA_CROPS`
+  small shifts and scales.
 
 A mismatch refuses the bundle with a clear :class:`ModelError`.
 """
@@ -51,6 +57,8 @@ DEMO_BUNDLE = ("models", "demo-synthetic")
 DEMO_BUNDLE_SHA256 = "2b616f329d638149f1a45e3751262a14bec01a40864c501f2018c69d53bd0ac8"
 INSTALLED_RECORD = "installed.json"
 MAX_CARD_BYTES = 1 << 20
+MAX_TTA_CROPS = 64  # the card's ROI set (tta.crops): each costs one network run per prediction
+MAX_HEAD_UNITS = 1 << 14
 _HEX = set("0123456789abcdef")
 
 
@@ -252,6 +260,11 @@ def validate_card(card, where: Path | None = None) -> dict:
                 and all(isinstance(c, list) and len(c) == 3 and all(_is_number(x) for x in c)
                         and c[2] > 0 for c in crops)):
             bad("'tta.crops' must be a list of [dx, dy, scale] number triples, scale > 0.")
+        if crops is not None and len(crops) > MAX_TTA_CROPS:
+            bad(f"'tta.crops' holds {len(crops)} ROIs; at most {MAX_TTA_CROPS} are allowed.")
+        if crops is not None and not all(abs(c[0]) <= 100 and abs(c[1]) <= 100
+                                         and 0.25 <= c[2] <= 4 for c in crops):
+            bad("'tta.crops' shifts must be at most 100 pixels and scales from 0.25 to 4.")
     ood = card.get("ood")
     if ood is not None:
         if not isinstance(ood, dict):
@@ -435,7 +448,7 @@ def _check_signature(path: Path, digest: str, sig: dict) -> str | None:
 def verify_signature(path: str | Path, public_key: str | Path | None = None) -> Bundle:
     """Verify a bundle and its signature by a trusted key (or by ``public_key``); return the
     bundle, or raise :class:`ModelError` (unsigned, changed since signed, untrusted signer)."""
-    b = load_bundle(path)
+    b = _load_checked(Path(path))
     sig = _read_signature(b.path)
     if sig is None:
         raise ModelError("This bundle is not signed.", b.path)
@@ -473,18 +486,34 @@ def _expected_digest(path: Path) -> tuple[str | None, str]:
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Read and verify a bundle folder (see the module docstring)."""
-    path = Path(path)
-    expected, source = _expected_digest(path)
-    b = _load(path)
-    if expected is not None and b.digest != expected:
-        raise ModelError(f"This model bundle differs from {source} (SHA-256 {b.digest[:16]}... "
-                         f"instead of {str(expected)[:16]}...): it was changed, and is refused.",
-                         path)
+    """Read and verify a bundle folder (see the module docstring); with trusted keys set up,
+    only a bundle validly signed by one of them."""
+    b = _load_checked(Path(path))
+    require_trusted(b)
     return b
 
 
-def _load(path: Path, *, check_signature: bool = True) -> Bundle:
+def require_trusted(b: Bundle) -> None:
+    """:class:`ModelError` when trusted keys are set up and ``b`` is not signed by one."""
+    if b.signer is not None:
+        return
+    keys = trusted_keys()
+    if not keys:
+        return
+    sig = _read_signature(b.path)
+    why = ("it is not signed" if sig is None else
+           f"its signature's key ({sig['key_id']}) is not among the trusted keys")
+    raise ModelError(f"Trusted keys are set up ({trusted_keys_dir()}), so only bundles signed "
+                     f"by one of them are used; this one is refused: {why}.", b.path)
+
+
+def _load_checked(path: Path) -> Bundle:
+    expected, source = _expected_digest(path)
+    return _load(path, expected=expected, source=source)
+
+
+def _load(path: Path, *, check_signature: bool = True, expected: str | None = None,
+          source: str = "") -> Bundle:
     if not path.is_dir():
         raise ModelError("This model bundle folder does not exist.", path)
     _check_entries(path)
@@ -511,12 +540,87 @@ def _load(path: Path, *, check_signature: bool = True) -> Bundle:
             raise ModelError(f"The file {name} does not match the SHA-256 in the model card: "
                              "the bundle was changed or damaged, and is refused.", f)
     digest = bundle_digest(card_bytes, card["files"])
+    if expected is not None and digest != expected:
+        raise ModelError(f"This model bundle differs from {source} (SHA-256 {digest[:16]}... "
+                         f"instead of {str(expected)[:16]}...): it was changed, and is refused.",
+                         path)
     signer = None
     if check_signature:
         sig = _read_signature(path)
         if sig is not None:
             signer = _check_signature(path, digest, sig)
+    channels = _check_head(path / HEAD_FILE)
+    if "ood.npz" in card["files"]:  # core/ood.py OOD_FILE, read by the runtime when listed
+        _check_ood(path / "ood.npz", channels)
     return Bundle(path, card, digest, signer)
+
+
+def _arrays(f: Path) -> dict:
+    """The arrays of an ``.npz`` file, read without pickles; ModelError when it is not one."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with _open_plain(f) as fh:
+            z = np.load(fh, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            with z:
+                return {k: np.asarray(z[k]) for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as e:
+        raise ModelError(f"The bundle's {f.name} is not a readable array file ({e}); the bundle "
+                         "is refused.", f) from e
+
+
+def _check_head(f: Path) -> int:
+    """head.npz: w1 (channels, units), b1 (units,), w2 (units elements), b2 (1 element),
+    optional bn_scale and bn_shift (units,); finite floats."""
+    import numpy as np
+
+    a = _arrays(f)
+
+    def bad(what: str):
+        raise ModelError(f"The bundle's {f.name} is malformed: {what}; the bundle is refused.", f)
+
+    for k in ("w1", "b1", "w2", "b2"):
+        if k not in a:
+            bad(f"it lacks '{k}'")
+    for k, v in a.items():
+        if v.dtype.kind != "f" or not np.all(np.isfinite(v)):
+            bad(f"'{k}' must hold finite floating-point numbers")
+    w1 = a["w1"]
+    if w1.ndim != 2 or not (0 < w1.shape[1] <= MAX_HEAD_UNITS) or w1.shape[0] == 0:
+        bad(f"'w1' has shape {w1.shape}, not (channels, units)")
+    units = w1.shape[1]
+    if a["b1"].shape != (units,) or a["w2"].size != units or a["b2"].size != 1:
+        bad("the shapes of 'b1', 'w2' and 'b2' do not fit 'w1'")
+    if ("bn_scale" in a) != ("bn_shift" in a) or any(
+            a[k].shape != (units,) for k in ("bn_scale", "bn_shift") if k in a):
+        bad("'bn_scale' and 'bn_shift' must both be there, each of the units' size")
+    return int(w1.shape[0])
+
+
+def _check_ood(f: Path, channels: int) -> None:
+    import numpy as np
+
+    from .ood import TrainingDistribution
+
+    for k, v in _arrays(f).items():
+        if v.dtype.kind != "f" or not np.all(np.isfinite(v)):
+            raise ModelError(f"The bundle's {f.name} is malformed: '{k}' must hold finite "
+                             "floating-point numbers; the bundle is refused.", f)
+    try:
+        d = TrainingDistribution.load(f)
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any damage of this file is a refusal, said so
+        raise ModelError(f"The bundle's {f.name} is malformed ({type(e).__name__}); the bundle "
+                         "is refused.", f) from e
+    if d.features.mean.shape != (channels,) or not np.isfinite(d.features.mean).all():
+        raise ModelError(f"The bundle's {f.name} is malformed: its features have "
+                         f"{d.features.mean.shape[0]} channels, the head {channels}; the bundle "
+                         "is refused.", f)
 
 
 def installed_models_dir() -> Path:
@@ -624,9 +728,6 @@ def install_bundle(path: str | Path, *, make_default: bool = True) -> Path:
     if "validation" not in b.card.get("metrics", {}):
         raise ModelError("This bundle carries no validated performance; evaluate it first "
                          "(tfesi evaluate --update-card).", b.path)
-    if b.signer is None and trusted_keys():
-        raise ModelError(f"Trusted keys are set up ({trusted_keys_dir()}), so only bundles "
-                         "signed by one of them are installed; this one is not.", b.path)
     dest_root = installed_models_dir()
     try:
         dest_root.mkdir(parents=True, exist_ok=True)

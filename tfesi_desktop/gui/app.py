@@ -42,13 +42,13 @@ def main(argv=None) -> int:
             raise
         print(f"error: {sentence}", file=sys.stderr)
         return 2
-    from ..core.fileio import remove_stale_temporaries
-    from ..core.paths import data_dir, demo_study, migrate_once
+    from ..core.fileio import clean_after_killed_runs
+    from ..core.paths import demo_study, migrate_once
 
     migrate_once()  # settings and the PACS cache now have folders of their own
-    # what a killed earlier run left half-written in the private folder (saved work, the UID
-    # map); the files it was writing are intact (write_atomically)
-    remove_stale_temporaries(data_dir())
+    # what a killed earlier run left half-written, in the private folder and wherever it wrote
+    # (reports, retrievals); the files it was writing are intact (write_atomically)
+    clean_after_killed_runs()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("TFESI Desktop")
     app.setOrganizationName("TFESI")

@@ -44,6 +44,8 @@ class ReportController(QObject):
         default = folder / f"tfesi-report-{time.strftime('%Y%m%d-%H%M%S')}.pdf"
         dlg = ReportDialog(win, default)
         dlg.physician.setText(str(st.value("physician", "") or ""))
+        from .pacs_dialog import study_node  # the node the study came from (issue 26, item 5)
+        dlg.node.setText(study_node(r.prediction.provenance.study_uid))
         dlg.accepted.connect(self._accepted)
         self.dialog = dlg
         dlg.open()

@@ -6,7 +6,9 @@ pixel data make no sense, DICOMDIR references leading out of their folder, unsaf
 is skipped and listed with the reason, and the rest of the input is still read:
 
 - only regular files are opened (a FIFO or a device never blocks the scan);
-- folders are walked iteratively, each real folder once (symbolic-link loops end there);
+- folders are walked iteratively, each real folder once; a folder link is followed only when it
+  stays inside the folder given and does not lead to a folder that holds it (a link to `/` or to
+  an ancestor is listed as skipped, with the reason);
 - every per-file step (reading the header, converting its values, geometry, the pixel data size
   check) runs inside the per-file error handling;
 - the declared image size (frames x rows x columns x samples x bits) must match the length of the
@@ -203,9 +205,31 @@ def looks_like_dicom(path: Path) -> bool:
 
 # --- finding files ----------------------------------------------------------------------------
 
+def _link_leaves(link: Path, root_real: str) -> str | None:
+    """Why the folder link ``link`` is not followed (None when it stays inside the folder the
+    scan was given and does not lead back to a folder containing it)."""
+    try:
+        target = os.path.realpath(link)
+        here = os.path.realpath(link.parent)
+    except (OSError, ValueError):
+        return "This link cannot be resolved; not followed."
+    if os.path.commonpath([target, root_real]) != root_real:
+        return (f"This link leads outside the folder given (to {target}); links out of it are "
+                "not followed.")
+    if os.path.commonpath([target, here]) == target:
+        return ("This link leads back to a folder that contains it (a loop); not followed.")
+    return None
+
+
 def _walk(root: Path, skipped: Skipped, cancel: CancelCheck | None) -> list[Path]:
-    """Regular files under ``root``, iteratively; each real folder is read once."""
+    """Regular files under ``root``, iteratively; each real folder is read once. Folder links
+    are followed only when they stay inside ``root`` and do not lead to a folder that holds
+    them (:func:`_link_leaves`): a link to ``/`` or to an ancestor is listed, not walked."""
     files: list[Path] = []
+    try:
+        root_real = os.path.realpath(root)
+    except (OSError, ValueError):
+        root_real = str(root)
     seen: set[tuple[int, int]] = set()
     todo = [(root, 0)]
     while todo:
@@ -237,6 +261,10 @@ def _walk(root: Path, skipped: Skipped, cancel: CancelCheck | None) -> list[Path
             p = Path(e.path)
             try:
                 if e.is_dir():  # follows symlinks
+                    why = _link_leaves(p, root_real) if e.is_symlink() else None
+                    if why:
+                        skipped.append((p, why))
+                        continue
                     todo.append((p, depth + 1))
                 elif e.is_file():
                     files.append(p)

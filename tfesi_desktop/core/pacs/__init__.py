@@ -1,8 +1,8 @@
 """Hospital integration: query and retrieve studies from a PACS, and send results back.
 
 One set of functions whatever the protocol: a node with a DIMSE address (``AET@HOST:PORT``) is
-reached with pynetdicom (:mod:`.dimse`), one with only a DICOMweb URL with dicomweb-client
-(:mod:`.web`). Retrieved studies go into the program's private study cache
+reached with pynetdicom (:mod:`.dimse`, guarded by :mod:`.link`), one with only a DICOMweb URL
+with ``requests`` (:mod:`.web`). Retrieved studies go into the program's private study cache
 (:func:`.cache.study_cache_dir`) or a folder the user chose, all or nothing.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import TfesiError
 from .cache import cache_root, study_cache_dir
 from .dimse import Retrieved, echo, find_patients, parse_date_range
 from .nodes import (
@@ -18,17 +19,23 @@ from .nodes import (
     PacsError,
     PacsNode,
     add_node,
+    last_used,
     load_nodes,
+    make_node,
+    origin_of,
     parse_address,
+    remember_last,
+    remember_origin,
     remove_node,
     resolve,
+    spec_of,
 )
 
 __all__ = [
     "DEFAULT_AET", "PacsError", "PacsNode", "Retrieved", "add_node", "cache_root", "echo",
-    "find_patients", "find_series", "find_studies", "load_nodes", "parse_address",
-    "parse_date_range", "remove_node", "resolve", "retrieve", "send_to_pacs",
-    "study_cache_dir",
+    "find_patients", "find_series", "find_studies", "last_used", "load_nodes", "make_node",
+    "origin_of", "parse_address", "parse_date_range", "remember_last", "remember_origin",
+    "remove_node", "resolve", "retrieve", "send_to_pacs", "spec_of", "study_cache_dir",
 ]
 
 
@@ -58,6 +65,10 @@ def retrieve(node: PacsNode | str, study_uid: str, dest: str | Path | None = Non
     into_cache = dest is None
     dest = Path(dest) if dest is not None else study_cache_dir(study_uid)
     got = _backend(node).retrieve(node, study_uid, dest, **kwargs)
+    try:
+        remember_origin(study_uid, spec_of(node))  # results go back there (the report dialog)
+    except TfesiError:
+        pass  # a convenience: never fails a retrieval
     if into_cache:  # the cache has a size limit: the oldest retrievals go first
         from .eviction import evict
 

@@ -1,20 +1,23 @@
 """DICOM networking with pynetdicom: C-ECHO, C-FIND, C-GET, C-MOVE and C-STORE.
 
-Every call is bounded in time (:data:`CONNECT_TIMEOUT` to connect and to negotiate; a PACS that
-stops answering is given up after :data:`DIMSE_TIMEOUT`), so a dead PACS answers within 10 s with
-one sentence, never a hang. Retrievals stage into a private folder and land in the target only
-when complete (:class:`~.cache.Staging`); ``cancel`` (a callable) aborts the association.
+Every wait is bounded (:mod:`.link`: connect, association, each answer, each read; a PDU over
+1 MiB is refused unread), there are no retries, and each failure says what happened: nothing
+listening, no answer, the association refused and why (the called or calling AE title), the
+PACS's status, a full disk here. Retrievals stage into a private folder and land in the target
+only when complete (:class:`~.cache.Staging`) and checked against what the PACS announced; only
+instances of the requested study (and series), from the PACS asked, are stored (docs/
+architecture.md, Hospital integration). ``cancel`` (a callable) aborts the association.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
@@ -47,13 +50,22 @@ from pynetdicom.sop_class import (
 )
 
 from ..errors import Cancelled, TfesiError
-from .cache import Staging
+from ..safe_text import one_value, printable
+from .cache import Refused, Staging, is_uid
+from .link import (
+    ACSE_TIMEOUT,
+    CONNECT_TIMEOUT,
+    DIMSE_TIMEOUT,
+    MAX_PDU,
+    NETWORK_TIMEOUT,
+    Guard,
+    addresses_of,
+    local_address_towards,
+    tls_context,
+)
 from .nodes import DEFAULT_AET, PacsError, PacsNode, check_aet
 
 log = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT = 5.0  # TCP connect, then association negotiation (each)
-DIMSE_TIMEOUT = 10.0  # longest wait for one answer of an established association
 
 TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEGLosslessSV1, JPEGLossless,
@@ -97,21 +109,38 @@ Cancel = Callable[[], bool] | None
 
 @dataclass
 class Retrieved:
-    """What a retrieval brought: the study folder, how many instances, how long it took."""
+    """What a retrieval brought: the study folder, how many instances, how long it took, and
+    notes (instances refused: another study, another sender, a duplicate)."""
 
     path: Path
     instances: int
     seconds: float
     study_uid: str
+    notes: list[str] = field(default_factory=list)
 
 
 def _ae(calling_aet: str) -> AE:
     ae = AE(ae_title=check_aet(calling_aet, "calling AE title"))
     ae.connection_timeout = CONNECT_TIMEOUT
-    ae.acse_timeout = CONNECT_TIMEOUT
+    ae.acse_timeout = ACSE_TIMEOUT
     ae.dimse_timeout = DIMSE_TIMEOUT
-    ae.network_timeout = DIMSE_TIMEOUT
+    ae.network_timeout = NETWORK_TIMEOUT
+    ae.maximum_pdu_size = MAX_PDU
     return ae
+
+
+# A-ASSOCIATE-RJ (PS3.8 9.3.4): (source, diagnostic) -> what it means
+_REJECTED = {
+    (1, 3): "it does not know this program's (calling) AE title {calling!r}: add it to the "
+            "PACS's list of DICOM nodes",
+    (1, 7): "its own (called) AE title is not {called!r}: check the AE title of the node",
+    (1, 2): "it does not support the DICOM application context",
+    (1, 1): "it gave no reason: check the called AE title {called!r} and the calling AE title "
+            "{calling!r} in the PACS's configuration",
+    (2, 2): "it does not support the DICOM protocol version",
+    (3, 1): "it is busy (temporary congestion): try again later",
+    (3, 2): "it has too many associations open (local limit exceeded): try again later",
+}
 
 
 def _why_unreachable(node: PacsNode) -> str | None:
@@ -133,10 +162,21 @@ def _why_unreachable(node: PacsNode) -> str | None:
     return None
 
 
+def _rejection(assoc, node: PacsNode, calling: str) -> str:
+    prim = getattr(assoc.acceptor, "primitive", None)
+    source, diag = getattr(prim, "result_source", None), getattr(prim, "diagnostic", None)
+    text = _REJECTED.get((source, diag)) or ("it gave the reason code {code}: check the called "
+                                             "AE title {called!r} and the calling AE title "
+                                             "{calling!r} in the PACS's configuration")
+    return text.format(called=node.aet, calling=calling, code=f"{source}/{diag}")
+
+
 @contextmanager
 def associate(node: PacsNode, contexts: Sequence, *, calling_aet: str = DEFAULT_AET,
               roles=None, handlers=None, what: str = "talk to"):
-    """An established association with ``node``; :class:`PacsError` with the reason if none."""
+    """An established association with ``node`` (TLS when the node asks for it), guarded by
+    :class:`.link.Guard`; :class:`PacsError` with the reason if none. Yields the association;
+    its guard is ``assoc.tfesi_guard``."""
     if not node.dimse:
         raise PacsError(f"The PACS {node} has no DIMSE address (AET@HOST:PORT).")
     where = f"{node.aet}@{node.host}:{node.port}"
@@ -145,34 +185,59 @@ def associate(node: PacsNode, contexts: Sequence, *, calling_aet: str = DEFAULT_
     why = _why_unreachable(node)
     if why is not None:
         raise PacsError(f"Cannot reach the PACS {where}: {why}.")
+    ctx = tls_context(node)
     ae = _ae(calling_aet)
     for cx in contexts:
         if isinstance(cx, str):
             ae.add_requested_context(cx, TRANSFER_SYNTAXES)
         else:
             ae.add_requested_context(cx.abstract_syntax, cx.transfer_syntax)
+    guard = Guard(f"the PACS {where}")
+    guard.expect(CONNECT_TIMEOUT + ACSE_TIMEOUT + 1.0,
+                 f"the PACS {where} did not answer the association request within "
+                 f"{CONNECT_TIMEOUT + ACSE_TIMEOUT:.0f} s")
     try:
         assoc = ae.associate(node.host, node.port, ae_title=node.aet, ext_neg=roles,
-                             evt_handlers=handlers)
+                             evt_handlers=[*guard.handlers(), *(handlers or [])],
+                             tls_args=(ctx, node.host) if ctx else None)
     except (OSError, ValueError, RuntimeError) as e:
-        raise PacsError(f"Cannot {what} the PACS {node.aet}@{node.host}:{node.port}: {e}.") from e
+        guard.cut()
+        guard.close()
+        ae.shutdown()
+        raise PacsError(f"Cannot {what} the PACS {where}: {e}.") from e
+    guard.expect(None)
     if not assoc.is_established:
+        guard.cut()
+        guard.close()
+        ae.shutdown()
         if assoc.is_rejected:
-            raise PacsError(f"The PACS {where} refused the association: it does not accept the "
-                            f"called AE title {node.aet!r} or the calling AE title "
-                            f"{calling_aet!r} (check both in the PACS's configuration).")
+            raise PacsError(f"The PACS {where} refused the association: "
+                            f"{_rejection(assoc, node, calling_aet)}.")
+        if guard.reason:
+            raise PacsError(f"{guard.reason[0].upper()}{guard.reason[1:]}.")
+        if ctx is not None:
+            raise PacsError(f"No TLS connection with the PACS {where}: its certificate is not "
+                            "signed by the authority set for this node (or names another "
+                            "host), or it does not speak TLS on this port.")
         why = _why_unreachable(node)
         if why is None:
-            raise PacsError(f"The PACS {where} accepted the connection but ended the DICOM "
-                            f"association: it may not accept requests from AE title "
-                            f"{calling_aet!r}, or it is not a DICOM port.")
+            raise PacsError(f"The PACS {where} accepted the connection but did not answer the "
+                            f"association request within {ACSE_TIMEOUT:.0f} s, or ended it "
+                            "without a reason: it may not be a DICOM port, or it may need "
+                            "TLS.")
         raise PacsError(f"Cannot reach the PACS {where}: {why}.")
+    assoc.tfesi_guard = guard
     try:
         yield assoc
     finally:
-        if assoc.is_established:
-            assoc.release()
-        ae.shutdown()
+        try:
+            if assoc.is_established:
+                guard.expect(ACSE_TIMEOUT + 1.0, "no answer to the release")
+                assoc.release()
+        finally:
+            guard.cut()
+            guard.close()
+            ae.shutdown()
 
 
 def _status_code(status: Dataset | None) -> int | None:
@@ -181,16 +246,20 @@ def _status_code(status: Dataset | None) -> int | None:
 
 def _failure(code: int | None, node: PacsNode, what: str, assoc=None,
              status_comment: str | None = None) -> PacsError:
-    if code is None and assoc is not None and assoc.is_aborted:
+    guard = getattr(assoc, "tfesi_guard", None)
+    if code is None and guard is not None and guard.reason:
+        return PacsError(f"The connection was given up when we {what}: {guard.reason}.")
+    if code is None and assoc is not None and assoc.is_aborted and (
+            guard is None or guard.peer_aborted):
         return PacsError(f"The PACS {node.aet}@{node.host}:{node.port} broke off the "
                          f"association when we {what}: it may not allow this request from AE "
                          f"title {assoc.ae.ae_title!r} (check the PACS's list of DICOM nodes).")
     if code is None:
         return PacsError(f"The PACS {node.aet}@{node.host}:{node.port} stopped answering while "
-                         f"we {what} (no reply within {DIMSE_TIMEOUT:.0f} s, or the association "
-                         "was aborted).")
+                         f"we {what}: no reply within {DIMSE_TIMEOUT:.0f} s, or it closed the "
+                         "connection.")
     meaning = _STATUS.get(code) or _STATUS.get(code & 0xFF00) or "failure"
-    comment = str(status_comment or "").strip()
+    comment = printable(str(status_comment or "").strip())[:200]
     if comment:
         meaning += f": {comment}"
     return PacsError(f"The PACS {node.aet}@{node.host}:{node.port} answered 0x{code:04X} "
@@ -230,27 +299,34 @@ PATIENT_KEYS = {
 }
 
 
-def _plain(v):
-    if v is None or v == "":
-        return None
-    if isinstance(v, MultiValue | list | tuple):
-        return [str(x) for x in v]
-    if isinstance(v, int | float | str):
-        return v
-    return str(v)
+_COUNTS = ("series", "instances", "studies", "series_number")
 
 
 def _as_dict(ds: Dataset, keys: dict[str, str]) -> dict:
+    """An answer as plain values: texts with control characters escaped (they come from the
+    network: :func:`~..safe_text.printable`), several values of a single-valued attribute
+    joined by backslashes, counts as whole numbers (None when unusable), ModalitiesInStudy as a
+    list."""
     out = {}
     for kw, name in keys.items():
-        v = _plain(ds.get(kw))
-        if name == "modalities" and isinstance(v, str):
-            v = [v]
-        if name in ("series", "instances", "studies", "series_number") and v is not None:
+        try:
+            raw = ds.get(kw)
+        except Exception:  # noqa: BLE001 - a value pydicom cannot decode counts as absent
+            raw = None
+        if name == "modalities":
+            vals = raw if isinstance(raw, MultiValue | list | tuple) else [raw]
+            v = [printable(x) for x in vals if x not in (None, "")] or None
+        elif name in _COUNTS:
+            first = raw[0] if isinstance(raw, MultiValue | list | tuple) and raw else raw
             try:
-                v = int(v)
+                v = int(str(first).strip()) if first not in (None, "") else None
             except (TypeError, ValueError):
                 v = None
+            if v is not None and not 0 <= v < 10**9:
+                v = None
+        else:
+            text = one_value(raw)
+            v = None if text is None else printable(text)
         out[name] = v
     return out
 
@@ -335,18 +411,28 @@ def parse_date_range(text: str) -> str:
 
 def _expected(node, study_uid, series_uid, calling_aet) -> int:
     """How many instances the retrieval should bring (0 if the PACS does not say); PacsError
-    when the study or series is not on the PACS."""
+    when the study or series is not on the PACS. Answers about other studies do not count."""
     if series_uid:
-        rows = find_series(node, study_uid, series_uid=series_uid, calling_aet=calling_aet)
+        rows = [r for r in find_series(node, study_uid, series_uid=series_uid,
+                                       calling_aet=calling_aet)
+                if r.get("series_uid") == series_uid and r.get("study_uid") in (study_uid, None)]
         if not rows:
             raise PacsError(f"The series {series_uid} of study {study_uid} is not on the PACS "
                             f"{node.aet}@{node.host}:{node.port}.")
     else:
-        rows = find_studies(node, study_uid=study_uid, calling_aet=calling_aet)
+        rows = [r for r in find_studies(node, study_uid=study_uid, calling_aet=calling_aet)
+                if r.get("study_uid") == study_uid]
         if not rows:
             raise PacsError(f"The study {study_uid} is not on the PACS "
                             f"{node.aet}@{node.host}:{node.port}.")
-    return sum(r.get("instances") or 0 for r in rows)
+    return max(r.get("instances") or 0 for r in rows)
+
+
+def check_uids(study_uid: str, series_uid: str | None) -> None:
+    """PacsError unless the UIDs asked for are valid UIDs."""
+    for what, uid in (("Study", study_uid), ("Series", series_uid)):
+        if uid is not None and not is_uid(uid):
+            raise PacsError(f"{uid!r} is not a valid {what} Instance UID.")
 
 
 def _identifier(study_uid: str, series_uid: str | None) -> Dataset:
@@ -358,34 +444,73 @@ def _identifier(study_uid: str, series_uid: str | None) -> Dataset:
     return ds
 
 
-class _Receiver:
-    """The C-STORE handler of a retrieval: writes each instance into the staging folder."""
+STORE_REFUSED = 0xC000  # C-STORE "cannot understand": not an instance we asked for
+STORE_OUT_OF_RESOURCES = 0xA700
 
-    def __init__(self, staging: Staging, study_uid: str, total: int, progress: Progress,
-                 cancel: Cancel):
-        self.staging, self.study_uid, self.total = staging, study_uid, total
-        self.progress, self.cancel = progress, cancel
-        self.lock = threading.Lock()
+
+class _Receiver:
+    """The C-STORE handler of a retrieval: stores each instance of the requested study (and
+    series) sent by the PACS asked (``senders``: its AE title and addresses; None for C-GET,
+    whose instances come on our own association), refuses the rest with a status and a note."""
+
+    def __init__(self, staging: Staging, study_uid: str, series_uid: str | None, total: int,
+                 progress: Progress, cancel: Cancel, senders: tuple[str, set[str]] | None = None):
+        self.staging, self.study_uid, self.series_uid = staging, study_uid, series_uid
+        self.total, self.progress, self.cancel = total, progress, cancel
+        self.senders = senders
         self.error: str | None = None
+        self.refused: dict[str, int] = {}  # why -> how many
+        self.duplicates = 0
+
+    def _refuse(self, why: str) -> int:
+        self.refused[why] = self.refused.get(why, 0) + 1
+        log.warning("a retrieved instance was refused: %s", why)
+        return STORE_REFUSED
+
+    def notes(self) -> list[str]:
+        out = [f"{n} instance{'s' if n > 1 else ''} refused: {why}."
+               for why, n in sorted(self.refused.items())]
+        if self.duplicates:
+            out.append(f"{self.duplicates} instances were sent twice and stored once.")
+        return out
 
     def __call__(self, event) -> int:
         if self.cancel and self.cancel():
-            return 0xA700  # refuse the rest; the requesting side aborts
+            return STORE_OUT_OF_RESOURCES  # refuse the rest; the requesting side aborts
+        if self.senders is not None:
+            aet, addresses = self.senders
+            req = event.assoc.requestor
+            if str(req.ae_title).strip() != aet or req.address not in addresses:
+                return self._refuse(f"sent by {printable(str(req.ae_title).strip())!s} from "
+                                    f"{req.address}, not by the PACS asked ({aet})")
         try:
             ds = event.dataset
-            if str(ds.get("StudyInstanceUID", "")) != self.study_uid:
-                return 0xA900  # not what we asked for
-            with self.lock:
-                self.staging.write(ds.SeriesInstanceUID, ds.SOPInstanceUID,
-                                   event.encoded_dataset(include_meta=True))
-                done = self.staging.count
-            if self.progress:
-                self.progress(done, max(self.total, done))
-            return 0x0000
-        except Exception as e:  # noqa: BLE001 - reported after the retrieval, not lost
-            self.error = f"{type(e).__name__}: {e}"
-            log.warning("could not store a retrieved instance: %s", self.error)
-            return 0xA700
+            study = str(ds.get("StudyInstanceUID", "") or "")
+            series = str(ds.get("SeriesInstanceUID", "") or "")
+            sop = ds.get("SOPInstanceUID", "")
+        except Exception:  # noqa: BLE001 - an undecodable dataset is refused, not fatal
+            return self._refuse("its header cannot be read")
+        if study != self.study_uid:
+            return self._refuse("it belongs to another study, not the one asked for")
+        if self.series_uid and series != self.series_uid:
+            return self._refuse("it belongs to another series, not the one asked for")
+        try:
+            written = self.staging.write(series, sop, event.encoded_dataset(include_meta=True))
+        except Refused as e:
+            return self._refuse(str(e))
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                self.error = ("the disk of this computer is full (no space left where the "
+                              f"images are staged, {self.staging.path.parent})")
+            else:
+                self.error = f"an instance could not be written here ({e.strerror or e})"
+            return STORE_OUT_OF_RESOURCES
+        if written is None:
+            self.duplicates += 1
+        elif self.progress:
+            done = self.staging.count
+            self.progress(done, max(self.total, done))
+        return 0x0000
 
 
 def _drain(responses: Iterable, assoc, node: PacsNode, cancel: Cancel, what: str) -> Dataset:
@@ -403,61 +528,110 @@ def _drain(responses: Iterable, assoc, node: PacsNode, cancel: Cancel, what: str
     raise _failure(None, node, what, assoc)
 
 
+def _count(status: Dataset, keyword: str) -> int:
+    try:
+        return max(int(status.get(keyword, 0) or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _check_final(status: Dataset, rec: _Receiver, node: PacsNode, cancel: Cancel) -> None:
+    """Complete means: no failure here, every instance the PACS announced (its C-FIND count and
+    its final count of completed sub-operations) arrived, and no failure there beyond the
+    instances this program refused."""
     if cancel and cancel():
         raise Cancelled("Retrieval cancelled; nothing was imported.")
-    failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
-    if rec.error or failed or int(status.Status) == 0xB000:
-        raise PacsError(f"The retrieval from {node.aet}@{node.host}:{node.port} was incomplete "
-                        f"({failed} instances failed"
-                        + (f"; {rec.error}" if rec.error else "") + "); nothing was imported.")
-    if rec.staging.count == 0:
-        raise PacsError(f"The PACS {node.aet}@{node.host}:{node.port} sent no images for this "
-                        "study; nothing was imported.")
+    where = f"{node.aet}@{node.host}:{node.port}"
+    got = rec.staging.count
+    if rec.error:
+        raise PacsError(f"The retrieval from {where} failed: {rec.error}; {got} instances had "
+                        "arrived, nothing was imported.")
+    refused = sum(rec.refused.values())
+    failed = max(_count(status, "NumberOfFailedSuboperations") - refused, 0)
+    completed = _count(status, "NumberOfCompletedSuboperations")
+    announced = max(rec.total, completed - rec.duplicates)
+    if got == 0 and refused:
+        raise PacsError(f"The PACS {where} sent no images of this study ("
+                        + "; ".join(rec.notes()) + "); nothing was imported.")
+    if failed or got < announced:
+        code = _status_code(status)
+        said = "success" if code == 0 else f"0x{code:04X}" if code is not None else "failure"
+        raise PacsError(f"The retrieval from {where} was incomplete: the PACS announced "
+                        f"{announced} instances, {got} arrived"
+                        + (f", {failed} failed on its side" if failed else "")
+                        + f" (it reported {said}); nothing was imported.")
+    if got == 0:
+        raise PacsError(f"The PACS {where} sent no images of this study; nothing was "
+                        "imported.")
 
 
 def retrieve(node: PacsNode, study_uid: str, dest: str | Path, *, series_uid: str | None = None,
-             method: str = "get", move_port: int = 11113, calling_aet: str = DEFAULT_AET,
-             progress: Progress = None, cancel: Cancel = None) -> Retrieved:
+             method: str = "get", move_port: int = 11113, move_host: str | None = None,
+             calling_aet: str = DEFAULT_AET, progress: Progress = None,
+             cancel: Cancel = None) -> Retrieved:
     """Retrieve a study (or one series) into the folder ``dest`` (created, or added to), by
-    C-GET, or by C-MOVE to a storage SCP this call runs on ``move_port`` under ``calling_aet``
-    (the PACS must know that AE title with this computer's address and that port).
-    All or nothing: :class:`Cancelled` or :class:`PacsError` leaves ``dest`` as it was."""
+    C-GET, or by C-MOVE to a storage SCP this call runs on ``move_host:move_port`` (default: the
+    address of the interface that reaches the PACS) under ``calling_aet`` (the PACS must know
+    that AE title with this address and port). All or nothing: :class:`Cancelled` or
+    :class:`PacsError` leaves ``dest`` as it was."""
     if method not in ("get", "move"):
         raise TfesiError(f"Unknown retrieval method {method!r} (get or move).")
+    check_uids(study_uid, series_uid)
     t0 = time.perf_counter()
     total = _expected(node, study_uid, series_uid, calling_aet)
     if progress:
         progress(0, total)
     with Staging(dest) as staging:
-        rec = _Receiver(staging, study_uid, total, progress, cancel)
         ident = _identifier(study_uid, series_uid)
-        if method == "get":
-            contexts = [build_context(StudyRootQueryRetrieveInformationModelGet)] + [
-                build_context(uid, TRANSFER_SYNTAXES) for uid in RETRIEVE_SOP_CLASSES]
-            roles = [build_role(uid, scp_role=True) for uid in RETRIEVE_SOP_CLASSES]
-            with associate(node, contexts, calling_aet=calling_aet, roles=roles,
-                           handlers=[(evt.EVT_C_STORE, rec)], what="retrieve from") as assoc:
-                final = _drain(assoc.send_c_get(ident, StudyRootQueryRetrieveInformationModelGet),
-                               assoc, node, cancel, "retrieved (C-GET)")
-        else:
-            final = _move(node, ident, rec, move_port, calling_aet, cancel)
+        rec = _Receiver(staging, study_uid, series_uid, total, progress, cancel,
+                        senders=(node.aet, addresses_of(node.host)) if method == "move" else None)
+        try:
+            if method == "get":
+                final = _get(node, ident, rec, calling_aet, cancel)
+            else:
+                final = _move(node, ident, rec, move_host or local_address_towards(
+                    node.host, node.port), move_port, calling_aet, cancel)
+        except PacsError:
+            # the PACS's failure may follow from what happened here (a full disk, every
+            # instance refused): say that first
+            if rec.error or (rec.refused and staging.count == 0):
+                _check_final(Dataset(), rec, node, cancel)
+            raise
         _check_final(final, rec, node, cancel)
         staging.commit()
         n = staging.count
-    return Retrieved(Path(dest), n, time.perf_counter() - t0, study_uid)
+    return Retrieved(Path(dest), n, time.perf_counter() - t0, study_uid, rec.notes())
 
 
-def _move(node, ident, rec, port, calling_aet, cancel) -> Dataset:
+def _get(node, ident, rec, calling_aet, cancel) -> Dataset:
+    contexts = [build_context(StudyRootQueryRetrieveInformationModelGet)] + [
+        build_context(uid, TRANSFER_SYNTAXES) for uid in RETRIEVE_SOP_CLASSES]
+    roles = [build_role(uid, scp_role=True) for uid in RETRIEVE_SOP_CLASSES]
+    with associate(node, contexts, calling_aet=calling_aet, roles=roles,
+                   handlers=[(evt.EVT_C_STORE, rec)], what="retrieve from") as assoc:
+        return _drain(assoc.send_c_get(ident, StudyRootQueryRetrieveInformationModelGet),
+                      assoc, node, cancel, "retrieved (C-GET)")
+
+
+def _guard_incoming(event) -> None:
+    Guard(f"the sender at {event.address[0]}").on_open(event)
+
+
+def _move(node, ident, rec, host, port, calling_aet, cancel) -> Dataset:
     scp = _ae(calling_aet)
     scp.supported_contexts = [build_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
                               for cx in StoragePresentationContexts]
+    scp.require_calling_aet = [node.aet]  # an association from another AE title is rejected
     try:
-        server = scp.start_server(("", port), block=False,
-                                  evt_handlers=[(evt.EVT_C_STORE, rec)])
+        # every association of the receiver is guarded too: a sender that drips or announces
+        # a huge PDU cannot hold the retrieval (or its shutdown)
+        server = scp.start_server((host, port), block=False,
+                                  evt_handlers=[(evt.EVT_C_STORE, rec),
+                                                (evt.EVT_CONN_OPEN, _guard_incoming)])
     except OSError as e:
-        raise PacsError(f"Cannot receive images on port {port} ({e.strerror}): another program "
-                        "uses it; choose another port (--move-port).") from e
+        raise PacsError(f"Cannot receive images on {host} port {port} ({e.strerror}): another "
+                        "program uses it, or this computer has no such address; choose another "
+                        "port (--move-port) or address (--move-host).") from e
     try:
         with associate(node, [StudyRootQueryRetrieveInformationModelMove],
                        calling_aet=calling_aet, what="retrieve from") as assoc:
@@ -465,11 +639,11 @@ def _move(node, ident, rec, port, calling_aet, cancel) -> Dataset:
                 return _drain(assoc.send_c_move(ident, calling_aet,
                                                 StudyRootQueryRetrieveInformationModelMove),
                               assoc, node, cancel, f"asked it to send the study to "
-                              f"{calling_aet} on port {port} (C-MOVE)")
+                              f"{calling_aet} at {host} port {port} (C-MOVE)")
             except PacsError as e:
                 raise PacsError(f"{e.message} Does the PACS know the move destination "
-                                f"{calling_aet!r} with this computer's address and port "
-                                f"{port}? Or use C-GET.") from e
+                                f"{calling_aet!r} with the address {host} and port {port}? Or "
+                                "use C-GET.") from e
     finally:
         server.shutdown()
         scp.shutdown()
