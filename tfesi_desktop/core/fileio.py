@@ -293,15 +293,17 @@ def clean_after_killed_runs() -> int:
 
 
 def _clean_after_killed_runs() -> int:
-    from .paths import data_dir
+    from .paths import cache_dir, data_dir
 
     root = data_dir()
     removed = remove_stale_temporaries(root) + sweep_stale(root)
-    try:
-        subfolders = [e.path for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        subfolders = []
-    for sub in subfolders:  # the study cache holds its retrievals' staging folders
+    subfolders = []
+    for top in (root, cache_dir()):  # the study cache holds its retrievals' staging folders
+        try:
+            subfolders += [e.path for e in os.scandir(top) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            pass
+    for sub in subfolders:
         removed += sweep_stale(sub)
     rec = _record()
     try:
