@@ -263,7 +263,7 @@ def cmd_report(args) -> int:
           f"{format_probability(outcome.prediction.probability)})")
     if dcm:
         print(f"DICOM Encapsulated PDF written to {dcm}")
-    if args.sr or args.sc:
+    if args.sr or args.sc or args.pm:
         from .core import results_dicom
         from .core.dicom import default_window
 
@@ -276,6 +276,10 @@ def cmd_report(args) -> int:
                                                        anonymize=args.anonymize,
                                                        window=default_window(stack))
             print(f"DICOM secondary capture of the heat map written to {sc}")
+        if args.pm:
+            pm = results_dicom.write_parametric_map(pred, stack, index, args.pm,
+                                                    anonymize=args.anonymize)
+            print(f"DICOM parametric map of the heat map written to {pm}")
     return 0
 
 
@@ -585,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the result as a DICOM structured report (TID 1500)")
     s.add_argument("--sc", metavar="OUT.dcm",
                    help="also write the heat map as a DICOM secondary capture")
+    s.add_argument("--pm", metavar="OUT.dcm",
+                   help="also write the heat map as data, a DICOM parametric map on the slice")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("train", help="train a model bundle on a manifest (paper's protocol)")

@@ -212,5 +212,6 @@ def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
                         measurements=measurement_lines(sel.measurements, spacing),
                         kim=kim_text(kim) if kim else None, comparison=comparison)
     out = _write(inp, path)
-    dcm = encapsulate_pdf(out, study, stack, anonymize=anonymize) if dicom else None
+    dcm = (encapsulate_pdf(out, study, stack, anonymize=anonymize, index=index,
+                           provenance=outcome.prediction.provenance) if dicom else None)
     return out, dcm, time.perf_counter() - t0

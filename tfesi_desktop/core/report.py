@@ -18,27 +18,26 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-import json
-import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import render
+from .deid import (  # noqa: F401 - the names callers of earlier versions import from here
+    DEID_CODE,
+    DEID_METHOD,
+    REMOVED,
+    anonymized_uid,
+    deidentify_dataset,
+    mark_deidentified,
+    pseudonym,
+    scrub_identifiers,
+    uid_map_path,
+)
 from .errors import TfesiError
-from .fileio import private_dir, write_atomically
-from .paths import data_dir
+from .fileio import write_atomically
 from .runtime import format_probability
-
-# (LO: up to 64 characters a value, several values)
-DEID_METHOD = ["DICOM PS3.15 Annex E Basic Profile (TFESI Desktop)",
-               "Names, IDs, dates, times, age, sex, descriptions removed",
-               "UIDs replaced; the mapping is kept by the user"]
-DEID_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
-UID_MAP = "uid-map.json"
-_uid_lock = threading.Lock()
 
 OUTCOME = "favourable outcome: >= 50 % reduction of the NRS pain score 2 months after TFESI"
 SUPPORT = ("This result supports and does not replace clinical judgement. It is a probability "
@@ -67,104 +66,6 @@ class ReportInputs:
     anonymize: bool = True
     paper: str = "a4"
     when: _dt.datetime = field(default_factory=lambda: _dt.datetime.now().astimezone())
-
-
-def uid_map_path() -> Path:
-    """Where the original-to-anonymized UID mapping is kept: the user's private data folder
-    (0700), in a 0600 file. It links reports back to patients: never share it."""
-    return data_dir() / "anonymization" / UID_MAP
-
-
-def anonymized_uid(uid: str) -> str:
-    """The replacement for an original UID in anonymized output: new (2.25 prefix, random),
-    the same every time for the same original, recorded in :func:`uid_map_path`."""
-    from pydicom.uid import generate_uid
-
-    uid = str(uid)
-    path = uid_map_path()
-    with _uid_lock:
-        try:
-            data = json.loads(path.read_text("utf-8"))
-            uids = data["uids"]
-            if not isinstance(uids, dict):
-                raise TypeError
-        except FileNotFoundError:
-            uids = {}
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            raise TfesiError("The anonymization UID map cannot be read, so no new UID is made "
-                             "(that would break the link the clinic keeps). Repair or move the "
-                             f"file ({e}).", path) from e
-        if uid in uids:
-            return uids[uid]
-        new = generate_uid(prefix=None)  # 2.25.<UUID as an integer>
-        uids[uid] = new
-        private_dir(path.parent)
-        write_atomically(path, json.dumps({"format": "tfesi-uid-map/1", "uids": uids},
-                                          indent=1).encode(), private=True)
-        return new
-
-
-# Identifying attributes of the PS3.15 Annex E Basic Profile beyond names (PN), dates and times
-# (DA, DT, TM) and UIDs (UI), which go by value representation in :func:`deidentify_dataset`.
-_EMPTIED = ("PatientID", "PatientSex", "AccessionNumber", "StudyID")  # type 2: present, empty
-_IDENTIFYING = (
-    "OtherPatientIDs", "OtherPatientIDsSequence", "IssuerOfPatientID",
-    "PatientAge", "PatientSize", "PatientWeight", "PatientAddress",
-    "PatientTelephoneNumbers", "EthnicGroup", "PatientComments", "MedicalRecordLocator",
-    "StudyDescription", "SeriesDescription",
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName",
-    "DeviceSerialNumber", "RequestAttributesSequence", "ReferencedPatientSequence",
-    "ReferencedStudySequence", "ProtocolName", "PerformedProcedureStepDescription",
-    "AdmittingDiagnosesDescription", "AdditionalPatientHistory", "ImageComments",
-    "RequestingService", "CurrentPatientLocation", "Occupation")
-# kept UIDs: they name kinds of things, not patients or instances
-_CLASS_UIDS = ("SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID",
-               "TransferSyntaxUID", "ImplementationClassUID", "CodingSchemeUID",
-               "ContextGroupExtensionCreatorUID", "MappingResourceUID",
-               "TemplateExtensionCreatorUID")
-
-
-def deidentify_dataset(ds):
-    """A copy of a pydicom dataset following the PS3.15 Annex E Basic Profile, the same rules as
-    the anonymized report and its DICOM copy: names, dates and times emptied, identifying
-    attributes removed, private tags removed, instance UIDs replaced through
-    :func:`anonymized_uid` (so the SR, the secondary capture and the PDF of one study still
-    share their new Study Instance UID), and the de-identification recorded."""
-    import copy
-
-    out = copy.deepcopy(ds)
-    out.remove_private_tags()
-
-    def clean(d):
-        for elem in list(d):
-            kw = elem.keyword
-            if kw in _IDENTIFYING:
-                del d[elem.tag]
-            elif elem.VR == "SQ":
-                for item in elem.value:
-                    clean(item)
-            elif elem.VR in ("PN", "DA", "DT", "TM") or kw in _EMPTIED:
-                elem.value = ""
-            elif elem.VR == "UI" and kw not in _CLASS_UIDS and elem.value:
-                elem.value = anonymized_uid(elem.value)
-
-    clean(out)
-    if hasattr(out, "file_meta") and "MediaStorageSOPInstanceUID" in out.file_meta:
-        out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
-    return mark_deidentified(out)
-
-
-def mark_deidentified(ds):
-    """Record the de-identification in a dataset (PatientIdentityRemoved, method and code)."""
-    from pydicom.dataset import Dataset
-
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = DEID_METHOD
-    code = Dataset()
-    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = DEID_CODE
-    ds.DeidentificationMethodCodeSequence = [code]
-    ds.LongitudinalTemporalInformationModified = "REMOVED"
-    return ds
 
 
 def _fonts():
@@ -233,47 +134,6 @@ def _crop_overlay(inp: ReportInputs) -> np.ndarray:
     grey = np.clip(inp.crop, 0, 255).astype(np.uint8)
     return render.overlay(grey, inp.prediction.cam_input, (0, 0, 100, 100), opacity=0.45,
                           outline=None)
-
-
-REMOVED = "[removed]"
-
-
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
-
-
-def _date_spellings(d: str) -> list[str]:
-    """A DICOM date (YYYYMMDD) as people write it: 19640103, 1964-01-03, 03.01.1964,
-    03/01/1964, 01/03/1964, 3.1.1964, 3 January 1964, January 3, 1964, 3 Jan 1964 ..."""
-    if not (d and len(d) == 8 and d.isdigit()):
-        return [d] if d else []
-    y, m, dd = d[:4], d[4:6], d[6:8]
-    out = [d, f"{y}-{m}-{dd}", f"{dd}.{m}.{y}", f"{dd}/{m}/{y}", f"{m}/{dd}/{y}",
-           f"{int(dd)}.{int(m)}.{y}", f"{y}/{m}/{dd}"]
-    if 1 <= int(m) <= 12:
-        day = str(int(dd))
-        for month in {_MONTHS[int(m) - 1], _MONTHS[int(m) - 1][:3]}:
-            out += [f"{day} {month} {y}", f"{month} {day}, {y}", f"{month} {day} {y}",
-                    f"{dd} {month} {y}"]
-    return out
-
-
-def scrub_identifiers(text: str, study) -> tuple[str, int]:
-    """(``text`` with the study's identifying values replaced by "[removed]", how many were
-    replaced): each part of the patient's name (two letters or more), the patient ID, the birth
-    and study dates in the usual spellings. Whole words only, any case. For the physician's
-    free-text comment in an anonymized report; other identifying words remain the writer's
-    responsibility (the export dialog says so)."""
-    words = {w for w in re.split(r"[\^=\s,]+", study.patient_name or "") if len(w) >= 2}
-    words |= {study.patient_id} if study.patient_id else set()
-    for d in (study.birth_date, study.study_date):
-        words |= set(_date_spellings(d))
-    count = 0
-    for w in sorted(words, key=len, reverse=True):  # "1964-01-03" before "1964"
-        pattern = re.compile(rf"(?<![\w/.-]){re.escape(w)}(?![\w/-]|\.\d)", re.IGNORECASE)
-        text, n = pattern.subn(REMOVED, text)
-        count += n
-    return text, count
 
 
 def _date(d: str) -> str:
@@ -513,48 +373,23 @@ def report_inputs(prediction, bundle, study, stack, index, model_input, *, level
                         anonymize=anonymize, paper=paper)
 
 
-def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True) -> Path:
-    """The report as a DICOM Encapsulated PDF object (SOP Class 1.2.840.10008.5.1.4.1.1.104.1)
-    in the study (same Study Instance UID, or its anonymized replacement; a new series), written
-    beside the PDF (.dcm), 0600."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True,
+                    index: int | None = None, provenance=None) -> Path:
+    """The report as a DICOM Encapsulated PDF in the study (:func:`.results_dicom.
+    encapsulated_pdf`: patient and study modules from the source slice, or their anonymized
+    replacements; its own series, a new version each export), written beside the PDF (.dcm),
+    atomically, 0600. ``provenance`` (of the prediction) names the source slice and whether the
+    model is a demonstration; without it the first slice of ``stack`` is the source and the
+    series says "not for clinical use"."""
+    from .results_dicom import encapsulated_pdf
 
     pdf = Path(pdf)
-    data = pdf.read_bytes()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = anonymized_uid(study.study_uid) if anonymize else study.study_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "DOC"
-    ds.SeriesNumber, ds.InstanceNumber = 9901, 1
-    if anonymize:  # PS3.15 Annex E basic profile: type 2 attributes empty, the rest absent
-        ds.PatientName = ds.PatientID = ds.PatientBirthDate = ds.PatientSex = ""
-        ds.StudyDate = ds.StudyTime = ds.AccessionNumber = ds.StudyID = ""
-        ds.ReferringPhysicianName = ""
-        ds.ContentDate = ds.ContentTime = ds.AcquisitionDateTime = ""
-        mark_deidentified(ds)
-    else:
-        ds.PatientName = study.patient_name
-        ds.PatientID = study.patient_id
-        ds.PatientBirthDate = study.birth_date
-        ds.PatientSex = study.sex
-        ds.StudyDate = study.study_date
-        now = _dt.datetime.now()
-        ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-        ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
-    ds.DocumentTitle = "TFESI outcome prediction report"
-    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    ds.BurnedInAnnotation = "NO" if anonymize else "YES"  # does the PDF identify the patient?
-    ds.ConceptNameCodeSequence = []
-    ds.EncapsulatedDocument = data + (b"\0" if len(data) % 2 else b"")
-    ds.EncapsulatedDocumentLength = len(data)
+    if index is None:
+        sop = getattr(provenance, "sop_instance_uid", None)
+        index = next((i for i, s in enumerate(stack.slices) if s.sop_instance_uid == sop), 0)
+    synthetic = True if provenance is None else bool(provenance.synthetic_model)
+    ds = encapsulated_pdf(pdf.read_bytes(), stack, index, anonymize=anonymize,
+                          synthetic=synthetic)
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     # patient data: 0600, atomically (an earlier copy stays whole if this fails)

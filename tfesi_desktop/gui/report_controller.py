@@ -105,7 +105,8 @@ def _dicom_results(outcome: Outcome, scan, pdf: Path, node: str, *, anonymize: b
     stack = scan.find_stack(outcome.selection.series_key)
     index = stack.find_slice(outcome.selection.slice_key)
     pdf = Path(pdf)
-    files = [encapsulate_pdf(pdf, scan.study_of(stack), stack, anonymize=anonymize),
+    files = [encapsulate_pdf(pdf, scan.study_of(stack), stack, anonymize=anonymize, index=index,
+                             provenance=outcome.prediction.provenance),
              results_dicom.write_sr(outcome.prediction, stack, index,
                                     pdf.with_suffix(".sr.dcm"), anonymize=anonymize),
              results_dicom.write_secondary_capture(outcome.prediction, stack, index,
