@@ -62,6 +62,8 @@ def marker_value(vr: str, n: int):
     if vr in ("US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "IS", "DS", "AT", "OB", "OW",
               "OF", "OD", "OL", "OV", "UN"):
         return None  # numbers and bytes: not findable as text; counted apart
+    if vr == "PN":
+        return f"MRK{n:04d}^Marker"
     return f"MRK{n:04d}"
 
 
@@ -116,3 +118,24 @@ def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
 
 
 have_dciodvfy = shutil.which("dciodvfy") is not None
+
+
+def markers_in(path: Path, originals=()) -> list[str]:
+    """Marker values (and original UIDs) found anywhere in a DICOM file: every element's value,
+    in sequences too, and the raw bytes outside the encapsulated document."""
+    ds = dcmread(path)
+    found = []
+    doc = ds.get("EncapsulatedDocument")
+    raw = Path(path).read_bytes()
+    if doc:
+        raw = raw.replace(bytes(doc), b"")
+    text = raw.decode("latin-1")
+    found += MARKER.findall(text)
+    found += [u for u in originals if u in text]
+    for elem in ds.iterall():
+        if elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN") or elem.tag == 0x7FE00010:
+            continue
+        s = str(elem.value)
+        found += [f"{elem.keyword}: {m}" for m in MARKER.findall(s)]
+        found += [f"{elem.keyword}: {u}" for u in originals if u in s]
+    return found

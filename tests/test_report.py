@@ -127,13 +127,18 @@ def test_anonymized_report_holds_no_identifier(case, tmp_path):
         assert ident.encode() not in pdf.read_bytes(), ident
         assert ident.encode() not in dcm_bytes.replace(pdf.read_bytes(), b""), ident
     assert "(anonymized)" in text and "letter" in info
-    assert not str(ds.PatientName) and not ds.PatientID and not ds.PatientBirthDate
-    assert not ds.PatientSex and not ds.StudyDate and not ds.ContentDate
-    assert "PatientAge" not in ds and not ds.AcquisitionDateTime
+    # a pseudonym a PACS keeps apart from other patients, the same for every object
+    from tfesi_desktop.core.deid import pseudonym
+
+    assert (ds.PatientID, str(ds.PatientName)) == pseudonym(study.patient_id)
+    assert ds.PatientID.startswith("ANON-") and study.patient_id not in ds.PatientID
+    assert not ds.PatientBirthDate
+    assert not ds.PatientSex and not ds.StudyDate and ds.ContentDate == "19000101"
+    assert "PatientAge" not in ds and ds.AcquisitionDateTime.startswith("1900")
     assert ds.PatientIdentityRemoved == "YES" and "PS3.15" in ds.DeidentificationMethod[0]
     assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
     # new UIDs, the same in the PDF and its copy, mapped back only in the private folder
-    from tfesi_desktop.core.report import anonymized_uid, uid_map_path
+    from tfesi_desktop.core.deid import anonymized_uid, uid_map_path
 
     assert ds.StudyInstanceUID != study.study_uid and ds.StudyInstanceUID in text
     assert anonymized_uid(study.study_uid) == ds.StudyInstanceUID
@@ -186,7 +191,7 @@ def test_failed_write_leaves_the_earlier_file_intact(case, tmp_path, monkeypatch
 def test_scrubbing_removes_whole_identifying_words_only():
     from types import SimpleNamespace
 
-    from tfesi_desktop.core.report import scrub_identifiers
+    from tfesi_desktop.core.deid import scrub_identifiers
 
     st = SimpleNamespace(patient_name="Li^Ann=", patient_id="A12", birth_date="19640103",
                          study_date="20240512")

@@ -16,7 +16,7 @@ from tfesi_desktop.core.commands import predict_selection
 from tfesi_desktop.core.dicom import scan
 from tfesi_desktop.core.manifest import read_manifest
 from tfesi_desktop.core.paths import demo_manifest, demo_study
-from tfesi_desktop.core.report import anonymized_uid
+from tfesi_desktop.core.deid import anonymized_uid, pseudonym
 from tfesi_desktop.core.runtime import Predictor
 from tfesi_desktop.core.session import Selection
 
@@ -92,7 +92,8 @@ def test_secondary_capture_is_labelled_and_in_the_study(predicted, tmp_path):
     ds = dcmread(out)
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
     assert ds.StudyInstanceUID == pred.provenance.study_uid
-    assert ds.BurnedInAnnotation == "YES" and "NOT FOR CLINICAL USE" in ds.SeriesDescription
+    # the caption names the model, never the patient
+    assert ds.BurnedInAnnotation == "NO" and "NOT FOR CLINICAL USE" in ds.SeriesDescription
     assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == \
         pred.provenance.sop_instance_uid
     img = ds.pixel_array
@@ -112,7 +113,7 @@ def test_anonymize_removes_the_patient(predicted, tmp_path):
               results_dicom.write_secondary_capture(pred, stack, index, tmp_path / "sc.dcm",
                                                     anonymize=True)):
         ds = dcmread(f)
-        assert str(ds.get("PatientName", "")) == "" and ds.get("PatientID", "") == ""
+        assert (ds.PatientID, str(ds.PatientName)) == pseudonym(original.PatientID)
         assert ds.get("PatientBirthDate", "") == ""
         raw = f.read_bytes()
         assert str(original.PatientName).encode() not in raw

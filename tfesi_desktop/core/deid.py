@@ -31,7 +31,7 @@ DEID_METHOD = [f"DICOM PS3.15 Annex E Basic Profile, Table E.1-1 ({EDITION})",
                "No option: dates and times removed or dummy values",
                "UIDs, PatientID and PatientName replaced; map kept privately"]
 DEID_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
-DUMMY = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "PN": "ANONYMIZED",
+DUMMY = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "PN": "ANONYMIZED^",
          "AS": "000Y", "IS": "0", "DS": "0", "CS": "ANONYMIZED", "UR": ""}
 _EXACT = {tag: action for tag, mask, action, _ in TABLE if mask == 0xFFFFFFFF}
 _GROUPS = [(tag, mask, action) for tag, mask, action, _ in TABLE if mask != 0xFFFFFFFF]
@@ -120,7 +120,7 @@ def _clean(d, *, result: bool) -> None:
             for item in elem.value:
                 _clean(item, result=result)
             continue
-        if act == "U":
+        if act == "U" or (vr == "UI" and "D" in act):  # a dummy UID: a replacement
             elem.value = _uids(elem.value) if elem.value else elem.value
         elif act == "X" or (act == "X/D" and not result):
             del d[elem.tag]

@@ -87,9 +87,11 @@ def _series(kind: str, src: Dataset) -> tuple[str, int]:
     """(Series Instance UID, instance number) of a result of this kind on this source series:
     the same series each time (its UID derived from the source's study and series UIDs, which
     are the anonymized ones for an anonymized export), the next version number in it."""
-    uid = generate_uid(prefix=None, entropy_srcs=["tfesi-desktop result series", kind,
-                                                  str(src.StudyInstanceUID),
-                                                  str(src.get("SeriesInstanceUID", ""))])
+    import uuid
+
+    name = "\x1f".join(("tfesi-desktop result series", kind, str(src.StudyInstanceUID),
+                        str(src.get("SeriesInstanceUID", ""))))
+    uid = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, name).int}"  # PS3.5 B.2: a UUID's integer
     return uid, next_count(uid)
 
 
@@ -343,7 +345,7 @@ def parametric_map(prediction, stack, index: int, *, anonymize: bool = False) ->
     """The Grad-CAM map as a Parametric Map on the source slice (same frame of reference,
     geometry and size; float32 relative attention 0..1 inside the ROI, 0 outside), so that a
     viewer can overlay and window it."""
-    from highdicom import ContentQualificationValues
+    from highdicom import ContentQualificationValues, VOILUTTransformation
     from highdicom.pm import ParametricMap, RealWorldValueMapping
 
     from .. import __version__
@@ -374,7 +376,8 @@ def parametric_map(prediction, stack, index: int, *, anonymize: bool = False) ->
         software_versions=f"tfesi-desktop {__version__}"[:64],
         device_serial_number=prov.model_sha256[:16],
         contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
-        window_center=0.5, window_width=1.0, content_label="GRADCAM",
+        voi_lut_transformations=[VOILUTTransformation(window_center=0.5, window_width=1.0)],
+        content_label="GRADCAM",
         content_description=f"Grad-CAM of {prov.model_name} {prov.model_version}"[:64],
         content_qualification=ContentQualificationValues.RESEARCH,
         series_description=_description("heat map data", prov.synthetic_model),
