@@ -131,9 +131,9 @@ def _clean(d, *, result: bool) -> None:
         elif act == "X/Z/U*":  # a reference: its UIDs replaced, all else by the table
             for item in elem.value:
                 _clean_reference(item)
-        elif vr == "SQ":  # D on a sequence: each item de-identified, the structure kept
+        elif vr == "SQ":  # D on a sequence: a dummy of the same structure
             for item in elem.value:
-                _clean(item, result=result)
+                _dummy_item(item)
             if not elem.value:
                 elem.value = [Dataset()]
         else:  # D, or a combined action resolved to its dummy
@@ -151,6 +151,20 @@ def _drop_orphans(ds) -> None:
     for kw, needs in _ORPHANS.items():
         if kw in ds and not any(n in ds for n in needs):
             delattr(ds, kw)
+
+
+def _dummy_item(item) -> None:
+    """Every value of a sequence item replaced by a dummy of its VR (UIDs by replacements):
+    what a code or a name in it said is gone, the item's structure stays."""
+    for elem in list(item):
+        if elem.VR == "SQ":
+            for sub in elem.value:
+                _dummy_item(sub)
+        elif elem.VR == "UI":
+            if elem.value and elem.keyword not in _CLASS_UIDS:
+                elem.value = _uids(elem.value)
+        elif elem.value not in (None, "", b""):
+            elem.value = _dummy(elem)
 
 
 def _clean_reference(item) -> None:
