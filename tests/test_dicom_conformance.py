@@ -24,7 +24,10 @@ from tfesi_desktop.core.paths import demo_manifest, demo_study
 KINDS = ("pdf", "sr", "sc", "pm")
 
 
-def _write_all(src: Path, out: Path, *, anonymize: bool) -> dict[str, Path]:
+def _write_all(src: Path, out: Path, *, anonymize: bool, uid=lambda u: u) -> dict[str, Path]:
+    """The report (PDF and its DICOM copy), SR, secondary capture and parametric map of the
+    demo case's prediction on the copy ``src`` of the demo study (``uid`` maps the demo's UIDs
+    to the copy's)."""
     from tfesi_desktop.core import results_dicom
     from tfesi_desktop.core.bundle import default_bundle_path
     from tfesi_desktop.core.commands import predict_selection, write_report
@@ -35,10 +38,10 @@ def _write_all(src: Path, out: Path, *, anonymize: bool) -> dict[str, Path]:
 
     (case,) = read_manifest(demo_manifest())
     result = scan(src)
-    stack = result.find_stack(case.series_uid)
-    index = stack.find_slice(case.slice_key)
+    stack = result.find_stack(uid(case.series_uid))
+    index = stack.find_slice(uid(case.slice_key))
     predictor = Predictor(default_bundle_path())
-    sel = Selection(stack.study_uid, stack.key, case.slice_key, case.roi, case.side, "C6")
+    sel = Selection(stack.study_uid, stack.key, uid(case.slice_key), case.roi, case.side, "C6")
     outcome = predict_selection(predictor, stack, sel)
     out.mkdir(parents=True, exist_ok=True)
     pdf, dcm, _ = write_report(outcome, predictor.bundle, result, out / "r.pdf",

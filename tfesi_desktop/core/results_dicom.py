@@ -115,6 +115,10 @@ def _finish(ds: Dataset, *, anonymize: bool) -> Dataset:
     for elem in ds.iterall():  # values are decoded, so they are written in the new set
         _ = elem.value
     ds.SpecificCharacterSet = "ISO_IR 192"
+    now = dt.datetime.now()
+    if not ds.get("SeriesDate"):  # a PACS lists the series with its date
+        ds.SeriesDate = ds.get("ContentDate") or now.strftime("%Y%m%d")
+        ds.SeriesTime = ds.get("ContentTime") or now.strftime("%H%M%S")
     if anonymize:
         ds.pop("TimezoneOffsetFromUTC", None)
         deid.deidentify_result(ds)
