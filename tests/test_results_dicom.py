@@ -13,10 +13,10 @@ from pydicom import dcmread
 from tfesi_desktop.core import results_dicom
 from tfesi_desktop.core.bundle import default_bundle_path
 from tfesi_desktop.core.commands import predict_selection
+from tfesi_desktop.core.deid import anonymized_uid, pseudonym
 from tfesi_desktop.core.dicom import scan
 from tfesi_desktop.core.manifest import read_manifest
 from tfesi_desktop.core.paths import demo_manifest, demo_study
-from tfesi_desktop.core.deid import anonymized_uid, pseudonym
 from tfesi_desktop.core.runtime import Predictor
 from tfesi_desktop.core.session import Selection
 

@@ -257,7 +257,8 @@ def cmd_report(args) -> int:
     result, stack, index, predictor, outcome = run_prediction(args)
     out, dcm, _ = write_report(outcome, predictor.bundle, result, args.out,
                                comment=args.comment or "", physician=args.physician or "",
-                               anonymize=args.anonymize, paper=args.paper, dicom=args.dicom)
+                               anonymize=args.anonymize, paper=args.paper, dicom=args.dicom,
+                               impression=args.impression)
     print(f"report written to {out} in {time.perf_counter() - t0:.2f} s "
           f"(probability of a favourable outcome "
           f"{format_probability(outcome.prediction.probability)})")
@@ -581,6 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--anonymize", action="store_true",
                    help="DICOM PS3.15 basic profile: no names, IDs, dates, age or sex; new UIDs")
     s.add_argument("--comment", help="the physician's comment")
+    s.add_argument("--impression", help="the physician's impression / plan, printed on the "
+                                        "report")
     s.add_argument("--physician", help="the physician's name")
     s.add_argument("--paper", choices=("a4", "letter"), default="a4")
     s.add_argument("--dicom", action="store_true",
