@@ -187,12 +187,15 @@ def _radiological(inp: ReportInputs):
 
 
 def _slice_picture(inp: ReportInputs) -> np.ndarray:
-    """The slice in radiological orientation with the ROI outlined (the ROI is kept in stored
-    pixels and mapped with the same transform)."""
+    """The key image: the slice in radiological orientation with the ROI outlined and the
+    Grad-CAM map blended inside it (ROI and map are kept in stored pixels and mapped with the
+    same transform)."""
     d, _ = _radiological(inp)
     grey = np.ascontiguousarray(d.apply(render.windowed(inp.slice_values, *inp.window)))
     roi = d.rect_to_canonical(inp.prediction.provenance.roi, inp.slice_values.shape)
-    return _outline(render.overlay(grey, None, roi, outline=(255, 220, 0)), roi)
+    cam = getattr(inp.prediction, "cam_roi", None)
+    cam = None if cam is None else np.ascontiguousarray(d.apply(np.asarray(cam)))
+    return _outline(render.overlay(grey, cam, roi, opacity=0.35, outline=(255, 220, 0)), roi)
 
 
 def _slice_letters(inp: ReportInputs) -> dict[str, str]:
@@ -302,9 +305,10 @@ def _header_values(inp: ReportInputs) -> dict[str, str]:
                                     "ReferringPhysicianName"])
     except Exception:  # noqa: BLE001 - the report goes on without them
         return {}
+    referring = str(ds.get("ReferringPhysicianName", "") or "").strip("^= ")
     out = {"Accession": str(ds.get("AccessionNumber", "") or ""),
            "Institution": str(ds.get("InstitutionName", "") or ""),
-           "Referring": render.display_name(str(ds.get("ReferringPhysicianName", "") or ""))}
+           "Referring": render.display_name(referring) if referring else ""}
     return {k: v for k, v in out.items() if v.strip()}
 
 
@@ -438,8 +442,8 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         doc.text(M + size / 2 - 3, img_top - h_img - 10, letters["bottom"], 9, "Sans-Bold")
         doc.text(M - 11, img_top - h_img / 2, letters["left"], 9, "Sans-Bold")
         doc.text(M + size + 3, img_top - h_img / 2, letters["right"], 9, "Sans-Bold")
-        doc.text(M, img_top - h_img - 20, "Slice with the ROI (yellow), radiological view; "
-                                          "letters: patient directions", 7)
+        doc.text(M, img_top - h_img - 20, "Slice with the ROI (yellow) and the heat map in it, "
+                                          "radiological view; letters: patient directions", 7)
         x2 = M + size + 30
         crop = np.clip(inp.crop, 0, 255).astype(np.uint8)
         c.drawImage(_png(np.repeat(crop[..., None], 3, 2)), x2, img_top - 120, 120, 120)
