@@ -223,6 +223,11 @@ def _named_study(tmp_path, name, charset):
 def test_names_in_any_script_print_and_are_encoded(case, tmp_path, name, charset):
     import pydicom
 
+    from tfesi_desktop.core.report import CJK_FONT, _find_font
+
+    if charset == "ISO_IR 192" and not (_find_font(CJK_FONT) and _find_font("DejaVuSans.ttf")):
+        pytest.skip("fonts-dejavu-core and fonts-droid-fallback are not installed "
+                    "(scripts/system-deps.sh)")
     src = _named_study(tmp_path, name, charset)
     pdf = tmp_path / "r.pdf"
     r = subprocess.run([sys.executable, "-m", "tfesi_desktop.cli", "report", str(src),

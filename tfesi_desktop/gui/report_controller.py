@@ -82,8 +82,8 @@ class ReportController(QObject):
 
     @Slot(object)
     def _sent(self, count):
-        self.win.statusBar().showMessage(f"Sent {count} DICOM objects (PDF, SR, heat map) to "
-                                         "the PACS.", 15000)
+        self.win.statusBar().showMessage(f"Sent {count} DICOM objects (PDF, SR, heat map "
+                                         "picture and data) to the PACS.", 15000)
 
     @Slot(str)
     def _failed_send(self, message):
@@ -113,5 +113,8 @@ def _dicom_results(outcome: Outcome, scan, pdf: Path, node: str, *, anonymize: b
                                                    pdf.with_suffix(".sc.dcm"),
                                                    anonymize=anonymize,
                                                    window=default_window(stack))]
+    if stack.slices[index].frame is None:  # the heat map as data (single-frame sources)
+        files.append(results_dicom.write_parametric_map(
+            outcome.prediction, stack, index, pdf.with_suffix(".pm.dcm"), anonymize=anonymize))
     send_to_pacs(files, node)
     return len(files)
