@@ -334,7 +334,7 @@ def _pdfa(data: bytes, *, anonymize: bool) -> bytes:
         pdf.Root.OutputIntents = pdf.make_indirect(pikepdf.Array([intent]))
         out = io.BytesIO()
         # anonymized: a document ID from the content, not from the time (no date leaks)
-        pdf.save(out, static_id=anonymize, min_version="1.7")
+        pdf.save(out, deterministic_id=anonymize, min_version="1.7")
         return out.getvalue()
 
 
