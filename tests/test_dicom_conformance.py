@@ -24,7 +24,8 @@ from tfesi_desktop.core.paths import demo_manifest, demo_study
 KINDS = ("pdf", "sr", "sc", "pm")
 
 
-def _write_all(src: Path, out: Path, *, anonymize: bool, uid=lambda u: u) -> dict[str, Path]:
+def _write_all(src: Path, out: Path, *, anonymize: bool, uid=lambda u: u,
+               manifest: Path | None = None) -> dict[str, Path]:
     """The report (PDF and its DICOM copy), SR, secondary capture and parametric map of the
     demo case's prediction on the copy ``src`` of the demo study (``uid`` maps the demo's UIDs
     to the copy's)."""
@@ -36,7 +37,7 @@ def _write_all(src: Path, out: Path, *, anonymize: bool, uid=lambda u: u) -> dic
     from tfesi_desktop.core.runtime import Predictor
     from tfesi_desktop.core.session import Selection
 
-    (case,) = read_manifest(demo_manifest())
+    (case,) = read_manifest(manifest or demo_manifest())
     result = scan(src)
     stack = result.find_stack(uid(case.series_uid))
     index = stack.find_slice(uid(case.slice_key))
@@ -156,3 +157,21 @@ def test_results_sit_in_the_source_study_in_stable_series(written, tmp_path, mon
     assert len({first[k].SeriesInstanceUID for k in KINDS}) == len(KINDS)
     anon = dcmread(out["stripped", True]["sr"])
     assert anon.SeriesInstanceUID != first["sr"].SeriesInstanceUID
+
+
+@pytest.mark.skipif(not have_dciodvfy, reason="dicom3tools is not installed")
+def test_objects_from_one_frame_of_a_multiframe_image_pass(tmp_path, monkeypatch):
+    from tfesi_desktop.core.synth.cohort import Storage, make_cohort
+
+    monkeypatch.setenv("TFESI_HOME", str(tmp_path / "home"))
+    make_cohort(tmp_path / "mf", patients=1, seed=3, jobs=1, storage=Storage(multiframe=True),
+                matrix=256)
+    from tfesi_desktop.core.manifest import read_manifest
+
+    (case,) = read_manifest(tmp_path / "mf" / "manifest.csv")
+    assert ":" in case.slice_key  # a frame of a multi-frame image
+    for anonymize in (False, True):
+        files = _write_all(tmp_path / "mf", tmp_path / f"out-{anonymize}", anonymize=anonymize,
+                           manifest=tmp_path / "mf" / "manifest.csv")
+        assert dcmread(files["pm"]).NumberOfFrames == 1
+        assert {k: dciodvfy(files[k])[0] for k in KINDS} == {k: [] for k in KINDS}

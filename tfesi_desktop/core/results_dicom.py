@@ -112,8 +112,14 @@ def _finish(ds: Dataset, *, anonymize: bool) -> Dataset:
     anonymized object its own dates de-identified too (:func:`.deid.deidentify_result`)."""
     import datetime as dt
 
+    from pydicom.valuerep import format_number_as_ds
+
     for elem in ds.iterall():  # values are decoded, so they are written in the new set
-        _ = elem.value
+        if elem.VR == "DS" and elem.value is not None:  # a DS holds 16 characters
+            values = elem.value if elem.VM > 1 else [elem.value]
+            if any(len(str(v)) > 16 for v in values):
+                fixed = [format_number_as_ds(float(v)) for v in values]
+                elem.value = fixed if elem.VM > 1 else fixed[0]
     ds.SpecificCharacterSet = "ISO_IR 192"
     now = dt.datetime.now()
     if not ds.get("SeriesDate"):  # a PACS lists the series with its date
@@ -356,11 +362,27 @@ def parametric_map(prediction, stack, index: int, *, anonymize: bool = False) ->
 
     prov = prediction.provenance
     ref = stack.slices[index]
-    if ref.frame is not None:
-        raise TfesiError("The heat map is written as a parametric map only for a source stored "
-                         "as single-frame images.", ref.path)
     src = _source_dataset(stack, index, anonymize=anonymize, pixels=True)
     rows, cols = int(src.Rows), int(src.Columns)
+    geometry = {}
+    if ref.frame is not None:  # one frame of a multi-frame image: its plane, given explicitly
+        from highdicom import (
+            PixelMeasuresSequence,
+            PlaneOrientationSequence,
+            PlanePositionSequence,
+        )
+
+        g = ref.geometry
+        if g is None:
+            raise TfesiError("This frame has no geometry; no parametric map is made.", ref.path)
+        pos = stack.slice_positions()
+        gap = float(np.median(np.abs(np.diff(pos)))) if pos and len(pos) > 1 else 1.0
+        geometry = dict(
+            pixel_measures=PixelMeasuresSequence(pixel_spacing=[float(v) for v in g.spacing],
+                                                 slice_thickness=gap or 1.0),
+            plane_orientation=PlaneOrientationSequence(
+                "PATIENT", [float(v) for v in (*g.row_cos, *g.col_cos)]),
+            plane_positions=[PlanePositionSequence("PATIENT", [float(v) for v in g.position])])
     data = np.zeros((rows, cols), np.float32)
     x, y, w, h = prov.roi
     data[y:y + h, x:x + w] = np.clip(np.asarray(prediction.cam_roi, np.float32), 0, 1)
@@ -385,7 +407,7 @@ def parametric_map(prediction, stack, index: int, *, anonymize: bool = False) ->
         content_description=f"Grad-CAM of {prov.model_name} {prov.model_version}"[:64],
         content_qualification=ContentQualificationValues.RESEARCH,
         series_description=_description("heat map data", prov.synthetic_model),
-        contributing_equipment=[_equipment(prov)])
+        contributing_equipment=[_equipment(prov)], **geometry)
     _body_part(pm, src)
     return _finish(pm, anonymize=anonymize)
 

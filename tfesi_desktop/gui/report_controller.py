@@ -113,8 +113,7 @@ def _dicom_results(outcome: Outcome, scan, pdf: Path, node: str, *, anonymize: b
                                                    pdf.with_suffix(".sc.dcm"),
                                                    anonymize=anonymize,
                                                    window=default_window(stack))]
-    if stack.slices[index].frame is None:  # the heat map as data (single-frame sources)
-        files.append(results_dicom.write_parametric_map(
-            outcome.prediction, stack, index, pdf.with_suffix(".pm.dcm"), anonymize=anonymize))
+    files.append(results_dicom.write_parametric_map(  # the heat map as data
+        outcome.prediction, stack, index, pdf.with_suffix(".pm.dcm"), anonymize=anonymize))
     send_to_pacs(files, node)
     return len(files)
