@@ -156,3 +156,14 @@ def test_scrubber_leaves_other_words_and_numbers():
     assert deid.scrub_identifiers("Müller und Mueller", SimpleNamespace(
         patient_name="Müller^Jörg", patient_id="", birth_date="", study_date="")) == (
         "[removed] und [removed]", 2)
+
+
+def test_damaged_ledger_is_a_clear_error_and_makes_no_identity():
+    from tfesi_desktop.core.errors import TfesiError
+    from tfesi_desktop.core.ledger import ledger_path
+
+    deid.anonymized_uid("1.2.3")  # the ledger exists
+    ledger_path().write_bytes(b"this is not a database" * 100)
+    with pytest.raises(TfesiError, match="ledger cannot be"):
+        deid.anonymized_uid("1.2.3")
+    assert ledger_path().read_bytes().startswith(b"this is not")  # left for repair, not replaced
