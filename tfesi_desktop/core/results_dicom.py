@@ -135,7 +135,10 @@ def _finish(ds: Dataset, *, anonymize: bool) -> Dataset:
 
 def _description(kind: str, synthetic: bool) -> str:
     d = f"TFESI prediction {kind}"
-    return (f"{d} - {NOT_CLINICAL} (demo model)" if synthetic else d)[:64]
+    if synthetic:  # LO: 64 characters; the warning never cut
+        d = next(t for t in (f"{d} - {NOT_CLINICAL} (demo model)", f"{d} - {NOT_CLINICAL}",
+                             f"TFESI {kind} - {NOT_CLINICAL}") if len(t) <= 64)
+    return d[:64]
 
 
 def _equipment(prov):
@@ -445,7 +448,7 @@ def encapsulated_pdf(pdf_bytes: bytes, stack, index: int, *, anonymize: bool = F
     ds.Modality = "DOC"
     ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = series, PDF_SERIES_NUMBER, number
     ds.SeriesDate, ds.SeriesTime = date, time
-    ds.SeriesDescription = _description("report (PDF)", synthetic)
+    ds.SeriesDescription = _description("report", synthetic)
     ds.Manufacturer = MANUFACTURER
     ds.ConversionType = "WSD"
     ds.ContentDate, ds.ContentTime = date, time
