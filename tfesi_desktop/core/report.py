@@ -174,36 +174,21 @@ def _png(rgb: np.ndarray):
     return ImageReader(buf)
 
 
-def _radiological(inp: ReportInputs):
-    """(dihedral, geometry) bringing the slice to radiological orientation, as the viewer and
-    the model input do (identity for a slice that is not axial)."""
-    from .geometry import Dihedral
-
-    g = inp.stack.slices[inp.index].geometry
-    try:
-        return g.canonical_transform(), g
-    except TfesiError:
-        return Dihedral(), g
-
-
 def _slice_picture(inp: ReportInputs) -> np.ndarray:
     """The key image: the slice in radiological orientation with the ROI outlined and the
-    Grad-CAM map blended inside it (ROI and map are kept in stored pixels and mapped with the
-    same transform)."""
-    d, _ = _radiological(inp)
-    grey = np.ascontiguousarray(d.apply(render.windowed(inp.slice_values, *inp.window)))
-    roi = d.rect_to_canonical(inp.prediction.provenance.roi, inp.slice_values.shape)
-    cam = getattr(inp.prediction, "cam_roi", None)
-    cam = None if cam is None else np.ascontiguousarray(d.apply(np.asarray(cam)))
-    return _outline(render.overlay(grey, cam, roi, opacity=0.35, outline=(255, 220, 0)), roi)
+    Grad-CAM map blended inside it (:func:`.results_dicom.radiological_overlay`)."""
+    from .results_dicom import radiological_overlay
+
+    rgb, roi, _ = radiological_overlay(inp.slice_values, inp.stack.slices[inp.index].geometry,
+                                       inp.window, inp.prediction.provenance.roi,
+                                       getattr(inp.prediction, "cam_roi", None), opacity=0.35)
+    return _outline(rgb, roi)
 
 
 def _slice_letters(inp: ReportInputs) -> dict[str, str]:
-    from .geometry import SliceGeometry
+    from .results_dicom import radiological
 
-    d, g = _radiological(inp)
-    r, c = d.directions(g.row_cos, g.col_cos)
-    return SliceGeometry(g.position, tuple(r), tuple(c), g.spacing, g.shape).edge_letters()
+    return radiological(inp.stack.slices[inp.index].geometry)[1]
 
 
 def _outline(rgb: np.ndarray, roi) -> np.ndarray:

@@ -4,7 +4,8 @@
   probability of a favourable outcome and the label at the model's threshold, the ROI as a
   spatial coordinate region on the source image, the side and level, the model's name, version
   and SHA-256 (algorithm identification and Contributing Equipment), VerificationFlag UNVERIFIED;
-- the heat map as a Secondary Capture: the slice with the overlay and a caption burned in;
+- the heat map as a Secondary Capture: the slice in radiological orientation with the overlay
+  and a caption burned in;
 - the heat map as data, a Parametric Map on the source slice (float relative attention 0..1),
   which viewers can overlay and window;
 - the PDF report as an Encapsulated PDF (:func:`encapsulated_pdf`).
@@ -270,18 +271,50 @@ def structured_report(prediction, stack, index: int, *, anonymize: bool = False)
     return _finish(sr, anonymize=anonymize)
 
 
+def radiological(geometry):
+    """(dihedral, edge letters) that bring a slice to radiological orientation (the patient's
+    right on the image's left, anterior up), as the viewer and the model input do; the
+    identity (and the stored letters) for a slice that is not axial, no letters without a
+    geometry (docs/architecture.md, invariant 1)."""
+    from .geometry import Dihedral, SliceGeometry
+
+    if geometry is None:
+        return Dihedral(), {}
+    try:
+        d = geometry.canonical_transform()
+    except TfesiError:
+        return Dihedral(), geometry.edge_letters()
+    r, c = d.directions(geometry.row_cos, geometry.col_cos)
+    return d, SliceGeometry(geometry.position, tuple(r), tuple(c), geometry.spacing,
+                            geometry.shape).edge_letters()
+
+
+def radiological_overlay(values, geometry, window, roi, cam, *, opacity: float = 0.4):
+    """(RGB uint8 picture, ROI in it, edge letters): the slice windowed, in radiological
+    orientation, with the map (kept, like the ROI, in stored pixels) blended inside the ROI and
+    the ROI outlined."""
+    from . import render
+
+    d, letters = radiological(geometry)
+    grey = np.ascontiguousarray(d.apply(render.windowed(values, *window)))
+    out_roi = d.rect_to_canonical(roi, np.shape(values))
+    cam = None if cam is None else np.ascontiguousarray(d.apply(np.asarray(cam)))
+    return render.overlay(grey, cam, out_roi, opacity=opacity), out_roi, letters
+
+
 def heatmap_picture(prediction, stack, index: int, *, window=None) -> np.ndarray:
-    """The slice as stored, windowed, with the Grad-CAM map blended in the ROI, the ROI
-    outlined, orientation letters and a caption burned in: RGB uint8 (rows, columns, 3)."""
+    """The slice windowed, in radiological orientation, with the Grad-CAM map blended in the
+    ROI, the ROI outlined, orientation letters and a caption burned in: RGB uint8 (rows,
+    columns, 3)."""
     from PIL import Image, ImageDraw
 
-    from . import render
     from .dicom import default_window, modality_values
 
     ref = stack.slices[index]
     prov = prediction.provenance
-    grey = render.windowed(modality_values(ref), *(window or default_window(stack)))
-    rgb = render.overlay(grey, prediction.cam_roi, prov.roi)
+    rgb, _, letters = radiological_overlay(modality_values(ref), ref.geometry,
+                                           window or default_window(stack), prov.roi,
+                                           prediction.cam_roi)
     scale = 2 if rgb.shape[0] <= 256 else 1
     img = Image.fromarray(rgb)
     if scale != 1:
@@ -301,7 +334,6 @@ def heatmap_picture(prediction, stack, index: int, *, window=None) -> np.ndarray
     for i, line in enumerate(lines):
         d.text((4, img.height + 2 + 12 * i), line,
                fill=(255, 120, 120) if "NOT FOR CLINICAL" in line else (255, 255, 255))
-    letters = ref.geometry.edge_letters() if ref.geometry else {}
     pos = {"top": (img.width // 2 - 3, 3), "bottom": (img.width // 2 - 3, img.height - 14),
            "left": (4, img.height // 2 - 6), "right": (img.width - 14, img.height // 2 - 6)}
     for k, t in letters.items():
@@ -311,11 +343,12 @@ def heatmap_picture(prediction, stack, index: int, *, window=None) -> np.ndarray
 
 def _orientation(ref) -> tuple[str, str]:
     """PatientOrientation of the picture (row, column directions): the main letter of the
-    image's right and bottom edges (the caption band below does not change them)."""
+    radiological picture's right and bottom edges (the caption band below does not change
+    them)."""
     if ref.geometry is None:
         raise TfesiError("The source image has no orientation; no heat map picture is made.",
                          ref.path)
-    letters = ref.geometry.edge_letters()
+    letters = radiological(ref.geometry)[1]
     return letters["right"][:1], letters["bottom"][:1]
 
 
