@@ -175,3 +175,14 @@ def test_objects_from_one_frame_of_a_multiframe_image_pass(tmp_path, monkeypatch
                            manifest=tmp_path / "mf" / "manifest.csv")
         assert dcmread(files["pm"]).NumberOfFrames == 1
         assert {k: dciodvfy(files[k])[0] for k in KINDS} == {k: [] for k in KINDS}
+
+
+def test_the_pdf_names_the_same_pseudonym_as_the_objects(written):
+    import subprocess
+
+    files = written[2]["rich", True]  # the rich source has an IssuerOfPatientID
+    pid = dcmread(files["sr"]).PatientID
+    assert all(dcmread(files[k]).PatientID == pid for k in KINDS)
+    text = subprocess.run(["pdftotext", str(files["report"]), "-"], capture_output=True,
+                          text=True).stdout
+    assert f"{pid} (pseudonym)" in text

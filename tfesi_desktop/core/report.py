@@ -281,19 +281,21 @@ class _Pages:
 
 def _header_values(inp: ReportInputs) -> dict[str, str]:
     """Accession number, institution and referring physician of the source slice, where the
-    study has them (a real scanner may leave them out)."""
+    study has them (a real scanner may leave them out), and the issuer of the patient ID (the
+    pseudonym's key, as in :func:`.deid.pseudonym`)."""
     from pydicom import dcmread
 
     try:
         ds = dcmread(inp.stack.slices[inp.index].path, stop_before_pixels=True,
                      specific_tags=["SpecificCharacterSet", "AccessionNumber", "InstitutionName",
-                                    "ReferringPhysicianName"])
+                                    "ReferringPhysicianName", "IssuerOfPatientID"])
     except Exception:  # noqa: BLE001 - the report goes on without them
         return {}
     referring = str(ds.get("ReferringPhysicianName", "") or "").strip("^= ")
     out = {"Accession": str(ds.get("AccessionNumber", "") or ""),
            "Institution": str(ds.get("InstitutionName", "") or ""),
-           "Referring": render.display_name(referring) if referring else ""}
+           "Referring": render.display_name(referring) if referring else "",
+           "Issuer": str(ds.get("IssuerOfPatientID", "") or "")}  # for the pseudonym only
     return {k: v for k, v in out.items() if v.strip()}
 
 
@@ -387,8 +389,10 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         doc.heading("Patient and study")
         pos = stack.slice_positions()
         hidden = "(anonymized)"
-        pid = (f"{pseudonym(st.patient_id, st.patient_name, st.birth_date, st.study_uid)[0]} "
-               "(pseudonym)") if inp.anonymize else (st.patient_id or "-")
+        header = _header_values(inp)
+        code = pseudonym(st.patient_id, st.patient_name, st.birth_date, st.study_uid,
+                         header.get("Issuer", ""))[0] if inp.anonymize else ""
+        pid = f"{code} (pseudonym)" if inp.anonymize else (st.patient_id or "-")
         rows = [("Name", hidden if inp.anonymize else render.display_name(st.patient_name)),
                 ("Patient ID", pid),
                 ("Birth date", hidden if inp.anonymize else _date(st.birth_date)),
@@ -396,8 +400,8 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                 ("Study", hidden if inp.anonymize else f"{_date(st.study_date)}  "
                                                        f"{st.description or ''}")]
         if not inp.anonymize:
-            extra = _header_values(inp)
-            rows += [(k if k != "Referring" else "Referred by", v) for k, v in extra.items()]
+            rows += [({"Referring": "Referred by"}.get(k, k), v) for k, v in header.items()
+                     if k != "Issuer"]
         rows += [("Series", f"{stack.series_number if stack.series_number is not None else '?'}"
                             f"  {'' if inp.anonymize else (stack.description or '')} "
                             f"({stack.orientation_name()})"),
