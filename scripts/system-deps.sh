@@ -2,11 +2,13 @@
 # Debian packages the program and its tests need beyond Python: the xcb libraries for a real Qt
 # window (make run), Xvfb for the end-to-end test, poppler-utils to render and read PDF reports,
 # Orthanc (with its DICOMweb plugin) and dcmtk as a real PACS and a second DICOM implementation
-# for the PACS tests (Orthanc is started by the tests themselves, never as a service).
+# for the PACS tests (Orthanc is started by the tests themselves, never as a service),
+# dicom3tools' dciodvfy (the validator every DICOM object we write must pass), and the fonts the
+# PDF report embeds (DejaVu Sans: Latin, Greek, Cyrillic; Droid Sans Fallback: CJK).
 # Installs what is missing when run as root (as CI does); otherwise names the command to run.
 # Not Debian (no dpkg): says nothing and lets Qt report what it misses.
 set -eu
-need="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 poppler-utils orthanc orthanc-dicomweb dcmtk"
+need="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 poppler-utils orthanc orthanc-dicomweb dcmtk dicom3tools fonts-dejavu-core fonts-droid-fallback"
 command -v dpkg-query >/dev/null || exit 0
 missing=""
 for p in $need; do

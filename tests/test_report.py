@@ -1,5 +1,6 @@
 """The PDF report, read back (pdftotext, pdfinfo, pdffonts) and rendered (pdftoppm)."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -127,13 +128,18 @@ def test_anonymized_report_holds_no_identifier(case, tmp_path):
         assert ident.encode() not in pdf.read_bytes(), ident
         assert ident.encode() not in dcm_bytes.replace(pdf.read_bytes(), b""), ident
     assert "(anonymized)" in text and "letter" in info
-    assert not str(ds.PatientName) and not ds.PatientID and not ds.PatientBirthDate
-    assert not ds.PatientSex and not ds.StudyDate and not ds.ContentDate
-    assert "PatientAge" not in ds and not ds.AcquisitionDateTime
+    # a pseudonym a PACS keeps apart from other patients, the same for every object
+    from tfesi_desktop.core.deid import pseudonym
+
+    assert (ds.PatientID, str(ds.PatientName)) == pseudonym(study.patient_id)
+    assert ds.PatientID.startswith("ANON-") and study.patient_id not in ds.PatientID
+    assert not ds.PatientBirthDate
+    assert not ds.PatientSex and not ds.StudyDate and ds.ContentDate == "19000101"
+    assert "PatientAge" not in ds and ds.AcquisitionDateTime.startswith("1900")
     assert ds.PatientIdentityRemoved == "YES" and "PS3.15" in ds.DeidentificationMethod[0]
     assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
     # new UIDs, the same in the PDF and its copy, mapped back only in the private folder
-    from tfesi_desktop.core.report import anonymized_uid, uid_map_path
+    from tfesi_desktop.core.deid import anonymized_uid, uid_map_path
 
     assert ds.StudyInstanceUID != study.study_uid and ds.StudyInstanceUID in text
     assert anonymized_uid(study.study_uid) == ds.StudyInstanceUID
@@ -150,7 +156,7 @@ def test_rendered_page_shows_the_pictures(case, tmp_path):
     _report(case, pdf)
     subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(tmp_path / "page")],
                    check=True)
-    (png,) = tmp_path.glob("page*.png")
+    png = sorted(tmp_path.glob("page*.png"))[0]  # page 1: the pictures; the provenance after
     img = np.asarray(Image.open(png).convert("RGB")).astype(int)
     h, w, _ = img.shape
     assert abs(h / w - 297 / 210) < 0.02  # A4
@@ -186,7 +192,7 @@ def test_failed_write_leaves_the_earlier_file_intact(case, tmp_path, monkeypatch
 def test_scrubbing_removes_whole_identifying_words_only():
     from types import SimpleNamespace
 
-    from tfesi_desktop.core.report import scrub_identifiers
+    from tfesi_desktop.core.deid import scrub_identifiers
 
     st = SimpleNamespace(patient_name="Li^Ann=", patient_id="A12", birth_date="19640103",
                          study_date="20240512")
@@ -198,3 +204,84 @@ def test_scrubbing_removes_whole_identifying_words_only():
                     "[removed].")
     assert n == 9
     assert scrub_identifiers("nothing here", st) == ("nothing here", 0)
+
+
+def _named_study(tmp_path, name, charset):
+    from tests.dicom_sources import copy_study
+
+    def rename(ds, _):
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = name
+        ds.ReferringPhysicianName = "Wéber^Anaïs"
+    return copy_study(demo_study(), tmp_path / "named", rename)
+
+
+@needs_poppler
+@pytest.mark.parametrize("name, charset", [
+    ("Müller^Jörg", "ISO_IR 100"), ("Παπαδόπουλος-Петров^山田太郎", "ISO_IR 192")],
+    ids=["latin1", "greek-cyrillic-cjk"])
+def test_names_in_any_script_print_and_are_encoded(case, tmp_path, name, charset):
+    import pydicom
+
+    from tfesi_desktop.core.report import CJK_FONT, _find_font
+
+    if charset == "ISO_IR 192" and not (_find_font(CJK_FONT) and _find_font("DejaVuSans.ttf")):
+        pytest.skip("fonts-dejavu-core and fonts-droid-fallback are not installed "
+                    "(scripts/system-deps.sh)")
+    src = _named_study(tmp_path, name, charset)
+    pdf = tmp_path / "r.pdf"
+    r = subprocess.run([sys.executable, "-m", "tfesi_desktop.cli", "report", str(src),
+                        "--slice", case.slice_key, "--roi", ",".join(map(str, case.roi)),
+                        "--side", case.side, "--out", str(pdf), "--dicom",
+                        "--sr", str(tmp_path / "sr.dcm"), "--sc", str(tmp_path / "sc.dcm")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = _text(pdf)
+    for part in re.split(r"[\^-]", name):
+        assert part.upper() in text.upper(), (part, text[:400])  # in the text layer
+    assert "Wéber" in text or "WÉBER" in text.upper()  # referring physician, from the header
+    for f in ("r.dcm", "sr.dcm", "sc.dcm"):
+        ds = pydicom.dcmread(tmp_path / f)
+        assert ds.SpecificCharacterSet == "ISO_IR 192"
+        assert str(ds.PatientName) == name
+        assert name.split("^")[0].encode("utf-8") in (tmp_path / f).read_bytes()
+
+
+@needs_poppler
+def test_long_text_flows_onto_more_pages_never_cut(case, tmp_path):
+    comment = " ".join(f"word{i:04d}" for i in range(1500)) + " THE-END"
+    pdf = tmp_path / "r.pdf"
+    _report(case, pdf, "--comment", comment, "--physician", "Dr. " + "Verylongname" * 300)
+    text = _text(pdf)
+    body = [ln for ln in text.splitlines()  # without the page furniture between the pages
+            if "Generated by TFESI" not in ln and "(continued)" not in ln]
+    flat = "".join("".join(body).split())
+    assert "".join(comment.split()) in flat  # every word, in order, none cut
+    assert "Verylongname" * 300 in flat
+    pages = int(re.search(r"Pages:\s+(\d+)", _info(pdf)).group(1))
+    assert pages >= 3
+    # the provenance (model SHA-256) is off page 1
+    first = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"],
+                           capture_output=True, text=True).stdout
+    assert "SHA-256" not in first and "SHA-256" in text
+
+
+def test_pdf_is_pdf_a_2b_with_its_metadata(case, tmp_path):
+    import pikepdf
+
+    pdf = tmp_path / "r.pdf"
+    _report(case, pdf, "--anonymize")
+    with pikepdf.open(pdf) as doc:
+        meta = doc.open_metadata()
+        assert meta["pdfaid:part"] == "2" and meta["pdfaid:conformance"] == "B"
+        assert meta["dc:title"] == "TFESI outcome prediction report"
+        (intent,) = doc.Root.OutputIntents
+        assert intent.S == "/GTS_PDFA1" and "sRGB" in str(intent.OutputConditionIdentifier)
+        icc = intent.DestOutputProfile.read_bytes()
+        assert icc[36:40] == b"acsp" and int(intent.DestOutputProfile.N) == 3
+        xmp = bytes(doc.Root.Metadata.read_bytes()).decode()
+        import datetime
+
+        assert datetime.date.today().isoformat() not in xmp  # anonymized: no date
+        for font in doc.pages[0].Resources.Font.values():
+            assert "/FontFile2" in font.FontDescriptor  # embedded

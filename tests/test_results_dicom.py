@@ -13,10 +13,10 @@ from pydicom import dcmread
 from tfesi_desktop.core import results_dicom
 from tfesi_desktop.core.bundle import default_bundle_path
 from tfesi_desktop.core.commands import predict_selection
+from tfesi_desktop.core.deid import anonymized_uid, pseudonym
 from tfesi_desktop.core.dicom import scan
 from tfesi_desktop.core.manifest import read_manifest
 from tfesi_desktop.core.paths import demo_manifest, demo_study
-from tfesi_desktop.core.report import anonymized_uid
 from tfesi_desktop.core.runtime import Predictor
 from tfesi_desktop.core.session import Selection
 
@@ -92,7 +92,8 @@ def test_secondary_capture_is_labelled_and_in_the_study(predicted, tmp_path):
     ds = dcmread(out)
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
     assert ds.StudyInstanceUID == pred.provenance.study_uid
-    assert ds.BurnedInAnnotation == "YES" and "NOT FOR CLINICAL USE" in ds.SeriesDescription
+    # the caption names the model, never the patient
+    assert ds.BurnedInAnnotation == "NO" and "NOT FOR CLINICAL USE" in ds.SeriesDescription
     assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == \
         pred.provenance.sop_instance_uid
     img = ds.pixel_array
@@ -112,7 +113,7 @@ def test_anonymize_removes_the_patient(predicted, tmp_path):
               results_dicom.write_secondary_capture(pred, stack, index, tmp_path / "sc.dcm",
                                                     anonymize=True)):
         ds = dcmread(f)
-        assert str(ds.get("PatientName", "")) == "" and ds.get("PatientID", "") == ""
+        assert (ds.PatientID, str(ds.PatientName)) == pseudonym(original.PatientID)
         assert ds.get("PatientBirthDate", "") == ""
         raw = f.read_bytes()
         assert str(original.PatientName).encode() not in raw
@@ -129,3 +130,29 @@ def test_unwritable_target_is_a_clear_error(predicted, tmp_path):
 
     with pytest.raises(TfesiError, match="does not exist"):
         results_dicom.write_sr(*predicted, tmp_path / "missing" / "sr.dcm")
+
+
+def test_secondary_capture_is_radiological_whatever_the_storage(tmp_path, monkeypatch):
+    """A study stored mirrored and upside down gives the same picture as one stored plainly:
+    the patient's right on the left, anterior up (docs/architecture.md, invariant 1)."""
+    from tfesi_desktop.core.geometry import Dihedral
+    from tfesi_desktop.core.synth.cohort import Storage, make_cohort
+
+    pictures = {}
+    for name, d in (("plain", Dihedral()), ("flipped", Dihedral(flip_rows=True,
+                                                                flip_cols=True))):
+        make_cohort(tmp_path / name, patients=1, seed=4, jobs=1, matrix=256,
+                    storage=Storage(dihedral=d))
+        (case,) = read_manifest(tmp_path / name / "manifest.csv")
+        stack = scan(tmp_path / name).find_stack(case.series_uid)
+        index = stack.find_slice(case.slice_key)
+        sel = Selection(stack.study_uid, stack.key, case.slice_key, case.roi, case.side,
+                        case.level)
+        pred = predict_selection(Predictor(default_bundle_path()), stack, sel).prediction
+        ds = dcmread(results_dicom.write_secondary_capture(pred, stack, index,
+                                                           tmp_path / f"{name}.dcm"))
+        assert list(ds.PatientOrientation) == ["L", "P"]
+        rows = stack.slices[index].geometry.shape[0] * 2
+        pictures[name] = ds.pixel_array[:rows].astype(int)
+    diff = np.abs(pictures["plain"] - pictures["flipped"])
+    assert diff.mean() < 3, diff.mean()  # the same picture (the letters and map may differ a bit)

@@ -253,7 +253,8 @@ def cmd_report(args) -> int:
     result, stack, index, predictor, outcome = run_prediction(args)
     out, dcm, _ = write_report(outcome, predictor.bundle, result, args.out,
                                comment=args.comment or "", physician=args.physician or "",
-                               anonymize=args.anonymize, paper=args.paper, dicom=args.dicom)
+                               anonymize=args.anonymize, paper=args.paper, dicom=args.dicom,
+                               impression=args.impression)
     written = {"report": str(out)}
     say = [f"report written to {out} in {time.perf_counter() - t0:.2f} s "
            f"(probability of a favourable outcome "
@@ -261,7 +262,7 @@ def cmd_report(args) -> int:
     if dcm:
         written["encapsulated_pdf"] = str(dcm)
         say.append(f"DICOM Encapsulated PDF written to {dcm}")
-    if args.sr or args.sc:
+    if args.sr or args.sc or args.pm:
         from .core import results_dicom
         from .core.dicom import default_window
 
@@ -276,6 +277,11 @@ def cmd_report(args) -> int:
                                                        window=default_window(stack))
             written["secondary_capture"] = str(sc)
             say.append(f"DICOM secondary capture of the heat map written to {sc}")
+        if args.pm:
+            pm = results_dicom.write_parametric_map(pred, stack, index, args.pm,
+                                                    anonymize=args.anonymize)
+            written["parametric_map"] = str(pm)
+            say.append(f"DICOM parametric map of the heat map written to {pm}")
     if args.json:
         print(json.dumps({"written": written, "probability": outcome.prediction.probability,
                           "anonymized": bool(args.anonymize)}, indent=1))
@@ -623,6 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--anonymize", action="store_true",
                    help="DICOM PS3.15 basic profile: no names, IDs, dates, age or sex; new UIDs")
     s.add_argument("--comment", help="the physician's comment")
+    s.add_argument("--impression", help="the physician's impression / plan, printed on the "
+                                        "report")
     s.add_argument("--physician", help="the physician's name")
     s.add_argument("--paper", choices=("a4", "letter"), default="a4")
     s.add_argument("--dicom", action="store_true",
@@ -631,6 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the result as a DICOM structured report (TID 1500)")
     s.add_argument("--sc", metavar="OUT.dcm",
                    help="also write the heat map as a DICOM secondary capture")
+    s.add_argument("--pm", metavar="OUT.dcm",
+                   help="also write the heat map as data, a DICOM parametric map on the slice")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_report)
 

@@ -190,8 +190,8 @@ def predict_selection(predictor, stack, selection: Selection, *, values=None,
 
 def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
                  physician: str = "", anonymize: bool = True, paper: str = "a4",
-                 dicom: bool = False, comparison: str | None = None
-                 ) -> tuple[Path, Path | None, float]:
+                 dicom: bool = False, comparison: str | None = None,
+                 impression: str | None = None) -> tuple[Path, Path | None, float]:
     """Write the PDF (atomically) for a prediction, from the model input it was made from;
     (pdf, DICOM copy or None, seconds)."""
     from .measure import kim_from, kim_text, measurement_lines
@@ -210,7 +210,9 @@ def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
                         physician=physician, anonymize=anonymize, paper=paper,
                         level_source=sel.level_source,
                         measurements=measurement_lines(sel.measurements, spacing),
-                        kim=kim_text(kim) if kim else None, comparison=comparison)
+                        kim=kim_text(kim) if kim else None, comparison=comparison,
+                        impression=impression)
     out = _write(inp, path)
-    dcm = encapsulate_pdf(out, study, stack, anonymize=anonymize) if dicom else None
+    dcm = (encapsulate_pdf(out, study, stack, anonymize=anonymize, index=index,
+                           provenance=outcome.prediction.provenance) if dicom else None)
     return out, dcm, time.perf_counter() - t0

@@ -9,36 +9,38 @@ mapping is kept only in the user's private data folder (:func:`anonymized_uid`),
 can match a report to its study and nobody else can. The DICOM copy says PatientIdentityRemoved
 YES and names the de-identification method. Both files are written 0600.
 
-Made with ReportLab: vector text in the embedded Bitstream Vera fonts that ReportLab ships, A4 or
-Letter, images as embedded PNGs; written atomically (temporary file, then rename), so an earlier
-report is never left half-written and an unwritable target loses nothing.
+Made with ReportLab: vector text in embedded fonts that cover Latin, Greek, Cyrillic (DejaVu Sans)
+and CJK (Droid Sans Fallback) names, A4 or Letter, images as embedded PNGs, long text wrapped and
+flowing onto further pages, never cut; PDF/A-2b (XMP metadata, sRGB output intent, pikepdf);
+written atomically (temporary file, then rename), so an earlier report is never left half-written
+and an unwritable target loses nothing. De-identification is :mod:`.deid`'s.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import io
-import json
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import render
+from .deid import (  # noqa: F401 - the names callers of earlier versions import from here
+    DEID_CODE,
+    DEID_METHOD,
+    REMOVED,
+    anonymized_uid,
+    deidentify_dataset,
+    mark_deidentified,
+    pseudonym,
+    scrub_identifiers,
+    uid_map_path,
+)
 from .errors import TfesiError
-from .fileio import private_dir, write_atomically
-from .paths import data_dir
+from .fileio import write_atomically
 from .runtime import format_probability
-
-# (LO: up to 64 characters a value, several values)
-DEID_METHOD = ["DICOM PS3.15 Annex E Basic Profile (TFESI Desktop)",
-               "Names, IDs, dates, times, age, sex, descriptions removed",
-               "UIDs replaced; the mapping is kept by the user"]
-DEID_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
-UID_MAP = "uid-map.json"
-_uid_lock = threading.Lock()
 
 OUTCOME = "favourable outcome: >= 50 % reduction of the NRS pain score 2 months after TFESI"
 SUPPORT = ("This result supports and does not replace clinical judgement. It is a probability "
@@ -64,119 +66,102 @@ class ReportInputs:
     comparison: str | None = None  # the other side's prediction, for comparison only
     comment: str = ""
     physician: str = ""
+    impression: str | None = None  # the physician's impression / plan (None: not asked)
     anonymize: bool = True
     paper: str = "a4"
     when: _dt.datetime = field(default_factory=lambda: _dt.datetime.now().astimezone())
 
 
-def uid_map_path() -> Path:
-    """Where the original-to-anonymized UID mapping is kept: the user's private data folder
-    (0700), in a 0600 file. It links reports back to patients: never share it."""
-    return data_dir() / "anonymization" / UID_MAP
+# Fonts (embedded, subset): DejaVu Sans for Latin, Greek and Cyrillic, Droid Sans Fallback for
+# CJK (Debian fonts-dejavu-core and fonts-droid-fallback, scripts/system-deps.sh); without them
+# ReportLab's own Bitstream Vera (Latin only).
+_FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/droid",
+              "/usr/share/fonts/truetype/ttf-dejavu", "/usr/local/share/fonts",
+              str(Path.home() / ".local/share/fonts"))
+_FACES = {"Sans": ("DejaVuSans.ttf", "Vera.ttf"),
+          "Sans-Bold": ("DejaVuSans-Bold.ttf", "VeraBd.ttf"),
+          "Sans-Italic": ("DejaVuSans-Oblique.ttf", "VeraIt.ttf")}
+CJK_FONT = "DroidSansFallbackFull.ttf"
+_fallback: dict[str, object] = {}
 
 
-def anonymized_uid(uid: str) -> str:
-    """The replacement for an original UID in anonymized output: new (2.25 prefix, random),
-    the same every time for the same original, recorded in :func:`uid_map_path`."""
-    from pydicom.uid import generate_uid
+def _find_font(name: str) -> Path | None:
+    import reportlab
 
-    uid = str(uid)
-    path = uid_map_path()
-    with _uid_lock:
-        try:
-            data = json.loads(path.read_text("utf-8"))
-            uids = data["uids"]
-            if not isinstance(uids, dict):
-                raise TypeError
-        except FileNotFoundError:
-            uids = {}
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            raise TfesiError("The anonymization UID map cannot be read, so no new UID is made "
-                             "(that would break the link the clinic keeps). Repair or move the "
-                             f"file ({e}).", path) from e
-        if uid in uids:
-            return uids[uid]
-        new = generate_uid(prefix=None)  # 2.25.<UUID as an integer>
-        uids[uid] = new
-        private_dir(path.parent)
-        write_atomically(path, json.dumps({"format": "tfesi-uid-map/1", "uids": uids},
-                                          indent=1).encode(), private=True)
-        return new
-
-
-# Identifying attributes of the PS3.15 Annex E Basic Profile beyond names (PN), dates and times
-# (DA, DT, TM) and UIDs (UI), which go by value representation in :func:`deidentify_dataset`.
-_EMPTIED = ("PatientID", "PatientSex", "AccessionNumber", "StudyID")  # type 2: present, empty
-_IDENTIFYING = (
-    "OtherPatientIDs", "OtherPatientIDsSequence", "IssuerOfPatientID",
-    "PatientAge", "PatientSize", "PatientWeight", "PatientAddress",
-    "PatientTelephoneNumbers", "EthnicGroup", "PatientComments", "MedicalRecordLocator",
-    "StudyDescription", "SeriesDescription",
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName",
-    "DeviceSerialNumber", "RequestAttributesSequence", "ReferencedPatientSequence",
-    "ReferencedStudySequence", "ProtocolName", "PerformedProcedureStepDescription",
-    "AdmittingDiagnosesDescription", "AdditionalPatientHistory", "ImageComments",
-    "RequestingService", "CurrentPatientLocation", "Occupation")
-# kept UIDs: they name kinds of things, not patients or instances
-_CLASS_UIDS = ("SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID",
-               "TransferSyntaxUID", "ImplementationClassUID", "CodingSchemeUID",
-               "ContextGroupExtensionCreatorUID", "MappingResourceUID",
-               "TemplateExtensionCreatorUID")
-
-
-def deidentify_dataset(ds):
-    """A copy of a pydicom dataset following the PS3.15 Annex E Basic Profile, the same rules as
-    the anonymized report and its DICOM copy: names, dates and times emptied, identifying
-    attributes removed, private tags removed, instance UIDs replaced through
-    :func:`anonymized_uid` (so the SR, the secondary capture and the PDF of one study still
-    share their new Study Instance UID), and the de-identification recorded."""
-    import copy
-
-    out = copy.deepcopy(ds)
-    out.remove_private_tags()
-
-    def clean(d):
-        for elem in list(d):
-            kw = elem.keyword
-            if kw in _IDENTIFYING:
-                del d[elem.tag]
-            elif elem.VR == "SQ":
-                for item in elem.value:
-                    clean(item)
-            elif elem.VR in ("PN", "DA", "DT", "TM") or kw in _EMPTIED:
-                elem.value = ""
-            elif elem.VR == "UI" and kw not in _CLASS_UIDS and elem.value:
-                elem.value = anonymized_uid(elem.value)
-
-    clean(out)
-    if hasattr(out, "file_meta") and "MediaStorageSOPInstanceUID" in out.file_meta:
-        out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
-    return mark_deidentified(out)
-
-
-def mark_deidentified(ds):
-    """Record the de-identification in a dataset (PatientIdentityRemoved, method and code)."""
-    from pydicom.dataset import Dataset
-
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = DEID_METHOD
-    code = Dataset()
-    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = DEID_CODE
-    ds.DeidentificationMethodCodeSequence = [code]
-    ds.LongitudinalTemporalInformationModified = "REMOVED"
-    return ds
+    for d in (*_FONT_DIRS, str(Path(reportlab.__file__).parent / "fonts")):
+        if (Path(d) / name).is_file():
+            return Path(d) / name
+    return None
 
 
 def _fonts():
-    import reportlab
+    """Register the report's faces once: Sans, Sans-Bold, Sans-Italic and CJK (if found)."""
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.ttfonts import TTFont
 
-    base = Path(reportlab.__file__).parent / "fonts"
-    for name, file in (("Vera", "Vera.ttf"), ("Vera-Bold", "VeraBd.ttf"),
-                       ("Vera-Italic", "VeraIt.ttf")):
-        if name not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(TTFont(name, str(base / file)))
+    if "Sans" in pdfmetrics.getRegisteredFontNames():
+        return
+    for face, files in _FACES.items():
+        path = next(p for p in map(_find_font, files) if p)
+        pdfmetrics.registerFont(TTFont(face, str(path)))
+    cjk = _find_font(CJK_FONT)
+    if cjk:
+        pdfmetrics.registerFont(TTFont("CJK", str(cjk)))
+
+
+def _covers(font: str, ch: str) -> bool:
+    from reportlab.pdfbase import pdfmetrics
+
+    face = _fallback.get(font)
+    if face is None:
+        face = _fallback[font] = pdfmetrics.getFont(font).face.charToGlyph
+    return ord(ch) in face
+
+
+def _runs(s: str, font: str) -> list[tuple[str, str]]:
+    """``s`` cut into (text, font) runs: characters the face lacks (CJK) in the CJK face."""
+    from reportlab.pdfbase import pdfmetrics
+
+    cjk = "CJK" in pdfmetrics.getRegisteredFontNames()
+    out: list[tuple[str, str]] = []
+    for ch in s:
+        f = font if (not cjk or ch.isspace() or _covers(font, ch) or not _covers("CJK", ch)) \
+            else "CJK"
+        if out and out[-1][1] == f:
+            out[-1] = (out[-1][0] + ch, f)
+        else:
+            out.append((ch, f))
+    return out
+
+
+def _width(s: str, font: str, size: float) -> float:
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    return sum(stringWidth(t, f, size) for t, f in _runs(s, font))
+
+
+def _wrap(s: str, font: str, size: float, width: float) -> list[str]:
+    """``s`` in lines no wider than ``width``: broken at spaces, a word longer than a line (a
+    10,000-character name, CJK without spaces) broken between characters; nothing dropped."""
+    lines: list[str] = []
+    for para in (s or "").split("\n"):
+        line = ""
+        for token in re.findall(r"\s+|[^\s]+", para):
+            if _width(line + token, font, size) <= width:
+                line += token
+                continue
+            if line.strip():
+                lines.append(line.rstrip())
+            line = "" if token.isspace() else token
+            while _width(line, font, size) > width:  # break inside the word
+                lo, hi = 1, len(line)  # the longest head that fits (at least a character)
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    lo, hi = (mid, hi) if _width(line[:mid], font, size) <= width else (lo, mid - 1)
+                lines.append(line[:lo])
+                line = line[lo:]
+        lines.append(line.rstrip())
+    return lines
 
 
 def _png(rgb: np.ndarray):
@@ -189,33 +174,21 @@ def _png(rgb: np.ndarray):
     return ImageReader(buf)
 
 
-def _radiological(inp: ReportInputs):
-    """(dihedral, geometry) bringing the slice to radiological orientation, as the viewer and
-    the model input do (identity for a slice that is not axial)."""
-    from .geometry import Dihedral
-
-    g = inp.stack.slices[inp.index].geometry
-    try:
-        return g.canonical_transform(), g
-    except TfesiError:
-        return Dihedral(), g
-
-
 def _slice_picture(inp: ReportInputs) -> np.ndarray:
-    """The slice in radiological orientation with the ROI outlined (the ROI is kept in stored
-    pixels and mapped with the same transform)."""
-    d, _ = _radiological(inp)
-    grey = np.ascontiguousarray(d.apply(render.windowed(inp.slice_values, *inp.window)))
-    roi = d.rect_to_canonical(inp.prediction.provenance.roi, inp.slice_values.shape)
-    return _outline(render.overlay(grey, None, roi, outline=(255, 220, 0)), roi)
+    """The key image: the slice in radiological orientation with the ROI outlined and the
+    Grad-CAM map blended inside it (:func:`.results_dicom.radiological_overlay`)."""
+    from .results_dicom import radiological_overlay
+
+    rgb, roi, _ = radiological_overlay(inp.slice_values, inp.stack.slices[inp.index].geometry,
+                                       inp.window, inp.prediction.provenance.roi,
+                                       getattr(inp.prediction, "cam_roi", None), opacity=0.35)
+    return _outline(rgb, roi)
 
 
 def _slice_letters(inp: ReportInputs) -> dict[str, str]:
-    from .geometry import SliceGeometry
+    from .results_dicom import radiological
 
-    d, g = _radiological(inp)
-    r, c = d.directions(g.row_cos, g.col_cos)
-    return SliceGeometry(g.position, tuple(r), tuple(c), g.spacing, g.shape).edge_letters()
+    return radiological(inp.stack.slices[inp.index].geometry)[1]
 
 
 def _outline(rgb: np.ndarray, roi) -> np.ndarray:
@@ -235,56 +208,130 @@ def _crop_overlay(inp: ReportInputs) -> np.ndarray:
                           outline=None)
 
 
-REMOVED = "[removed]"
-
-
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
-
-
-def _date_spellings(d: str) -> list[str]:
-    """A DICOM date (YYYYMMDD) as people write it: 19640103, 1964-01-03, 03.01.1964,
-    03/01/1964, 01/03/1964, 3.1.1964, 3 January 1964, January 3, 1964, 3 Jan 1964 ..."""
-    if not (d and len(d) == 8 and d.isdigit()):
-        return [d] if d else []
-    y, m, dd = d[:4], d[4:6], d[6:8]
-    out = [d, f"{y}-{m}-{dd}", f"{dd}.{m}.{y}", f"{dd}/{m}/{y}", f"{m}/{dd}/{y}",
-           f"{int(dd)}.{int(m)}.{y}", f"{y}/{m}/{dd}"]
-    if 1 <= int(m) <= 12:
-        day = str(int(dd))
-        for month in {_MONTHS[int(m) - 1], _MONTHS[int(m) - 1][:3]}:
-            out += [f"{day} {month} {y}", f"{month} {day}, {y}", f"{month} {day} {y}",
-                    f"{dd} {month} {y}"]
-    return out
-
-
-def scrub_identifiers(text: str, study) -> tuple[str, int]:
-    """(``text`` with the study's identifying values replaced by "[removed]", how many were
-    replaced): each part of the patient's name (two letters or more), the patient ID, the birth
-    and study dates in the usual spellings. Whole words only, any case. For the physician's
-    free-text comment in an anonymized report; other identifying words remain the writer's
-    responsibility (the export dialog says so)."""
-    words = {w for w in re.split(r"[\^=\s,]+", study.patient_name or "") if len(w) >= 2}
-    words |= {study.patient_id} if study.patient_id else set()
-    for d in (study.birth_date, study.study_date):
-        words |= set(_date_spellings(d))
-    count = 0
-    for w in sorted(words, key=len, reverse=True):  # "1964-01-03" before "1964"
-        pattern = re.compile(rf"(?<![\w/.-]){re.escape(w)}(?![\w/-]|\.\d)", re.IGNORECASE)
-        text, n = pattern.subn(REMOVED, text)
-        count += n
-    return text, count
-
-
 def _date(d: str) -> str:
     return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if d and len(d) == 8 and d.isdigit() else (d or "-")
 
 
+class _Pages:
+    """A cursor over the pages of the report: text in mixed faces (:func:`_runs`), paragraphs
+    wrapped (:func:`_wrap`), and a new page whenever the next item does not fit, so that
+    nothing typed is cut."""
+
+    def __init__(self, c, size, margin, footer):
+        self.c, (self.W, self.H), self.M, self.footer = c, size, margin, footer
+        self.y, self.page = self.H - margin, 1
+
+    def need(self, h: float) -> None:
+        if self.y - h < self.M + 10:
+            self.new_page()
+
+    def new_page(self) -> None:
+        self.footer(self.page)
+        self.c.showPage()
+        self.page += 1
+        self.y = self.H - self.M
+        self.text(self.M, self.y - 8, "TFESI outcome prediction (continued)", 8, "Sans-Italic")
+        self.y -= 24
+
+    def text(self, x, y, s, size=9, font="Sans", colour=None):
+        from reportlab.lib import colors
+
+        self.c.setFillColor(colour or colors.black)
+        for t, f in _runs(str(s), font):
+            self.c.setFont(f, size)
+            self.c.drawString(x, y, t)
+            x += _width(t, f, size)
+
+    def para(self, s, *, x=None, width=None, size=9, font="Sans", colour=None, lead=1.25):
+        x = self.M if x is None else x
+        for ln in _wrap(s, font, size, width or (self.W - self.M - x)):
+            self.need(size * lead)
+            self.text(x, self.y, ln, size, font, colour)
+            self.y -= size * lead
+
+    def heading(self, s):
+        self.need(40)
+        self.text(self.M, self.y, s, 11, "Sans-Bold")
+        self.y -= 14
+
+    def row(self, key, value, *, size=9, key_width=80, font="Sans", colour=None):
+        lines = _wrap(str(value), font, size, self.W - 2 * self.M - key_width)
+        self.need(12 if len(lines) < 4 else 36)
+        self.text(self.M, self.y, key, size, "Sans-Bold")
+        for ln in lines:
+            self.need(size * 1.33)
+            self.text(self.M + key_width, self.y, ln, size, font, colour)
+            self.y -= size * 1.33
+
+    def box(self, s, *, fill, colour, size=9):
+        lines = _wrap(s, "Sans-Bold", size, self.W - 2 * self.M - 12)
+        lead = size * 1.28
+        for i in range(0, len(lines), 40):  # a box taller than a page goes on over pages
+            part = lines[i:i + 40]
+            bh = 8 + lead * len(part)
+            self.need(bh + 4)
+            self.c.setFillColor(fill)
+            self.c.rect(self.M, self.y - bh, self.W - 2 * self.M, bh, fill=1, stroke=1)
+            yy = self.y - size - 4
+            for ln in part:
+                self.text(self.M + 6, yy, ln, size, "Sans-Bold", colour)
+                yy -= lead
+            self.y -= bh + 12
+
+
+def _header_values(inp: ReportInputs) -> dict[str, str]:
+    """Accession number, institution and referring physician of the source slice, where the
+    study has them (a real scanner may leave them out), and the issuer of the patient ID (the
+    pseudonym's key, as in :func:`.deid.pseudonym`)."""
+    from pydicom import dcmread
+
+    try:
+        ds = dcmread(inp.stack.slices[inp.index].path, stop_before_pixels=True,
+                     specific_tags=["SpecificCharacterSet", "AccessionNumber", "InstitutionName",
+                                    "ReferringPhysicianName", "IssuerOfPatientID"])
+    except Exception:  # noqa: BLE001 - the report goes on without them
+        return {}
+    referring = str(ds.get("ReferringPhysicianName", "") or "").strip("^= ")
+    out = {"Accession": str(ds.get("AccessionNumber", "") or ""),
+           "Institution": str(ds.get("InstitutionName", "") or ""),
+           "Referring": render.display_name(referring) if referring else "",
+           "Issuer": str(ds.get("IssuerOfPatientID", "") or "")}  # for the pseudonym only
+    return {k: v for k, v in out.items() if v.strip()}
+
+
+def _pdfa(data: bytes, *, anonymize: bool) -> bytes:
+    """The PDF as PDF/A-2b: XMP metadata mirroring the document information (with the PDF/A
+    identification) and an sRGB output intent (pikepdf; the ICC profile from Pillow)."""
+    import pikepdf
+    from PIL import ImageCms
+
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        if "/Trapped" in pdf.docinfo:  # no XMP equivalent in PDF/A-2
+            del pdf.docinfo["/Trapped"]
+        with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
+            meta.load_from_docinfo(pdf.docinfo)
+            meta["pdfaid:part"] = "2"
+            meta["pdfaid:conformance"] = "B"
+        icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        profile = pdf.make_stream(icc)
+        profile.N = 3
+        intent = pikepdf.Dictionary(Type=pikepdf.Name.OutputIntent, S=pikepdf.Name.GTS_PDFA1,
+                                    OutputConditionIdentifier="sRGB IEC61966-2.1",
+                                    Info="sRGB IEC61966-2.1", DestOutputProfile=profile)
+        pdf.Root.OutputIntents = pdf.make_indirect(pikepdf.Array([intent]))
+        out = io.BytesIO()
+        # anonymized: a document ID from the content, not from the time (no date leaks)
+        pdf.save(out, deterministic_id=anonymize, min_version="1.7")
+        return out.getvalue()
+
+
 def write_report(inp: ReportInputs, out: str | Path) -> Path:
-    """Write the PDF atomically; :class:`TfesiError` if the target cannot be written."""
+    """Write the PDF (PDF/A-2b) atomically; :class:`TfesiError` if the target cannot be
+    written. Page 1: the patient, the pictures, the prediction, the physician's impression and
+    comment; everything that does not fit flows onto further pages, nothing is cut; the
+    provenance (model SHA-256, calibration, UIDs) on the last page."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4, LETTER
-    from reportlab.lib.utils import simpleSplit
     from reportlab.pdfgen import canvas
 
     from .. import __version__
@@ -301,165 +348,165 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
     page = A4 if inp.paper.lower() == "a4" else LETTER
     W, H = page
     M = 40  # margin, points
+    red = colors.HexColor("#b00020")
 
     # drawn in memory, then written atomically and private (0600): it holds patient data
     with io.BytesIO() as buf:
         # anonymized: invariant (no creation date or time in the file's metadata)
         c = canvas.Canvas(buf, pagesize=page, invariant=inp.anonymize, pageCompression=1,
-                          initialFontName="Vera", initialFontSize=9)
+                          initialFontName="Sans", initialFontSize=9)
         c.setTitle("TFESI outcome prediction report" +
-                   ("" if inp.anonymize else f" - {st.patient_name}"))
+                   ("" if inp.anonymize else f" - {render.display_name(st.patient_name)}"))
         c.setAuthor("TFESI Desktop" if inp.anonymize else (inp.physician or "TFESI Desktop"))
         c.setSubject("Predicted outcome of a cervical transforaminal epidural steroid injection")
         c.setCreator(f"TFESI Desktop {__version__}")
         c.setKeywords("TFESI; prediction; Grad-CAM" + ("; anonymized" if inp.anonymize else ""))
-        y = H - M
 
-        def text(x, yy, s, size=9, font="Vera", colour=colors.black):
-            c.setFont(font, size)
-            c.setFillColor(colour)
-            c.drawString(x, yy, s)
+        def footer(n):
+            doc.text(M, M - 20, "Generated by TFESI Desktop (research software implementing "
+                                "Wang, Kim & Chang, J Pain Res 2023;16:2587-2594). "
+                                f"Page {n}.", 6.5, colour=colors.grey)
 
-        def para(x, yy, s, width, size=9, font="Vera", colour=colors.black, lead=1.25):
-            lines = simpleSplit(s, font, size, width)
-            for ln in lines:
-                text(x, yy, ln, size, font, colour)
-                yy -= size * lead
-            return yy
-
+        doc = _Pages(c, page, M, footer)
+        y = doc.y
         # header
-        text(M, y - 14, "TFESI outcome prediction", 16, "Vera-Bold")
-        text(W - M - 190, y - 6, f"TFESI Desktop {__version__}", 8)
-        text(W - M - 190, y - 17, "anonymized (DICOM PS3.15 basic profile)" if inp.anonymize
-             else f"{inp.when.strftime('%Y-%m-%d %H:%M %Z')}", 8)
-        y -= 28
-        c.setFillColor(colors.HexColor("#fff3cd"))
+        doc.text(M, y - 14, "TFESI outcome prediction", 16, "Sans-Bold")
+        doc.text(W - M - 190, y - 6, f"TFESI Desktop {__version__}", 8)
+        doc.text(W - M - 190, y - 17, "anonymized (DICOM PS3.15 basic profile)" if inp.anonymize
+                 else inp.when.strftime("%Y-%m-%d %H:%M %Z (UTC%z)"), 8)
+        doc.y -= 28
         c.setStrokeColor(colors.black)
         banner = SUPPORT
         if b.synthetic:
             banner = ("DEMONSTRATION MODEL - trained on synthetic images only; NOT FOR CLINICAL "
                       "USE. ") + banner
-        lines = simpleSplit(banner, "Vera-Bold", 9, W - 2 * M - 12)
-        bh = 8 + 11.5 * len(lines)
-        c.rect(M, y - bh, W - 2 * M, bh, fill=1, stroke=1)
-        yy = y - 13
-        for ln in lines:
-            text(M + 6, yy, ln, 9, "Vera-Bold",
-                 colors.HexColor("#8b0000") if b.synthetic else colors.black)
-            yy -= 11.5
-        y -= bh + 14
+        doc.box(banner, fill=colors.HexColor("#fff3cd"),
+                colour=colors.HexColor("#8b0000") if b.synthetic else colors.black)
         if prov.override:  # a safety gate the user overrode: impossible to miss
-            lines = simpleSplit(prov.override, "Vera-Bold", 10, W - 2 * M - 12)
-            bh = 8 + 12.5 * len(lines)
-            c.setFillColor(colors.HexColor("#b00020"))
-            c.rect(M, y - bh, W - 2 * M, bh, fill=1, stroke=0)
-            yy = y - 14
-            for ln in lines:
-                text(M + 6, yy, ln, 10, "Vera-Bold", colors.white)
-                yy -= 12.5
-            y -= bh + 12
+            doc.box(prov.override, fill=red, colour=colors.white, size=10)
 
         # patient and study
-        text(M, y, "Patient and study", 11, "Vera-Bold")
-        y -= 14
+        doc.heading("Patient and study")
         pos = stack.slice_positions()
         hidden = "(anonymized)"
-        rows = [
-            ("Name", hidden if inp.anonymize else render.display_name(st.patient_name)),
-            ("Patient ID", hidden if inp.anonymize else (st.patient_id or "-")),
-            ("Birth date", hidden if inp.anonymize else _date(st.birth_date)),
-            ("Sex", hidden if inp.anonymize else (st.sex or "-")),
-            ("Study", hidden if inp.anonymize else f"{_date(st.study_date)}  "
-                                                   f"{st.description or ''}"),
-            ("Series", f"{stack.series_number if stack.series_number is not None else '?'}  "
-                       f"{'' if inp.anonymize else (stack.description or '')} "
-                       f"({stack.orientation_name()})"),
-            ("Slice", f"{inp.index + 1} of {len(stack.slices)}"
-                      + (f", position {pos[inp.index]:.1f} mm" if pos else "")),
-            ("Injection", f"patient {prov.side} side, level "
-                          f"{inp.level or 'NOT GIVEN (no level was recorded)'}"
-                          + {"hand": " (set by hand)",
-                             "proposed": " (proposed from the disc levels marked on the "
-                                         "sagittal)"}.get(inp.level_source or "", "")
-                          if inp.level else f"patient {prov.side} side, level NOT GIVEN (no "
-                                            "level was recorded)"),
-        ]
+        header = _header_values(inp)
+        code = pseudonym(st.patient_id, st.patient_name, st.birth_date, st.study_uid,
+                         header.get("Issuer", ""))[0] if inp.anonymize else ""
+        pid = f"{code} (pseudonym)" if inp.anonymize else (st.patient_id or "-")
+        rows = [("Name", hidden if inp.anonymize else render.display_name(st.patient_name)),
+                ("Patient ID", pid),
+                ("Birth date", hidden if inp.anonymize else _date(st.birth_date)),
+                ("Sex", hidden if inp.anonymize else (st.sex or "-")),
+                ("Study", hidden if inp.anonymize else f"{_date(st.study_date)}  "
+                                                       f"{st.description or ''}")]
+        if not inp.anonymize:
+            rows += [({"Referring": "Referred by"}.get(k, k), v) for k, v in header.items()
+                     if k != "Issuer"]
+        rows += [("Series", f"{stack.series_number if stack.series_number is not None else '?'}"
+                            f"  {'' if inp.anonymize else (stack.description or '')} "
+                            f"({stack.orientation_name()})"),
+                 ("Slice", f"{inp.index + 1} of {len(stack.slices)}"
+                           + (f", position {pos[inp.index]:.1f} mm" if pos else ""))]
         for k, v in rows:
-            text(M, y, k, 9, "Vera-Bold")
-            text(M + 80, y, str(v), 9, "Vera-Bold" if k == "Injection" and not inp.level
-                 else "Vera", colors.HexColor("#b00020") if k == "Injection" and not inp.level
-                 else colors.black)
-            y -= 12
-        y -= 6
+            doc.row(k, v)
+        if inp.level:
+            doc.row("Injection", f"patient {prov.side} side, level {inp.level}"
+                    + {"hand": " (set by hand)",
+                       "proposed": " (proposed from the disc levels marked on the sagittal)"}
+                    .get(inp.level_source or "", ""))
+        else:
+            doc.row("Injection", f"patient {prov.side} side, level NOT GIVEN (no level was "
+                                 "recorded)", font="Sans-Bold", colour=red)
+        doc.y -= 6
 
         # pictures
-        img_top = y
         size = 200
         sl = _slice_picture(inp)
         h_img = size * sl.shape[0] / sl.shape[1]
+        doc.need(max(h_img + 40, 154))
+        img_top = doc.y
         c.drawImage(_png(sl), M, img_top - h_img, size, h_img)
         letters = _slice_letters(inp)
-        c.setFillColor(colors.black)
-        text(M + size / 2 - 3, img_top + 3, letters["top"], 9, "Vera-Bold")
-        text(M + size / 2 - 3, img_top - h_img - 10, letters["bottom"], 9, "Vera-Bold")
-        text(M - 11, img_top - h_img / 2, letters["left"], 9, "Vera-Bold")
-        text(M + size + 3, img_top - h_img / 2, letters["right"], 9, "Vera-Bold")
-        text(M, img_top - h_img - 20, "Slice with the ROI (yellow), radiological view; "
-                                      "letters: patient directions", 7)
+        doc.text(M + size / 2 - 3, img_top + 3, letters["top"], 9, "Sans-Bold")
+        doc.text(M + size / 2 - 3, img_top - h_img - 10, letters["bottom"], 9, "Sans-Bold")
+        doc.text(M - 11, img_top - h_img / 2, letters["left"], 9, "Sans-Bold")
+        doc.text(M + size + 3, img_top - h_img / 2, letters["right"], 9, "Sans-Bold")
+        doc.text(M, img_top - h_img - 20, "Slice with the ROI (yellow) and the heat map in it, "
+                                          "radiological view; letters: patient directions", 7)
         x2 = M + size + 30
         crop = np.clip(inp.crop, 0, 255).astype(np.uint8)
         c.drawImage(_png(np.repeat(crop[..., None], 3, 2)), x2, img_top - 120, 120, 120)
-        text(x2, img_top - 132, "Model input (100x100,", 7)
-        text(x2, img_top - 141, "radiological" + (", mirrored)" if prov.side == "left"
-                                                   else ")"), 7)
+        doc.text(x2, img_top - 132, "Model input (100x100,", 7)
+        doc.text(x2, img_top - 141, "radiological" + (", mirrored)" if prov.side == "left"
+                                                       else ")"), 7)
         x3 = x2 + 140
         c.drawImage(_png(_crop_overlay(inp)), x3, img_top - 120, 120, 120)
         c.drawImage(_png(render.colour_bar(120, 10)), x3 + 124, img_top - 120, 8, 120)
-        text(x3 + 135, img_top - 6, "high", 7)
-        text(x3 + 135, img_top - 120, "low", 7)
-        text(x3, img_top - 132, "Grad-CAM: relative attention", 7)
-        text(x3, img_top - 141, f"({pred.cam_target} class), on the input", 7)
-        y = min(img_top - h_img - 40, img_top - 154)
+        doc.text(x3 + 135, img_top - 6, "high", 7)
+        doc.text(x3 + 135, img_top - 120, "low", 7)
+        doc.text(x3, img_top - 132, "Grad-CAM: relative attention", 7)
+        doc.text(x3, img_top - 141, f"({pred.cam_target} class), on the input", 7)
+        doc.y = min(img_top - h_img - 40, img_top - 154)
 
         # prediction
-        text(M, y, "Prediction", 11, "Vera-Bold")
-        y -= 18
-        text(M, y, format_probability(pred.probability), 20, "Vera-Bold")
-        text(M + 70, y + 6, "probability of a favourable outcome", 9)
-        text(M + 70, y - 5, f"label at the model's threshold {pred.threshold:.2f}: "
-                            f"{pred.label.upper()}", 9, "Vera-Bold")
-        y -= 20
+        doc.heading("Prediction")
+        doc.need(40)
+        doc.y -= 4
+        doc.text(M, doc.y, format_probability(pred.probability), 20, "Sans-Bold")
+        doc.text(M + 70, doc.y + 6, "probability of a favourable outcome", 9)
+        doc.text(M + 70, doc.y - 5, f"label at the model's threshold {pred.threshold:.2f}: "
+                                    f"{pred.label.upper()}", 9, "Sans-Bold")
+        doc.y -= 20
         lo, hi = pred.interval
-        y = para(M, y, f"Range over {len(pred.crop_probabilities)} ROIs around the one drawn: "
-                       f"{format_probability(lo)} to {format_probability(hi)}."
-                       + (" BORDERLINE: the label depends on where the ROI is drawn."
-                          if pred.borderline else ""), W - 2 * M, 8)
+        doc.para(f"Range over {len(pred.crop_probabilities)} ROIs around the one drawn: "
+                 f"{format_probability(lo)} to {format_probability(hi)}."
+                 + (" BORDERLINE: the label depends on where the ROI is drawn."
+                    if pred.borderline else ""), size=8)
         if not pred.reliable:
-            c.setFillColor(colors.HexColor("#8d1c1c"))
-            y = para(M, y, "NOT RELIABLE: this image is unlike the images this model was "
-                           f"trained on (feature distance {pred.ood_distance:.2f}, limit "
-                           f"{pred.ood_threshold:.2f}).", W - 2 * M, 9)
-            c.setFillColor(colors.black)
+            doc.para("NOT RELIABLE: this image is unlike the images this model was trained on "
+                     f"(feature distance {pred.ood_distance:.2f}, limit "
+                     f"{pred.ood_threshold:.2f}).", colour=colors.HexColor("#8d1c1c"))
         if inp.comparison:
-            y = para(M, y, inp.comparison, W - 2 * M, 8)
+            doc.para(inp.comparison, size=8)
         if inp.kim or inp.measurements:
-            y -= 2
-            text(M, y, "Measurements (on the slices of this series)", 9, "Vera-Bold")
-            y -= 11
+            doc.y -= 2
+            doc.para("Measurements (on the slices of this series)", font="Sans-Bold")
             if inp.kim:
-                text(M, y, inp.kim, 9, "Vera-Bold")
-                y -= 11
-            for line in inp.measurements[:8]:
-                text(M + 8, y, line, 8)
-                y -= 10
-            y -= 2
-        y = para(M, y, f"Definition - {OUTCOME}.", W - 2 * M, 8)
-        y = para(M, y, f"Model performance: {b.validated_performance()}", W - 2 * M, 8)
-        y -= 6
+                doc.para(inp.kim, font="Sans-Bold")
+            for line in inp.measurements:  # all of them: none is cut
+                doc.para(line, x=M + 8, size=8, lead=1.2)
+            doc.y -= 2
+        doc.para(f"Definition - {OUTCOME}.", size=8)
+        doc.para(f"Model performance: {b.validated_performance()}", size=8)
+        doc.y -= 6
 
-        # provenance
-        text(M, y, "Provenance", 11, "Vera-Bold")
-        y -= 12
+        # physician: impression / plan, comment, signature
+        doc.heading("Physician")
+        doc.para(f"Name: {hidden if inp.anonymize and inp.physician else inp.physician}")
+        impression = inp.impression or ""
+        comment = inp.comment or ""
+        removed = 0
+        if inp.anonymize:
+            impression, n1 = scrub_identifiers(impression, st)
+            comment, n2 = scrub_identifiers(comment, st)
+            removed = n1 + n2
+        if impression or inp.impression is not None:
+            doc.para(f"Impression / plan: {impression}")
+        if removed:
+            comment += (f" ({removed} identifying word{'s' if removed > 1 else ''} removed for "
+                        "anonymization)")
+        doc.para(f"Comment: {comment}")
+        doc.need(36)
+        doc.y -= 22
+        c.setStrokeColor(colors.black)
+        c.line(M + 55, doc.y, M + 260, doc.y)
+        c.line(M + 320, doc.y, W - M, doc.y)
+        doc.text(M, doc.y + 2, "Signature", 9)
+        doc.text(M + 290, doc.y + 2, "Date", 9)
+
+        # provenance: the last page (invariant 4)
+        doc.new_page()
+        doc.heading("Provenance")
         frame = f"  frame {prov.frame}" if prov.frame is not None else ""
         uid = anonymized_uid if inp.anonymize else str
         for k, v in (("Model", f"{b.name} {b.version}"),
@@ -470,39 +517,20 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                      ("Series UID", uid(prov.series_uid)),
                      ("SOP Instance UID", f"{uid(prov.sop_instance_uid)}{frame}"),
                      ("ROI (stored px)", "x {}, y {}, width {}, height {}".format(*prov.roi)),
-                     ("Predicted at", hidden if inp.anonymize else prov.time)):
-            text(M, y, k, 7.5, "Vera-Bold")
-            text(M + 90, y, str(v), 7.5)
-            y -= 10
-        y -= 8
-
-        # physician
-        text(M, y, "Physician", 11, "Vera-Bold")
-        y -= 13
-        text(M, y, f"Name: {hidden if inp.anonymize and inp.physician else inp.physician}", 9)
-        y -= 13
-        comment, removed = (scrub_identifiers(inp.comment or "", st) if inp.anonymize
-                            else (inp.comment or "", 0))
-        if removed:
-            comment += (f" ({removed} identifying word{'s' if removed > 1 else ''} removed for "
-                        "anonymization)")
-        y = para(M, y, f"Comment: {comment}", W - 2 * M, 9)
-        y -= 22
-        c.setStrokeColor(colors.black)
-        c.line(M + 55, y, M + 260, y)
-        c.line(M + 320, y, W - M, y)
-        text(M, y + 2, "Signature", 9)
-        text(M + 290, y + 2, "Date", 9)
-        text(M, M - 20, "Generated by TFESI Desktop (research software implementing Wang, Kim & "
-                        "Chang, J Pain Res 2023;16:2587-2594).", 6.5, colour=colors.grey)
+                     ("Predicted at", hidden if inp.anonymize else prov.time),
+                     ("Report written", hidden if inp.anonymize
+                      else inp.when.strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)"))):
+            doc.row(k, v, size=7.5, key_width=90)
+        footer(doc.page)
         c.showPage()
         c.save()
-        return write_atomically(out, buf.getvalue(), private=True)
+        return write_atomically(out, _pdfa(buf.getvalue(), anonymize=inp.anonymize),
+                                private=True)
 
 
 def report_inputs(prediction, bundle, study, stack, index, model_input, *, level=None,
                   comment="", physician="", anonymize=True, paper="a4", level_source=None,
-                  measurements=(), kim=None, comparison=None) -> ReportInputs:
+                  measurements=(), kim=None, comparison=None, impression=None) -> ReportInputs:
     from .dicom import default_window, modality_values
 
     ref = stack.slices[index]
@@ -510,51 +538,26 @@ def report_inputs(prediction, bundle, study, stack, index, model_input, *, level
                         default_window(stack), model_input.image[..., 0], level=level,
                         level_source=level_source, measurements=tuple(measurements), kim=kim,
                         comparison=comparison, comment=comment, physician=physician,
-                        anonymize=anonymize, paper=paper)
+                        anonymize=anonymize, paper=paper, impression=impression)
 
 
-def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True) -> Path:
-    """The report as a DICOM Encapsulated PDF object (SOP Class 1.2.840.10008.5.1.4.1.1.104.1)
-    in the study (same Study Instance UID, or its anonymized replacement; a new series), written
-    beside the PDF (.dcm), 0600."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True,
+                    index: int | None = None, provenance=None) -> Path:
+    """The report as a DICOM Encapsulated PDF in the study (:func:`.results_dicom.
+    encapsulated_pdf`: patient and study modules from the source slice, or their anonymized
+    replacements; its own series, a new version each export), written beside the PDF (.dcm),
+    atomically, 0600. ``provenance`` (of the prediction) names the source slice and whether the
+    model is a demonstration; without it the first slice of ``stack`` is the source and the
+    series says "not for clinical use"."""
+    from .results_dicom import encapsulated_pdf
 
     pdf = Path(pdf)
-    data = pdf.read_bytes()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = anonymized_uid(study.study_uid) if anonymize else study.study_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "DOC"
-    ds.SeriesNumber, ds.InstanceNumber = 9901, 1
-    if anonymize:  # PS3.15 Annex E basic profile: type 2 attributes empty, the rest absent
-        ds.PatientName = ds.PatientID = ds.PatientBirthDate = ds.PatientSex = ""
-        ds.StudyDate = ds.StudyTime = ds.AccessionNumber = ds.StudyID = ""
-        ds.ReferringPhysicianName = ""
-        ds.ContentDate = ds.ContentTime = ds.AcquisitionDateTime = ""
-        mark_deidentified(ds)
-    else:
-        ds.PatientName = study.patient_name
-        ds.PatientID = study.patient_id
-        ds.PatientBirthDate = study.birth_date
-        ds.PatientSex = study.sex
-        ds.StudyDate = study.study_date
-        now = _dt.datetime.now()
-        ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-        ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
-    ds.DocumentTitle = "TFESI outcome prediction report"
-    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    ds.BurnedInAnnotation = "NO" if anonymize else "YES"  # does the PDF identify the patient?
-    ds.ConceptNameCodeSequence = []
-    ds.EncapsulatedDocument = data + (b"\0" if len(data) % 2 else b"")
-    ds.EncapsulatedDocumentLength = len(data)
+    if index is None:
+        sop = getattr(provenance, "sop_instance_uid", None)
+        index = next((i for i, s in enumerate(stack.slices) if s.sop_instance_uid == sop), 0)
+    synthetic = True if provenance is None else bool(provenance.synthetic_model)
+    ds = encapsulated_pdf(pdf.read_bytes(), stack, index, anonymize=anonymize,
+                          synthetic=synthetic)
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     # patient data: 0600, atomically (an earlier copy stays whole if this fails)

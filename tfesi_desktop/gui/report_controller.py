@@ -84,8 +84,8 @@ class ReportController(QObject):
 
     @Slot(object)
     def _sent(self, count):
-        self.win.statusBar().showMessage(f"Sent {count} DICOM objects (PDF, SR, heat map) to "
-                                         "the PACS.", 15000)
+        self.win.statusBar().showMessage(f"Sent {count} DICOM objects (PDF, SR, heat map "
+                                         "picture and data) to the PACS.", 15000)
 
     @Slot(str)
     def _failed_send(self, message):
@@ -107,12 +107,15 @@ def _dicom_results(outcome: Outcome, scan, pdf: Path, node: str, *, anonymize: b
     stack = scan.find_stack(outcome.selection.series_key)
     index = stack.find_slice(outcome.selection.slice_key)
     pdf = Path(pdf)
-    files = [encapsulate_pdf(pdf, scan.study_of(stack), stack, anonymize=anonymize),
+    files = [encapsulate_pdf(pdf, scan.study_of(stack), stack, anonymize=anonymize, index=index,
+                             provenance=outcome.prediction.provenance),
              results_dicom.write_sr(outcome.prediction, stack, index,
                                     pdf.with_suffix(".sr.dcm"), anonymize=anonymize),
              results_dicom.write_secondary_capture(outcome.prediction, stack, index,
                                                    pdf.with_suffix(".sc.dcm"),
                                                    anonymize=anonymize,
                                                    window=default_window(stack))]
+    files.append(results_dicom.write_parametric_map(  # the heat map as data
+        outcome.prediction, stack, index, pdf.with_suffix(".pm.dcm"), anonymize=anonymize))
     send_to_pacs(files, node)
     return len(files)
