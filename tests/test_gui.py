@@ -75,6 +75,9 @@ def _drag(w, x0, y0, x1, y1, button=Qt.MouseButton.LeftButton,
         QApplication.processEvents()
         time.sleep(0.02)  # pyqtgraph ignores mouse moves faster than its rate limit
 
+    # the pointer arrives first, no button held (pyqtgraph's hover decides who gets a drag)
+    send(QEvent.Type.MouseMove, at(x0 - 1, y0), Qt.MouseButton.NoButton)
+    send(QEvent.Type.MouseMove, at(x0, y0), Qt.MouseButton.NoButton)
     send(QEvent.Type.MouseButtonPress, at(x0, y0), button)
     for t in np.linspace(0, 1, 8):
         send(QEvent.Type.MouseMove, at(x0 + t * (x1 - x0), y0 + t * (y1 - y0)), button)
@@ -133,7 +136,9 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     assert w.stale_label.isVisible() and w.view.overlay.image is None
     assert "predict again" in w.stale_label.text()
     assert "<s>" in w.result_label.text() and "#1b5e20" not in w.result_label.text()
-    assert not w.actions_by_name["export"].isEnabled()
+    # a refused export says why (a disabled shortcut said nothing)
+    qtbot.keyClick(w, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    assert w.report_dialog is None and "Predict again" in w.messages.text()
     qtbot.keyClick(w, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not w.stale_label.isVisible(), timeout=10000)
 
@@ -207,7 +212,8 @@ def test_side_mismatch_is_refused_until_overridden_and_mask(qtbot, window, case,
     # the old result is out of date, and the advice is to correct, not to predict again
     assert w.stale_label.isVisible() and "correct the ROI or the side" in w.stale_label.text()
     assert "Predict again" not in w.result_label.text()
-    assert not w.actions_by_name["export"].isEnabled() and w.export_report() is None
+    qtbot.keyClick(w, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    assert w.report_dialog is None and "safety checks" in w.messages.text()
     w.override_button.click()
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
     assert w.prediction.provenance.override.startswith("OVERRIDE")
@@ -280,7 +286,8 @@ def test_predict_before_the_model_says_so_and_a_restored_roi_is_predicted(qtbot,
     assert "still loading" in w2.messages.text()
     w2.load_model()
     qtbot.waitUntil(lambda: w2.session.current_result() is not None, timeout=20000)
-    assert w2.prediction.provenance.level == "C6"
+    assert w2.session.current_result().level == "C6" and "level C6" in \
+        w2.provenance_label.text()
     w2.close()
 
 

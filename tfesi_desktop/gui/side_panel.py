@@ -5,10 +5,15 @@ connects their signals to session edits (docs/architecture.md)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from html import escape
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QDoubleValidator, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QAbstractScrollArea,
+    QAbstractSlider,
+    QAbstractSpinBox,
     QButtonGroup,
     QCheckBox,
     QComboBox,
@@ -30,8 +35,9 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.render import display_name
-from ..core.session import LEVELS
-from .viewer import colour_bar_pixmap
+from ..core.selection import LEVELS
+from .result_view import gates_html, provenance_html, result_html
+from .viewer import colour_bar_pixmap, grey_pixmap
 
 KEY = Qt.ItemDataRole.UserRole
 
@@ -52,6 +58,32 @@ def _wrapped(text: str = "", *, rich: bool = False, style: str | None = None,
     if hidden:
         label.hide()
     return label
+
+
+class WheelGuard(QObject):
+    """The mouse wheel over a slider, a list box or a spin box of the panel never changes its
+    value unless the user has focused that control explicitly (with the keyboard: the panel's
+    controls take no focus from a click); the wheel scrolls the panel instead."""
+
+    def eventFilter(self, obj, ev):  # noqa: N802 - Qt's name
+        if ev.type() == QEvent.Type.Wheel and not obj.hasFocus():
+            area = obj.parentWidget()
+            while area is not None and not isinstance(area, QAbstractScrollArea):
+                area = area.parentWidget()
+            if area is not None:
+                bar = area.verticalScrollBar()
+                bar.setValue(bar.value() - ev.angleDelta().y() // 120 * 3 * bar.singleStep())
+            return True
+        return False
+
+
+def guard_wheel(widget: QWidget) -> WheelGuard:
+    """Install a :class:`WheelGuard` on every value control inside ``widget``."""
+    guard = WheelGuard(widget)
+    for w in widget.findChildren(QWidget):
+        if isinstance(w, QAbstractSlider | QComboBox | QAbstractSpinBox):
+            w.installEventFilter(guard)
+    return guard
 
 
 class WrappingText(QTextBrowser):
@@ -202,11 +234,16 @@ class SidePanel(QWidget):
     measurement_tagged = Signal(int, object)  # row, tag or None
     window_typed = Signal(float, float)  # centre, width
 
+    WIDTH = 340
+
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setFixedWidth(390)  # labels wrap inside it; the scroll area never cuts them off
+        self.setFixedWidth(self.WIDTH)  # labels wrap inside it; never cut off
         col = QVBoxLayout(self)
         col.setContentsMargins(6, 6, 6, 6)
+        # the groups always in view (above the part that scrolls): the injection with the
+        # gates and the override, the result, the measurements (mainwindow lays them out)
+        self.fixed_groups: list[QGroupBox] = []
 
         g = QGroupBox("Patients, studies and series")
         lay = QVBoxLayout(g)
@@ -236,7 +273,8 @@ class SidePanel(QWidget):
         lay.addLayout(wl)
         col.addWidget(g)
 
-        g = QGroupBox("Injection")
+        g = self.injection_group = QGroupBox("Injection")
+        self.fixed_groups.append(g)
         form = QFormLayout(g)
         sides = QHBoxLayout()
         self.side_group = QButtonGroup(self)
@@ -267,9 +305,9 @@ class SidePanel(QWidget):
         self.override_button.clicked.connect(self.override_confirmed)
         self.override_button.hide()
         form.addRow(self.override_button)
-        col.addWidget(g)
 
         g = self.result_group = QGroupBox("Prediction")
+        self.fixed_groups.append(g)
         g.setObjectName("result_group")
         lay = QVBoxLayout(g)
         row = QHBoxLayout()
@@ -328,13 +366,14 @@ class SidePanel(QWidget):
         lay.addWidget(self.provenance_label)
         col.addWidget(g)
 
-        g = QGroupBox("Measurements (L length, A angle)")
+        g = self.measure_group = QGroupBox("Measurements (L length, A angle)")
+        self.fixed_groups.append(g)
         lay = QVBoxLayout(g)
         self.measure_list = QListWidget()
         self.measure_list.setObjectName("measure_list")
         self.measure_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.measure_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.measure_list.setMaximumHeight(110)
+        self.measure_list.setMaximumHeight(72)
         self.measure_list.currentRowChanged.connect(self.measurement_selected)
         lay.addWidget(self.measure_list)
         row = QHBoxLayout()
@@ -347,7 +386,6 @@ class SidePanel(QWidget):
             self.measure_buttons[key] = b
             row.addWidget(b)
         lay.addLayout(row)
-        col.addWidget(g)
 
         g = QGroupBox("Model input (as the network sees it)")
         lay = QHBoxLayout(g)
@@ -359,6 +397,10 @@ class SidePanel(QWidget):
         lay.addWidget(self.crop_caption, 1)
         col.addWidget(g)
         col.addStretch(1)
+        self._wheel_guard = guard_wheel(self)
+        for box in self.fixed_groups:
+            box.setFixedWidth(self.WIDTH)
+            guard_wheel(box)
 
     def _measure_button(self, key):
         i = self.measure_list.currentRow()
@@ -398,3 +440,43 @@ class SidePanel(QWidget):
         self.level_combo.blockSignals(True)
         self.level_combo.setCurrentText(level or "-")
         self.level_combo.blockSignals(False)
+
+    # --- what the session says, shown ------------------------------------------------------
+
+    def show_assessment(self, a, selection) -> None:
+        """The side hint, the gates that block (red) or were overridden, the override button
+        (only when every blocking gate may be overridden)."""
+        self.side_hint.setText(a.hint)
+        self.override_button.setVisible(a.overridable)
+        note = a.override_note()
+        if a.blocking:
+            self.side_warning.setText(gates_html(a.blocking, colour="white"))
+        elif note:
+            self.side_warning.setText(f"<b>{escape(note, quote=False)}</b>")
+        self.side_warning.setVisible(bool(a.blocking) or bool(note))
+
+    def show_result(self, result, *, stale: bool, blocking) -> None:
+        """The result (greyed and struck through when stale), or why there is none."""
+        html = gates_html(blocking) if blocking else ""
+        if result is None:
+            self.result_label.setText(html or "No prediction yet.")
+            self.provenance_label.setText("")
+        else:
+            pred = result.prediction
+            self.result_label.setText((html + "<br>" if html else "")
+                                      + result_html(pred, stale=stale, blocked=bool(blocking)))
+            self.provenance_label.setText(provenance_html(result))
+            self.cam_caption.setText(f"Relative attention\n(Grad-CAM of the "
+                                     f"{pred.cam_target}\nclass, inside the ROI)")
+        self.stale_label.setText("The result no longer matches the ROI, slice or side: "
+                                 + ("correct the ROI or the side." if blocking else
+                                    "predict again."))
+        self.stale_label.setVisible(stale)
+
+    def show_crop(self, image, caption: str) -> None:
+        """The model input (100x100, 0..255) or nothing, with what it is."""
+        if image is None:
+            self.crop_preview.clear()
+        else:
+            self.crop_preview.setPixmap(grey_pixmap(image, 150))
+        self.crop_caption.setText(caption)
