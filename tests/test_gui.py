@@ -189,7 +189,9 @@ def test_window_level_never_changes_the_prediction(qtbot, window, case):
           modifiers=Qt.KeyboardModifier.NoModifier)  # right-drag: window/level
     c, width = w.view.levels()
     assert (c, width) != w.levels_by_stack.get(w.stack.key)
-    w.session.works[w.session.study_uid].result = None  # forget it: a new prediction
+    work = w.session.works[w.session.study_uid]
+    work.result = None  # forget it: a new prediction
+    work.results.clear()
     w.predict()
     qtbot.waitUntil(lambda: w.prediction is not None and w.prediction is not first
                     and not w.busy(), timeout=10000)

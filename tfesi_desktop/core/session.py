@@ -495,6 +495,10 @@ class Session:
         if work is None:
             return
         work.result = result
+        work.results.pop(result.selection.model_key(), None)
+        work.results[result.selection.model_key()] = result
+        while len(work.results) > 8:
+            work.results.pop(next(iter(work.results)))
         self._emit("result")
 
     def set_result(self, selection: Selection, prediction, model_input=None) -> None:
@@ -520,13 +524,15 @@ class Session:
     def result(self) -> Result | None:
         """The kept result of the current series (current or stale), with the selection as it
         is now when it is current (its level, measurements: one place)."""
-        w = self.work
+        w, sel = self.work, self.selection
         if w is None or w.result is None:
             return None
+        kept = w.results.get(sel.model_key()) if sel is not None else None
+        if kept is not None:
+            return kept.for_selection(sel)
         r = w.result
         if r.selection.series_key != w.current_series:
             return None
-        sel = self.selection
         return r if r.stale_for(sel) else r.for_selection(sel)
 
     def current_result(self) -> Result | None:

@@ -38,7 +38,10 @@ class StudyWork:
     selections: dict[str, Selection] = field(default_factory=dict)  # by series key
     undo: list = field(default_factory=list)  # session.Edit
     redo: list = field(default_factory=list)
-    result: Result | None = None
+    result: Result | None = None  # the latest
+    # recent results by the model key they were made for: an ROI undone back to an earlier
+    # slice finds its result again (the result stays with its slice)
+    results: dict = field(default_factory=dict)
     marks: tuple[LevelMark, ...] = ()  # disc levels marked on the sagittal (patient mm)
     comparison: Comparison | None = None  # the other side's prediction (never saved)
     read_only: bool = False  # open in another window or program (module docstring)

@@ -21,6 +21,7 @@ import numpy as np
 from PySide6.QtCore import Qt, QThreadPool, QTimer, Slot
 from PySide6.QtWidgets import (
     QApplication,
+    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -158,10 +159,8 @@ class MainWindow(QMainWindow):
         split.setChildrenCollapsible(False)
         split.addWidget(self.view)
         split.addWidget(self.localizer.widget)
-        split.addWidget(right)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
-        split.setStretchFactor(2, 0)
         self.localizer.widget.hide()  # shown when the study has a sagittal
         self._maximised: QWidget | None = None
         self.layout_mode = "both"  # axial | both (View menu)
@@ -171,7 +170,11 @@ class MainWindow(QMainWindow):
         lay.setSpacing(0)
         self.messages = MessageArea()
         lay.addWidget(self.messages)
-        lay.addWidget(split, 1)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(split, 1)  # the viewports get everything the panel's column leaves
+        row.addWidget(right)
+        lay.addLayout(row, 1)
         self.setCentralWidget(central)
 
         sb = self.statusBar()
