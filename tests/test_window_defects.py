@@ -13,16 +13,11 @@ from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from tests.test_gui import (  # noqa: E402,F401 - fixtures and the user's mouse
-    _click,
-    _drag,
-    _open_demo,
-    _place_roi,
-    _roi_on_demo,
-    case,
-    window,
-)
+from tests import test_gui as _gui  # noqa: E402
+from tests.test_gui import _click, _drag, _open_demo, _place_roi, _roi_on_demo  # noqa: E402
 from tfesi_desktop.gui.mainwindow import MainWindow  # noqa: E402
+
+case, window = _gui.case, _gui.window  # the same fixtures: the demo case, a shown window
 
 
 def _wheel(widget, steps: int = -3):

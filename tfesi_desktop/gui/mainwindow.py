@@ -17,10 +17,8 @@ import gc
 import logging
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import Qt, QThreadPool, QTimer, Slot
 from PySide6.QtWidgets import (
-    QApplication,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -36,11 +34,13 @@ from PySide6.QtWidgets import (
 from ..core.bundle import default_bundle_path
 from ..core.dicom import cached_values
 from ..core.measure import measurement_lines
-from ..core.render import display_name, heat_colours
+from ..core.render import heat_colours
 from ..core.runtime import Predictor
-from ..core.session import Measurement, Session, StateStore
+from ..core.session import Session, StateStore
 from . import jobs
 from .actions import build_menus
+from .anatomy import CanalSearch
+from .axial import AxialViewport
 from .comparison import SideComparison
 from .context import AppContext
 from .localizer import Localizer
@@ -48,9 +48,9 @@ from .opening import StudyOpener
 from .prediction import PredictController
 from .report_controller import ReportController
 from .result_view import crop_view, model_card_html
-from .settings import settings
+from .settings import fit_to_screen, recent, remember, settings
 from .side_panel import MessageArea, SidePanel
-from .viewer import SliceView, display_letters, display_transform
+from .viewer import SliceView
 from .workers import Worker
 
 log = logging.getLogger(__name__)
@@ -70,12 +70,7 @@ class MainWindow(QMainWindow):
         self._flush_timer = QTimer(self, singleShot=True, interval=500)
         self._flush_timer.timeout.connect(self.session.flush)
         self.predictor: Predictor | None = None
-        self.levels_by_stack: dict[str, tuple[float, float]] = {}
-        self._searching: set[str] = set()  # slices whose canal is being looked for
         self.last_error: str | None = None
-        self._shown: str | None = None  # slice key whose values are on the screen
-        self._shown_measurements = None
-        self._first_image = True
         # True once the model worker has imported scikit-image and pydicom: until then the GUI
         # thread must not import them (it would wait for the worker's import lock: a stall)
         self._warm = False
@@ -86,6 +81,8 @@ class MainWindow(QMainWindow):
         self._build()
         self.ctx = AppContext(self.session, lambda: self.predictor, self.run_worker,
                               self.show_message, self.statusBar().showMessage, settings, self)
+        self.axial = AxialViewport(self.ctx, self.view, self._refresh)
+        self.canals = CanalSearch(self.ctx, self.values_of, lambda: self._warm)
         self.predictions = PredictController(self.ctx, self.panel, self.values_of,
                                              lambda: self.loading_model or not self._warm)
         self.comparison = SideComparison(self.ctx, self.view, self.panel, self.values_of)
@@ -105,11 +102,7 @@ class MainWindow(QMainWindow):
     def _build(self):
         self.view = SliceView()
         self.view.slice_step.connect(self.step_slice)
-        self.view.roi_changed.connect(self._roi_moving)
-        self.view.roi_change_finished.connect(self._roi_finished)
-        self.view.roi_refused.connect(lambda m: self.show_message(m, "note"))
-        self.view.measurement_drawn.connect(self._measurement_drawn)
-        self.view.measurement_moved.connect(self._measurement_moved)
+        self.view.roi_changed.connect(lambda: self._update_crop(self.view.roi_rect()))
         self.view.double_clicked.connect(lambda: self.maximise(self.view))
 
         p = self.panel = SidePanel()
@@ -123,11 +116,10 @@ class MainWindow(QMainWindow):
         p.overlay_check.toggled.connect(self._show_overlay)
         p.opacity.valueChanged.connect(self._show_overlay)
         p.measurement_selected.connect(self._measurement_selected)
-        p.measurement_deleted.connect(self._measurement_deleted)
-        p.measurement_tagged.connect(self._measurement_tagged)
+        p.measurement_deleted.connect(lambda i: self.axial.delete_measurement(i))
+        p.measurement_tagged.connect(lambda i, tag: self.axial.tag_measurement(i, tag))
         p.window_typed.connect(lambda c, w: self.view.set_levels(c, w))
         self.view.levels_changed.connect(p.show_window)
-        self._selected_measure: int | None = None
         # the widgets tests and scripts reach for, by their old names
         for name in ("slider", "slice_label", "side_buttons", "level_combo", "side_hint",
                      "side_warning", "predict_button", "auto_check", "result_label",
@@ -237,25 +229,10 @@ class MainWindow(QMainWindow):
         self.apply_theme(settings().value("theme", "dark") == "light")
 
     def fit_to_screen(self, *, force: bool = False):
-        """Size the window to the screen's available geometry (what the task bar leaves, in
-        device-independent pixels, so 100-200 % scaling alike): at most all of it, at most
-        1600 x 1000 on a large screen; placed inside it. A geometry saved at another scaling
-        (or on another screen) is fitted again, and a maximised one stays maximised."""
-        screen = self.screen() or QApplication.primaryScreen()
-        if screen is None:
-            return
-        avail = screen.availableGeometry()
-        frame_w = max(self.frameGeometry().width() - self.geometry().width(), 0)
-        frame_h = max(self.frameGeometry().height() - self.geometry().height(), 0)
-        max_w, max_h = avail.width() - frame_w, avail.height() - frame_h
-        w = min(self.width() if not force else 1600, max_w)
-        h = min(self.height() if not force else 1000, max_h)
-        if force or self.width() > max_w or self.height() > max_h:
-            self.resize(max(w, 640), max(h, 480))
+        """Fit the window to its screen (gui/settings.py): a geometry saved at another scaling
+        or on another screen too."""
+        fit_to_screen(self, force=force)
         self._auto_size = self.size()  # a size set by the caller afterwards is kept
-        x = min(max(self.x(), avail.x()), avail.right() - self.frameGeometry().width() + 1)
-        y = min(max(self.y(), avail.y()), avail.bottom() - self.frameGeometry().height() + 1)
-        self.move(max(x, avail.x()), max(y, avail.y()))
 
     def showEvent(self, ev):
         super().showEvent(ev)
@@ -315,16 +292,10 @@ class MainWindow(QMainWindow):
         super().closeEvent(ev)
 
     def recent(self) -> list[str]:
-        v = settings().value("recent", [])
-        return [v] if isinstance(v, str) else list(v or [])
+        return recent()
 
     def remember(self, paths):
-        """Put ``paths`` first in File > Open recent."""
-        key = " | ".join(str(p) for p in paths)
-        items = [key] + [r for r in self.recent() if r != key]
-        s = settings()
-        s.setValue("recent", items[:10])
-        s.sync()
+        remember(paths)
         self._refresh_recent()
 
     def _refresh_recent(self):
@@ -384,7 +355,7 @@ class MainWindow(QMainWindow):
         self._warm = True
         if self.opener.thumbs_wanted:
             self.opener.request_thumbnails()
-        self._find_canals()
+        self.canals.find()
         self.localizer.request_frames()
 
     def load_model(self, path=None):
@@ -467,26 +438,12 @@ class MainWindow(QMainWindow):
         self.browser.fill(self.session.patients(), self.actions_by_name["mask"].isChecked())
 
     def _show_series(self):
-        stack, study = self.session.stack(), self.session.study()
+        stack = self.session.stack()
         self.browser.show_current(stack.key)
-        self.view.set_corner_text(
-            f"{display_name(study.patient_name)}\nID {study.patient_id or '-'}   born "
-            f"{study.birth_date or '-'}   {study.sex or ''}\n{study.study_date}  "
-            f"{study.description}",
-            f"{stack.description}\n{stack.modality}  series "
-            f"{stack.series_number if stack.series_number is not None else '?'}")
-        g = stack.geometry
-        self.view.set_letters(display_letters(g, display_transform(g)))
-        self.view.clear_roi()  # placed again once this series' image is shown
-        self.view.clear_length()
+        self.axial.series_changed()
         self.slider.blockSignals(True)
         self.slider.setRange(0, len(stack.slices) - 1)
         self.slider.blockSignals(False)
-        if stack.key not in self.levels_by_stack:
-            self.run_worker(Worker(jobs.window_of, stack), self._window_ready)
-        self._first_image = True
-        self._shown = None
-        self._shown_measurements = None
         self.localizer.study_changed()
         self._layout_viewports()
         self._refresh()
@@ -505,52 +462,22 @@ class MainWindow(QMainWindow):
         pos = stack.slice_positions()
         self.slice_label.setText(f"slice {index + 1} / {len(stack.slices)}"
                                  + (f"   position {pos[index]:.1f} mm" if pos else ""))
-        if self._shown != sel.view_key:
-            ref = stack.slices[index]
-            values = cached_values(ref)
-            if values is not None:
-                self._show_values(stack.key, sel.view_key, values)
-            else:
-                self.run_worker(Worker(jobs.decode, stack.key, sel.view_key, ref), self._decoded)
-            self._prefetch(index)
-        self._show_roi(sel, stack)
-        shown = sel.measurements_on(sel.view_key)
-        if self._selected_measure is not None and self._selected_measure >= len(shown):
-            self._selected_measure = None
-        ms = (tuple(m.points for m in shown), self._selected_measure)
-        if ms != self._shown_measurements and self._shown == sel.view_key:
-            self._shown_measurements = ms
-            self.view.set_measurements(ms[0], self._selected_measure)
-        self.panel.show_measurements(measurement_lines(shown, self._spacing()),
-                                     self._selected_measure)
+        self.axial.show(sel, stack, index)
+        self.panel.show_measurements(measurement_lines(sel.measurements_on(sel.view_key),
+                                                       self._spacing()),
+                                     self.axial.selected_measure)
         kim, text = s.kim()
         self.panel.kim_label.setText(text)
         self.panel.show_side_level(sel.side, sel.level)
         self.panel.level_source.setText(self._level_text(sel))
-        self.view.set_level_text(f"{sel.level}" + (" (proposed)" if sel.level_source ==
-                                                   "proposed" else "") if sel.level else "")
         for name in ("right", "left"):
             self.actions_by_name[f"side_{name}"].setChecked(sel.side == name)
         self.localizer.update()
         self.panel.show_assessment(s.assessment(), sel)
         self._update_crop()
         self._show_result()
-        self._find_canals()
+        self.canals.find()
         self.predictions.changed()
-
-    def _show_roi(self, sel, stack):
-        """The ROI on its own slice only; elsewhere, where it is (it stays on its slice)."""
-        if self._shown is None:
-            return
-        here = sel.roi if not sel.roi_elsewhere() else None
-        if self.view.roi_rect() != here:
-            self.view.set_roi(here)  # the view converts to its display orientation
-        if sel.roi_elsewhere():
-            n = stack.find_slice(sel.slice_key) + 1
-            self.view.set_roi_note(f"The ROI and its result are on slice {n} (G goes there; "
-                                   "drawing here makes a new ROI on this slice).")
-        else:
-            self.view.set_roi_note("")
 
     def _spacing(self):
         g = self.geometry_of_slice()
@@ -567,37 +494,6 @@ class MainWindow(QMainWindow):
             return "No level proposed for this slice: it is not at a marked disc."
         return "Mark the discs on the sagittal (K) to have the level proposed."
 
-    def _prefetch(self, index):
-        stack = self.session.stack()
-        for j in (index + 1, index - 1):
-            if 0 <= j < len(stack.slices) and cached_values(stack.slices[j]) is None:
-                self.run_worker(Worker(jobs.decode, stack.key, stack.slices[j].key,
-                                       stack.slices[j]), self._decoded)
-
-    @Slot(object)
-    def _decoded(self, payload):
-        stack_key, slice_key, values = payload
-        sel = self.session.selection
-        if sel is not None and stack_key == sel.series_key and slice_key == sel.view_key \
-                and self._shown != slice_key:
-            self._show_values(stack_key, slice_key, values)
-            self._refresh()
-
-    def _show_values(self, stack_key, slice_key, values):
-        stack = self.session.stack(stack_key)
-        ref = stack.slices[stack.find_slice(slice_key)]
-        g = ref.geometry
-        spacing = g.spacing if g else (1.0, 1.0)
-        levels = None
-        if self._first_image:
-            c, w = self.levels_by_stack.get(stack_key) or _quick_window(values)
-            levels = (c - w / 2, c + w / 2)
-        self.view.set_image(values, spacing, levels=levels, reset_view=self._first_image,
-                            transform=display_transform(g))
-        self._first_image = False
-        self._shown = slice_key
-        self._shown_measurements = None
-
     def values_of(self, slice_key):
         """The decoded modality values of a slice of the current series, or None."""
         stack = self.session.stack()
@@ -610,33 +506,7 @@ class MainWindow(QMainWindow):
         sel = self.session.selection
         return self.values_of(sel.view_key) if sel else None
 
-    # --- the anatomy: the canal of the ROI's slice and of the slice shown, in workers ---------
-
-    def _find_canals(self):
-        sel = self.session.selection
-        if sel is None or not self._warm:
-            return  # after the model worker has imported scikit-image (see __init__)
-        for key in dict.fromkeys((sel.slice_key, sel.view_key)):
-            if key in self._searching or self.session.canal(key)[0]:
-                continue
-            values = self.values_of(key)
-            if values is None:
-                continue
-            self._searching.add(key)
-            self.run_worker(Worker(jobs.find_canal, key, values, self.session.geometry_of(key)),
-                            self._canal_found, self._canal_failed)
-
-    @Slot(object)
-    def _canal_found(self, payload):
-        key, canal = payload
-        self._searching.discard(key)
-        self.session.set_canal(key, canal)
-
-    @Slot(str)
-    def _canal_failed(self, message):
-        for key in list(self._searching):
-            self._searching.discard(key)
-            self.session.set_canal(key, None)
+    # --- the anatomy (gui/anatomy.py, core/assessment.py) -------------------------------------
 
     def canal_of_slice(self):
         """(known, canal) for the slice on the screen."""
@@ -653,65 +523,16 @@ class MainWindow(QMainWindow):
 
     # --- the view -> the session -------------------------------------------------------------
 
-    @Slot()
-    def _roi_moving(self):
-        self._update_crop(self.view.roi_rect())
-
-    @Slot()
-    def _roi_finished(self):
-        roi, sel = self.view.roi_rect(), self.session.selection
-        if sel is None or roi is None or (roi == sel.roi and not sel.roi_elsewhere()):
-            return
-        self.session.set_roi(roi)
-        self.session.propose_side()
-
-    @Slot(object)
-    def _measurement_drawn(self, points):
-        sel = self.session.selection
-        if sel is not None:
-            kind = "angle" if len(points) == 3 else "length"
-            self._selected_measure = len(self._shown_list())
-            self.session.add_measurement(Measurement(sel.view_key, tuple(points), kind))
-
-    def _shown_list(self):
-        sel = self.session.selection
-        return sel.measurements_on(sel.view_key) if sel else ()
+    # --- the panel and the keys -> the session -----------------------------------------------
 
     @Slot(int)
     def _measurement_selected(self, i):
-        self._selected_measure = i if i >= 0 else None
+        self.axial.select_measurement(i)
         self._refresh()
 
-    @Slot(int)
-    def _measurement_deleted(self, i):
-        shown = self._shown_list()
-        if 0 <= i < len(shown):
-            self._selected_measure = None
-            self.session.delete_measurement(shown[i])
-
-    @Slot(int, object)
-    def _measurement_tagged(self, i, tag):
-        shown = self._shown_list()
-        if 0 <= i < len(shown):
-            if not self.session.tag_measurement(shown[i], tag) and tag is not None:
-                self.show_message("Only a length can be tagged as a width.", "info")
-
     def delete_selected_measurement(self):
-        if self._selected_measure is None:
+        if not self.axial.delete_measurement(self.axial.selected_measure):
             self.show_message("Select a measurement in the list first.", "info")
-            return
-        self._measurement_deleted(self._selected_measure)
-
-    @Slot(int, object)
-    def _measurement_moved(self, i, points):
-        shown = self._shown_list()
-        if i < len(shown):
-            new = dataclasses.replace(shown[i], points=tuple(points))
-            if new.points != shown[i].points:
-                self._shown_measurements = (tuple(
-                    new.points if k == i else m.points for k, m in enumerate(shown)),
-                    self._selected_measure)
-                self.session.replace_measurement(shown[i], new)
 
     @Slot(str)
     def _series_chosen(self, key):
@@ -830,24 +651,19 @@ class MainWindow(QMainWindow):
 
     # --- window / level ----------------------------------------------------------------------
 
-    @Slot(object)
-    def _window_ready(self, payload):
-        key, (c, w) = payload
-        self.levels_by_stack[key] = (c, w)
-        if key == self.session.series_key:
-            self.view.set_levels(c, w)
+    @property
+    def levels_by_stack(self):
+        return self.axial.levels_by_stack
+
+    @property
+    def _shown(self):
+        return self.axial.shown
 
     def reset_levels(self):
         self.preset_levels(1.0)
 
     def preset_levels(self, factor: float):
-        key = self.session.series_key
-        if key is None:
-            return
-        v = self.current_values()
-        c, w = self.levels_by_stack.get(key) or _quick_window(
-            v if v is not None else np.zeros((2, 2)))
-        self.view.set_levels(c, w * factor)
+        self.axial.preset_levels(factor, self.current_values())
 
     # --- the model input and the result ------------------------------------------------------
 
@@ -915,8 +731,3 @@ class MainWindow(QMainWindow):
     @property
     def last_report(self):
         return self.report.last_report
-
-
-def _quick_window(values):
-    lo, hi = np.percentile(values, [1, 99.5])
-    return float((lo + hi) / 2), float(max(hi - lo, 1e-6))
