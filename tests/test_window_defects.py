@@ -250,3 +250,111 @@ def test_a_failed_save_is_shown(qtbot, window, case, monkeypatch):
     w.set_level("C7")
     assert w.messages.kind == "error" and "could not be saved" in w.messages.text()
     assert "disk is full" in w.messages.text()
+
+
+# --- the layout a radiology user recognises ---------------------------------------------------
+
+def _in_view(w, widget) -> bool:
+    """Shown, not scrolled away or cut off: all of it inside the window."""
+    if not widget.isVisible() or widget.visibleRegion().isEmpty():
+        return False
+    r = widget.visibleRegion().boundingRect()
+    top = widget.mapTo(w, r.topLeft())
+    return (r.size() == widget.size() and top.y() >= 0 and top.x() >= 0
+            and top.y() + r.height() <= w.height() and top.x() + r.width() <= w.width())
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_result_override_and_measurements_in_view_without_scrolling(qtbot, case, size,
+                                                                     monkeypatch):
+    from PySide6.QtCore import QRect
+
+    avail = QRect(0, 0, size[0], size[1] - 40)  # minus a task bar
+    monkeypatch.setattr(type(QApplication.primaryScreen()), "availableGeometry",
+                        lambda self: avail)
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    _predicted(qtbot, w, case)
+    x, y = case.roi[:2]
+    for i in range(3):
+        qtbot.keyClick(w, Qt.Key.Key_L)
+        _drag(w, x + 3, y + 5 + 6 * i, x + 15, y + 5 + 6 * i,
+              modifiers=Qt.KeyboardModifier.NoModifier)
+    w.set_side("right" if case.side == "left" else "left")  # a gate: the override button
+    QApplication.processEvents()
+    for widget in (w.override_button, w.side_warning, w.result_label, w.panel.measure_list,
+                   w.panel.measure_buttons["foramen"], w.panel.kim_label):
+        assert _in_view(w, widget), widget.objectName() or widget
+    # the image gets most of the window, beside the sagittal of the demo study
+    assert w.localizer.widget.isVisible()
+    assert w.view.width() > w.localizer.widget.width()
+    assert w.view.width() + w.localizer.widget.width() >= w.width() - w.right_column.width() - 20
+    w.close()
+
+
+def test_double_click_maximises_a_viewport_and_no_empty_sagittal_pane(qtbot, window, tmp_path):
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QMouseEvent
+
+    from tests.offcentre import offcentre_patient
+    from tfesi_desktop.core.synth.cohort import write_study
+
+    w = window
+    _open_demo(qtbot, w)
+    assert w.localizer.widget.isVisible()
+    gv = w.view.graphics
+    vp = gv.viewport()
+    p = QPointF(vp.width() / 2, vp.height() / 2)
+    for kind in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease,
+                 QEvent.Type.MouseButtonDblClick, QEvent.Type.MouseButtonRelease):
+        buttons = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseButtonRelease else \
+            Qt.MouseButton.LeftButton
+        QApplication.sendEvent(vp, QMouseEvent(kind, p, vp.mapToGlobal(p),
+                                               Qt.MouseButton.LeftButton, buttons,
+                                               Qt.KeyboardModifier.NoModifier))
+        QApplication.processEvents()
+    assert not w.localizer.widget.isVisible() and w.view.isVisible()
+    w.maximise(w.view)  # again: back to the layout
+    assert w.localizer.widget.isVisible()
+    w.set_layout("axial")
+    assert not w.localizer.widget.isVisible()
+    w.set_layout("both")
+    # a study without a sagittal: no empty pane
+    from pydicom import dcmread
+
+    write_study(offcentre_patient(centre=(0.0, 0.0), rotation_deg=0.0), tmp_path / "ax")
+    for f in (tmp_path / "ax").rglob("*"):
+        if f.is_file() and "SAG" in str(dcmread(f, stop_before_pixels=True).get(
+                "SeriesDescription", "")):
+            f.unlink()
+    w.open_paths([str(tmp_path / "ax")])
+    qtbot.waitUntil(lambda: w.stack is not None and w.localizer.stack is None, timeout=30000)
+    assert not w.localizer.widget.isVisible()
+
+
+def test_cine_and_drag_to_scroll(qtbot, window):
+    w = window
+    _open_demo(qtbot, w)
+    start = w.index
+    qtbot.keyClick(w, Qt.Key.Key_S)  # the left button scrolls through the slices
+    _drag(w, 60, 60, 60, 90, modifiers=Qt.KeyboardModifier.NoModifier)
+    assert w.index > start
+    qtbot.keyClick(w, Qt.Key.Key_Escape)
+    here = w.index
+    qtbot.keyClick(w, Qt.Key.Key_C)
+    qtbot.waitUntil(lambda: w.index != here, timeout=3000)
+    qtbot.keyClick(w, Qt.Key.Key_C)
+    stopped = w.index
+    qtbot.wait(300)
+    assert w.index == stopped
+
+
+def test_f1_shows_the_mouse_bindings(qtbot, window):
+    w = window
+    qtbot.keyClick(w, Qt.Key.Key_F1)
+    text = w.help_box.text()
+    for words in ("Right drag", "window (horizontal) and level", "Middle drag", "pan",
+                  "Left drag", "the active tool", "Double click"):
+        assert words in text

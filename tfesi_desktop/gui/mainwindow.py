@@ -521,8 +521,6 @@ class MainWindow(QMainWindow):
     def blocking_gates(self):
         return list(self.session.assessment().blocking) if self.session.selection else []
 
-    # --- the view -> the session -------------------------------------------------------------
-
     # --- the panel and the keys -> the session -----------------------------------------------
 
     @Slot(int)
