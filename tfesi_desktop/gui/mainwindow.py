@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -49,7 +48,7 @@ from .prediction import PredictController
 from .report_controller import ReportController
 from .result_view import crop_view, model_card_html
 from .settings import fit_to_screen, recent, remember, settings
-from .side_panel import MessageArea, SidePanel
+from .side_panel import MessageArea, RightColumn, SidePanel
 from .viewer import SliceView
 from .workers import Worker
 
@@ -135,18 +134,8 @@ class MainWindow(QMainWindow):
         self.view.histogram.hide()  # View > Histogram (H): the image keeps the width
         # the right column: the injection (gates, override), the result and the measurements
         # always in view; the browser, slice, heat map and model input scroll below them
-        right = self.right_column = QWidget()
-        right.setFixedWidth(SidePanel.WIDTH + 16)
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
-        rl.setSpacing(2)
-        for box in p.fixed_groups:
-            rl.addWidget(box)
-        scroll = self.panel_scroll = QScrollArea()
-        scroll.setWidget(p)
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        rl.addWidget(scroll, 1)
+        right = self.right_column = RightColumn(p)
+        self.panel_scroll = right.rest
         split = self.splitter = QSplitter()
         split.setChildrenCollapsible(False)
         split.addWidget(self.view)

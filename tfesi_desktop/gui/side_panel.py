@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QListWidget,
     QPushButton,
     QRadioButton,
+    QScrollArea,
+    QSizePolicy,
     QSlider,
     QTextBrowser,
     QTreeWidget,
@@ -84,6 +86,61 @@ def guard_wheel(widget: QWidget) -> WheelGuard:
         if isinstance(w, QAbstractSlider | QComboBox | QAbstractSpinBox):
             w.installEventFilter(guard)
     return guard
+
+
+class RightColumn(QWidget):
+    """The panel's column: the groups that must stay in view (the injection with its gates and
+    override, the result, the measurements) on top, as tall as they need; the rest of the panel
+    scrolls below them. On a screen too small even for the top groups, they scroll too (never
+    squashed into slivers)."""
+
+    def __init__(self, panel: SidePanel):
+        super().__init__()
+        self.setFixedWidth(SidePanel.WIDTH + 16)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        self.top = QWidget()
+        top = QVBoxLayout(self.top)
+        top.setContentsMargins(0, 0, 0, 0)
+        top.setSpacing(2)
+        for box in panel.fixed_groups:
+            top.addWidget(box)
+        self.top_scroll = self._scroll(self.top)
+        self.rest = self._scroll(panel)
+        lay.addWidget(self.top_scroll, 1)
+        lay.addWidget(self.rest, 0)
+        self.rest.setMinimumHeight(60)
+        # the rest takes what the top groups leave (its own size does not count)
+        self.rest.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Ignored)
+        self.top.installEventFilter(self)
+
+    @staticmethod
+    def _scroll(widget):
+        area = QScrollArea()
+        area.setWidget(widget)
+        area.setWidgetResizable(True)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        return area
+
+    def eventFilter(self, obj, ev):  # noqa: N802 - Qt's name
+        if ev.type() == QEvent.Type.LayoutRequest:
+            self.fit()
+        return False
+
+    def resizeEvent(self, ev):  # noqa: N802
+        super().resizeEvent(ev)
+        self.fit()
+
+    def fit(self):
+        need = self.top.layout().totalHeightForWidth(SidePanel.WIDTH) if \
+            self.top.layout().hasHeightForWidth() else self.top.sizeHint().height()
+        # as tall as its groups need, never taller; shorter (scrolling) only on a small screen,
+        # where the rest keeps a few lines
+        top = min(need + 2, max(120, self.height() - 60))
+        self.top_scroll.setMaximumHeight(top)
+        self.top_scroll.setMinimumHeight(min(top, 120))
 
 
 class WrappingText(QTextBrowser):
@@ -330,9 +387,10 @@ class SidePanel(QWidget):
                                     "predict again.", hidden=True,
                                     style="color: black; background: #ffd54f; padding: 4px;")
         lay.addWidget(self.stale_label)
-        self.performance_label = _wrapped()
+        self.performance_label = _wrapped(style="font-size: 8pt;")
         lay.addWidget(self.performance_label)
-        self.disclaimer_label = _wrapped(style="color: #b00020; font-weight: bold;")
+        self.disclaimer_label = _wrapped(style="color: #b00020; font-weight: bold; "
+                                         "font-size: 8pt;")
         lay.addWidget(self.disclaimer_label)
         # below: details that scroll with the panel
         g = QGroupBox("Heat map and provenance")
@@ -378,7 +436,7 @@ class SidePanel(QWidget):
         lay.addWidget(self.measure_list)
         row = QHBoxLayout()
         self.measure_buttons = {}
-        for key, text in (("foramen", "Foraminal width"), ("root", "Root width"),
+        for key, text in (("foramen", "Foramen"), ("root", "Root"),
                           ("untag", "Untag"), ("delete", "Delete")):
             b = QPushButton(text)
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)

@@ -295,8 +295,11 @@ class SliceView(QWidget):
         self.wl_text.move(w - self.wl_text.width() - 8, h - self.wl_text.height() - 8)
         self.corner_right.adjustSize()
         self.corner_right.move(8, h - self.corner_right.height() - 60)
+        self.roi_note.setMaximumWidth(max(100, w - 40))
+        self.roi_note.setWordWrap(True)
         self.roi_note.adjustSize()
-        self.roi_note.move((w - self.roi_note.width()) // 2, 30)
+        self.roi_note.move((w - self.roi_note.width()) // 2,
+                           self.corner_left.y() + self.corner_left.height() + 8)
         self.banner.setMaximumWidth(max(100, w - 40))
         self.banner.adjustSize()
         self.banner.move((w - self.banner.width()) // 2, h - self.banner.height() - 28)
