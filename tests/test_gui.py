@@ -176,7 +176,7 @@ def test_undo_redo_delete_and_a_length_never_moves_the_roi(qtbot, window, case):
     _drag(w, 60, 60, 63, 63, modifiers=Qt.KeyboardModifier.NoModifier)
     roi = w.session.selection.roi
     assert roi is not None and roi[2] <= 4 and roi[3] <= 4
-    qtbot.waitUntil(lambda: "at least 16" in w.result_label.text())
+    qtbot.waitUntil(lambda: "at least 16" in w.side_warning.text())
     assert w.session.current_result() is None
 
 
@@ -236,7 +236,8 @@ def test_too_small_roi_is_refused_not_enlarged(qtbot, window, case):
     w.set_side(case.side)
     qtbot.wait(600)
     assert w.session.selection.roi == (x, y, 10, 10)
-    assert w.session.current_result() is None and "at least 16" in w.result_label.text()
+    assert w.session.current_result() is None and "No result" in w.result_label.text()
+    assert "at least 16" in w.side_warning.text()
     assert not w.override_button.isVisible()
 
 
@@ -570,19 +571,27 @@ def test_both_foramina_compared_on_an_off_centre_patient(qtbot, window, tmp_path
     assert "For comparison only" in w.comparison_text()
 
 
+def on_screen(qtbot, monkeypatch, avail, **kw):
+    """A window shown on a screen whose available area is ``avail`` (logical pixels), once it
+    has fitted itself into it."""
+    monkeypatch.setattr(type(QApplication.primaryScreen()), "availableGeometry",
+                        lambda self: avail)
+    w = MainWindow(**kw)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: w.frameGeometry().width() <= avail.width() + 1
+                    and w.frameGeometry().height() <= avail.height() + 1)
+    return w
+
+
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
 def test_the_window_fits_the_screen_and_keeps_the_result_visible(qtbot, size, monkeypatch):
     from PySide6.QtCore import QRect
 
     scale = 1.0 if size[0] == 1280 else 1.5  # 1920x1080 at 150 %: 1280x693 logical
     avail = QRect(0, 0, int(size[0] / scale), int((size[1] - 40) / scale))  # minus a task bar
-    monkeypatch.setattr(type(QApplication.primaryScreen()), "availableGeometry",
-                        lambda self: avail)
-    w = MainWindow(load_model=False)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(lambda: w.frameGeometry().width() <= avail.width() + 1)
+    w = on_screen(qtbot, monkeypatch, avail, load_model=False)
     assert w.frameGeometry().width() <= avail.width() + 1
     assert w.frameGeometry().height() <= avail.height() + 1
     box = w.panel.result_group

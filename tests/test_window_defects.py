@@ -14,7 +14,14 @@ from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from tests import test_gui as _gui  # noqa: E402
-from tests.test_gui import _click, _drag, _open_demo, _place_roi, _roi_on_demo  # noqa: E402
+from tests.test_gui import (  # noqa: E402
+    _click,
+    _drag,
+    _open_demo,
+    _place_roi,
+    _roi_on_demo,
+    on_screen,
+)
 from tfesi_desktop.gui.mainwindow import MainWindow  # noqa: E402
 
 case, window = _gui.case, _gui.window  # the same fixtures: the demo case, a shown window
@@ -162,15 +169,8 @@ def test_a_saved_geometry_is_fitted_to_the_screen_at_any_scaling(qtbot, scale, m
     s.setValue("geometry", w.saveGeometry())
     s.sync()
     w.close()
-    avail = QRect(0, 0, int(1920 / scale), int((1080 - 40) / scale))
-    monkeypatch.setattr(type(QApplication.primaryScreen()), "availableGeometry",
-                        lambda self: avail)
-    w = MainWindow(load_model=False)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(lambda: w.frameGeometry().width() <= avail.width() + 1
-                    and w.frameGeometry().height() <= avail.height() + 1)
+    w = on_screen(qtbot, monkeypatch, QRect(0, 0, int(1920 / scale), int((1080 - 40) / scale)),
+                  load_model=False)
     # the image gets all but the panel's column (no empty sagittal pane, no histogram), and
     # its corner text fits inside it
     assert w.view.width() >= w.width() - w.right_column.width() - 20, (w.view.width(), w.width())
@@ -269,13 +269,7 @@ def test_result_override_and_measurements_in_view_without_scrolling(qtbot, case,
                                                                      monkeypatch):
     from PySide6.QtCore import QRect
 
-    avail = QRect(0, 0, size[0], size[1] - 40)  # minus a task bar
-    monkeypatch.setattr(type(QApplication.primaryScreen()), "availableGeometry",
-                        lambda self: avail)
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
+    w = on_screen(qtbot, monkeypatch, QRect(0, 0, size[0], size[1] - 40))  # minus a task bar
     _predicted(qtbot, w, case)
     x, y = case.roi[:2]
     for i in range(3):
@@ -283,7 +277,7 @@ def test_result_override_and_measurements_in_view_without_scrolling(qtbot, case,
         _drag(w, x + 3, y + 5 + 6 * i, x + 15, y + 5 + 6 * i,
               modifiers=Qt.KeyboardModifier.NoModifier)
     w.set_side("right" if case.side == "left" else "left")  # a gate: the override button
-    QApplication.processEvents()
+    qtbot.wait(50)  # the column lays itself out again
     for widget in (w.override_button, w.side_warning, w.result_label, w.panel.measure_list,
                    w.panel.measure_buttons["foramen"], w.panel.kim_label):
         assert _in_view(w, widget), widget.objectName() or widget

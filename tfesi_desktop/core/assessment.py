@@ -53,7 +53,7 @@ def assess(selection: Selection | None, geometry, canal: Canal | None, *,
         pos = roi_position(geometry, selection.roi, canal)
         proposed = pos.side
         hint = (f"The ROI lies on the patient's {pos.side} side of the spinal canal "
-                f"({abs(pos.centre_mm):.0f} mm from its centre).")
+                f"({abs(pos.centre_mm):.0f} mm).")
     if selection.side is None:
         return Assessment(True, pos, hint=hint, proposed_side=proposed)
     gates = tuple(check_selection(selection, geometry, canal))

@@ -85,8 +85,7 @@ def kim_for_side(measurements, spacing, side: str | None,
     foramen, or whose side cannot be checked, give no grade and say so."""
     tagged = {m.tag: m for m in measurements if m.kind == "length" and m.tag in TAGS}
     if set(tagged) != set(TAGS):
-        return None, ("Kim grade: tag a foraminal width and a nerve root width "
-                      "(Measurements).")
+        return None, "Kim grade: tag a foramen width and a root width (below)."
     if side is None:
         return None, "Kim grade: choose the injection side first."
     for t in TAGS:

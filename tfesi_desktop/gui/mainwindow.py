@@ -474,14 +474,14 @@ class MainWindow(QMainWindow):
 
     def _level_text(self, sel) -> str:
         if sel.level and sel.level_source == "proposed":
-            return "Proposed from the disc levels marked on the sagittal."
+            return "Proposed from the discs marked on the sagittal."
         if sel.level and sel.level_source == "hand":
             proposed = self.session.proposed_level(sel)
             return "Set by hand" + (f" (the marks propose {proposed})." if proposed and
                                     proposed != sel.level else ".")
         if self.session.marks:
-            return "No level proposed for this slice: it is not at a marked disc."
-        return "Mark the discs on the sagittal (K) to have the level proposed."
+            return "None proposed: this slice is not at a marked disc."
+        return "K: mark the discs on the sagittal to have it proposed."
 
     def values_of(self, slice_key):
         """The decoded modality values of a slice of the current series, or None."""

@@ -16,11 +16,18 @@ GREEN, RED, GREY = "#1b5e20", "#8d1c1c", "#777777"
 def result_html(pred, *, stale: bool = False, blocked: bool = False) -> str:
     """The result as HTML: greyed and struck through when ``stale``; ``blocked``: a safety gate
     stops a new prediction, so the advice is to correct the ROI or side, not to predict."""
+    if stale:  # compact: what it was, struck through, and what to do
+        advice = ("Correct the ROI or the side first (see Injection)." if blocked
+                  else "Predict again.")
+        return (f"<span style='font-size:14pt; color:{GREY}'><s>"
+                f"{format_probability(pred.probability)} {pred.label}</s></span> "
+                f"<b style='color:#a05a00'>Out of date: made for another ROI, slice or side. "
+                f"{advice}</b>")
     lo, hi = pred.interval
     colour = GREEN if pred.label == "favourable" else RED
     if stale or not pred.reliable or pred.borderline:
         colour = GREY
-    s, e = ("<s>", "</s>") if stale else ("", "")
+    s, e = "", ""
     html = (f"<span style='font-size:20pt; font-weight:bold; color:{colour}'>{s}"
             f"{format_probability(pred.probability)}{e}</span> "
             f"<span style='color:{GREY if stale else '#444'}'>{s}(range "
@@ -29,11 +36,6 @@ def result_html(pred, *, stale: bool = False, blocked: bool = False) -> str:
             f"<span style='color:{GREY if stale else '#000'}'>{s}probability of a favourable "
             f"outcome (&ge; 50 % pain reduction at 2 months)<br><b>{pred.label}</b> at the "
             f"model's threshold {pred.threshold:.2f}{e}</span>")
-    if stale:
-        advice = ("Correct the ROI or the side first (see above)." if blocked
-                  else "Predict again.")
-        return html + ("<br><b style='color:#a05a00'>Out of date: made for another ROI, slice "
-                       f"or side. {advice}</b>")
     if pred.borderline:
         html += ("<br><b style='color:#a05a00'>Borderline: it depends on where the ROI is "
                  "drawn.</b>")
@@ -47,10 +49,8 @@ def result_html(pred, *, stale: bool = False, blocked: bool = False) -> str:
                    "</small>")
 
 
-def gates_html(gates, *, colour: str = "#b00020") -> str:
-    lines = "".join(f"<li>{escape(g.message, quote=False)}</li>" for g in gates)
-    return (f"<b style='color:{colour}'>No result: the selection does not pass the safety "
-            f"checks.</b><ul style='margin:0; color:{colour}'>{lines}</ul>")
+NO_RESULT = ("<b style='color:#b00020'>No result: the selection does not pass the safety "
+             "checks (see Injection above).</b>")
 
 
 def provenance_html(result) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QDoubleValidator, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QScrollArea,
-    QSizePolicy,
     QSlider,
     QTextBrowser,
     QTreeWidget,
@@ -38,7 +37,7 @@ from PySide6.QtWidgets import (
 
 from ..core.render import display_name
 from ..core.selection import LEVELS
-from .result_view import gates_html, provenance_html, result_html
+from .result_view import NO_RESULT, provenance_html, result_html
 from .viewer import colour_bar_pixmap, grey_pixmap
 
 KEY = Qt.ItemDataRole.UserRole
@@ -88,6 +87,15 @@ def guard_wheel(widget: QWidget) -> WheelGuard:
     return guard
 
 
+class _HintedScroll(QScrollArea):
+    """A scroll area whose preferred height is its maximum height (the top groups: as tall as
+    they need) or its minimum (the rest: what the top leaves)."""
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        h = self.maximumHeight() if self.maximumHeight() < 10 ** 6 else self.minimumHeight()
+        return QSize(super().sizeHint().width(), h)
+
+
 class RightColumn(QWidget):
     """The panel's column: the groups that must stay in view (the injection with its gates and
     override, the result, the measurements) on top, as tall as they need; the rest of the panel
@@ -111,13 +119,11 @@ class RightColumn(QWidget):
         lay.addWidget(self.top_scroll, 1)
         lay.addWidget(self.rest, 0)
         self.rest.setMinimumHeight(60)
-        # the rest takes what the top groups leave (its own size does not count)
-        self.rest.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Ignored)
         self.top.installEventFilter(self)
 
     @staticmethod
     def _scroll(widget):
-        area = QScrollArea()
+        area = _HintedScroll()
         area.setWidget(widget)
         area.setWidgetResizable(True)
         area.setFrameShape(QFrame.Shape.NoFrame)
@@ -139,8 +145,11 @@ class RightColumn(QWidget):
         # as tall as its groups need, never taller; shorter (scrolling) only on a small screen,
         # where the rest keeps a few lines
         top = min(need + 2, max(120, self.height() - 60))
-        self.top_scroll.setMaximumHeight(top)
-        self.top_scroll.setMinimumHeight(min(top, 120))
+        if (top, min(top, 120)) != (self.top_scroll.maximumHeight(),
+                                    self.top_scroll.minimumHeight()):
+            self.top_scroll.setMaximumHeight(top)
+            self.top_scroll.setMinimumHeight(min(top, 120))
+            self.top_scroll.updateGeometry()
 
 
 class WrappingText(QTextBrowser):
@@ -333,6 +342,8 @@ class SidePanel(QWidget):
         g = self.injection_group = QGroupBox("Injection")
         self.fixed_groups.append(g)
         form = QFormLayout(g)
+        form.setContentsMargins(6, 4, 6, 4)
+        form.setVerticalSpacing(3)
         sides = QHBoxLayout()
         self.side_group = QButtonGroup(self)
         self.side_buttons = {}
@@ -367,6 +378,8 @@ class SidePanel(QWidget):
         self.fixed_groups.append(g)
         g.setObjectName("result_group")
         lay = QVBoxLayout(g)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.setSpacing(3)
         row = QHBoxLayout()
         self.predict_button = QPushButton("Predict  (Ctrl+P)")
         self.predict_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -427,6 +440,8 @@ class SidePanel(QWidget):
         g = self.measure_group = QGroupBox("Measurements (L length, A angle)")
         self.fixed_groups.append(g)
         lay = QVBoxLayout(g)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.setSpacing(3)
         self.measure_list = QListWidget()
         self.measure_list.setObjectName("measure_list")
         self.measure_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -508,14 +523,15 @@ class SidePanel(QWidget):
         self.override_button.setVisible(a.overridable)
         note = a.override_note()
         if a.blocking:
-            self.side_warning.setText(gates_html(a.blocking, colour="white"))
+            self.side_warning.setText("<br>".join(
+                f"<b>{escape(g.message, quote=False)}</b>" for g in a.blocking))
         elif note:
             self.side_warning.setText(f"<b>{escape(note, quote=False)}</b>")
         self.side_warning.setVisible(bool(a.blocking) or bool(note))
 
     def show_result(self, result, *, stale: bool, blocking) -> None:
         """The result (greyed and struck through when stale), or why there is none."""
-        html = gates_html(blocking) if blocking else ""
+        html = NO_RESULT if blocking else ""  # the gates themselves: show_assessment
         if result is None:
             self.result_label.setText(html or "No prediction yet.")
             self.provenance_label.setText("")
