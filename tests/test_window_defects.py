@@ -352,3 +352,30 @@ def test_f1_shows_the_mouse_bindings(qtbot, window):
     for words in ("Right drag", "window (horizontal) and level", "Middle drag", "pan",
                   "Left drag", "the active tool", "Double click"):
         assert words in text
+
+
+def test_a_second_window_on_the_study_is_read_only_and_says_so(qtbot, case):
+    from tfesi_desktop.core.paths import demo_study
+
+    w1 = MainWindow(load_model=False)
+    qtbot.addWidget(w1)
+    w1.show()
+    w1.open_paths([str(demo_study())])
+    qtbot.waitUntil(lambda: w1.stack is not None)
+    w2 = MainWindow(load_model=False)
+    qtbot.addWidget(w2)
+    w2.show()
+    w2.open_paths([str(demo_study())])
+    qtbot.waitUntil(lambda: w2.stack is not None)
+    assert not w1.session.read_only() and w2.session.read_only()
+    assert "READ-ONLY" in w2.windowTitle() and "read-only" in w2.messages.text()
+    w2.set_level("C7")
+    assert w2.session.selection.level is None and "read-only here" in w2.messages.text()
+    w1.set_level("C6")
+    w1.close()
+    w2.set_level("C7")  # the first is gone: its work is loaded first
+    assert "has closed" in w2.messages.text() and w2.session.selection.level == "C6"
+    assert "READ-ONLY" not in w2.windowTitle()
+    w2.set_level("C7")
+    assert w2.session.selection.level == "C7"
+    w2.close()

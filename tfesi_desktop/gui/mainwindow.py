@@ -358,9 +358,7 @@ class MainWindow(QMainWindow):
         self.predictor = predictor
         self._started()
         b = predictor.bundle
-        demo = " - DEMONSTRATION MODEL (synthetic training data, not for clinical use)" \
-            if b.synthetic else ""
-        self.setWindowTitle(f"{APP_TITLE}{demo}")
+        self._set_title()
         self.model_status.setText(f"Model: {b.name} {b.version}" +
                                   (" (synthetic demo)" if b.synthetic else ""))
         self.panel.performance_label.setText(b.validated_performance())
@@ -370,6 +368,15 @@ class MainWindow(QMainWindow):
         if self.messages.kind == "info" and "still loading" in self.messages.text():
             self.messages.clear()
         self._refresh()
+
+    def _set_title(self):
+        """The demonstration model and a read-only study say so in the title too."""
+        b = self.predictor.bundle if self.predictor else None
+        demo = " - DEMONSTRATION MODEL (synthetic training data, not for clinical use)" \
+            if b is not None and b.synthetic else ""
+        ro = " - READ-ONLY: this study is open in another window" if \
+            self.session.read_only() else ""
+        self.setWindowTitle(f"{APP_TITLE}{demo}{ro}")
 
     @Slot(str)
     def _model_failed(self, message: str):
@@ -416,6 +423,7 @@ class MainWindow(QMainWindow):
                               "it closes; check the disk and folder permissions.")
         elif what == "refused":
             self.show_message(s.refusal, "note")
+            self._set_title()
             self._refresh()
 
     def _fill_browser(self):
@@ -435,6 +443,7 @@ class MainWindow(QMainWindow):
         self.slider.blockSignals(False)
         self.localizer.study_changed()
         self._layout_viewports()
+        self._set_title()
         self._refresh()
 
     def _refresh(self):
