@@ -77,9 +77,9 @@ class MainWindow(QMainWindow):
         self.opener = StudyOpener(self)
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_TITLE)
-        self._build()
         self.ctx = AppContext(self.session, lambda: self.predictor, self.run_worker,
                               self.show_message, self.statusBar().showMessage, settings, self)
+        self._build()
         self.axial = AxialViewport(self.ctx, self.view, self._refresh)
         self.canals = CanalSearch(self.ctx, self.values_of, lambda: self._warm)
         self.predictions = PredictController(self.ctx, self.panel, self.values_of,
@@ -128,7 +128,9 @@ class MainWindow(QMainWindow):
             setattr(self, name, getattr(p, name))
         self.browser = p.browser
 
-        self.localizer = Localizer(self)
+        self.localizer = Localizer(self.ctx, self.view, axial_geometry=self.geometry_of_slice,
+                                   axial_shown=lambda: self._shown is not None,
+                                   warm=lambda: self._warm, go_to=self.set_slice)
         self.sag_view = self.localizer.view
         self.sag_view.double_clicked.connect(lambda: self.maximise(self.localizer.widget))
         self.view.histogram.hide()  # View > Histogram (H): the image keeps the width
