@@ -74,7 +74,6 @@ class MainWindow(QMainWindow):
         # thread must not import them (it would wait for the worker's import lock: a stall)
         self._warm = False
         self.loading_model = False
-        self.opener = StudyOpener(self)
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_TITLE)
         self.ctx = AppContext(self.session, lambda: self.predictor, self.run_worker,
@@ -106,7 +105,6 @@ class MainWindow(QMainWindow):
 
         p = self.panel = SidePanel()
         p.browser.series_chosen.connect(self._series_chosen)
-        p.skipped_button.clicked.connect(self.opener.show_skipped)
         p.slider.valueChanged.connect(self.set_slice)
         p.side_chosen.connect(self.set_side)
         p.level_chosen.connect(self.set_level)
@@ -166,11 +164,29 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
-        self.cancel_button.clicked.connect(self.opener.cancel)
         self.model_status = QLabel("Model: not loaded")
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_button)
         sb.addPermanentWidget(self.model_status)
+        self.opener = StudyOpener(self.ctx, busy=self._show_busy,
+                                  clear_messages=self.messages.clear, remember=self.remember,
+                                  restored=self.predict_when_ready,
+                                  model_loading=lambda: self.loading_model,
+                                  browser=self.browser)
+        self.cancel_button.clicked.connect(self.opener.cancel)
+        p.skipped_button.clicked.connect(self.opener.show_skipped)
+
+    def _show_busy(self, state):
+        """The progress of a scan, with Cancel (None: done)."""
+        if state is None:
+            self.progress.hide()
+            self.cancel_button.hide()
+            return
+        done, total = state
+        self.progress.setRange(0, max(total, 1) if total else 0)
+        self.progress.setValue(done)
+        self.progress.show()
+        self.cancel_button.show()
 
     # --- the viewports -----------------------------------------------------------------------
 
