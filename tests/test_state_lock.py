@@ -90,3 +90,16 @@ def test_a_killed_writer_leaves_no_lock(tmp_path):
     assert not s.read_only() and s.selection.side == "right"
     assert s.set_level("C6")
     s.close()
+
+
+def test_a_read_only_study_without_an_roi_can_still_be_scrolled(tmp_path):
+    folder = tmp_path / "studies"
+    a, b = Session(StateStore(folder)), Session(StateStore(folder))
+    a.open(open_study(demo_study()).scan)
+    b.open(open_study(demo_study()).scan)  # the same process: the lock holds as well
+    assert b.read_only() and b.selection.roi is None
+    key = b.stack().slices[0].key
+    assert b.set_slice(key) and b.selection.view_key == key
+    assert a.selection.view_key != key
+    a.close()
+    b.close()

@@ -326,7 +326,7 @@ class Session:
         sel = self.selection
         if sel is None:
             return False
-        if sel.roi is not None:
+        if sel.roi is not None or self.read_only():  # read-only: looking is allowed
             return self.edit("Change slice", undoable=False, viewed_slice=None
                              if slice_key == sel.slice_key else slice_key)
         self._scrolling = self.defer_scroll_saves
