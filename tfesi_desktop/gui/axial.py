@@ -75,8 +75,10 @@ class AxialViewport(QObject):
         if ms != self._shown_measurements and self.shown == sel.view_key:
             self._shown_measurements = ms
             self.view.set_measurements(ms[0], self.selected_measure)
+        # the level is the ROI's: not written on another slice
         self.view.set_level_text(f"{sel.level}" + (" (proposed)" if sel.level_source ==
-                                                   "proposed" else "") if sel.level else "")
+                                                   "proposed" else "")
+                                 if sel.level and not sel.roi_elsewhere() else "")
 
     def _show_roi(self, sel, stack):
         if self.shown is None:
