@@ -75,6 +75,9 @@ def _drag(w, x0, y0, x1, y1, button=Qt.MouseButton.LeftButton,
         QApplication.processEvents()
         time.sleep(0.02)  # pyqtgraph ignores mouse moves faster than its rate limit
 
+    # the pointer arrives first, no button held (pyqtgraph's hover decides who gets a drag)
+    send(QEvent.Type.MouseMove, at(x0 - 1, y0), Qt.MouseButton.NoButton)
+    send(QEvent.Type.MouseMove, at(x0, y0), Qt.MouseButton.NoButton)
     send(QEvent.Type.MouseButtonPress, at(x0, y0), button)
     for t in np.linspace(0, 1, 8):
         send(QEvent.Type.MouseMove, at(x0 + t * (x1 - x0), y0 + t * (y1 - y0)), button)
@@ -133,7 +136,9 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     assert w.stale_label.isVisible() and w.view.overlay.image is None
     assert "predict again" in w.stale_label.text()
     assert "<s>" in w.result_label.text() and "#1b5e20" not in w.result_label.text()
-    assert not w.actions_by_name["export"].isEnabled()
+    # a refused export says why (a disabled shortcut said nothing)
+    qtbot.keyClick(w, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    assert w.report_dialog is None and "Predict again" in w.messages.text()
     qtbot.keyClick(w, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not w.stale_label.isVisible(), timeout=10000)
 
@@ -171,7 +176,7 @@ def test_undo_redo_delete_and_a_length_never_moves_the_roi(qtbot, window, case):
     _drag(w, 60, 60, 63, 63, modifiers=Qt.KeyboardModifier.NoModifier)
     roi = w.session.selection.roi
     assert roi is not None and roi[2] <= 4 and roi[3] <= 4
-    qtbot.waitUntil(lambda: "at least 16" in w.result_label.text())
+    qtbot.waitUntil(lambda: "at least 16" in w.side_warning.text())
     assert w.session.current_result() is None
 
 
@@ -184,7 +189,9 @@ def test_window_level_never_changes_the_prediction(qtbot, window, case):
           modifiers=Qt.KeyboardModifier.NoModifier)  # right-drag: window/level
     c, width = w.view.levels()
     assert (c, width) != w.levels_by_stack.get(w.stack.key)
-    w.session.works[w.session.study_uid].result = None  # forget it: a new prediction
+    work = w.session.works[w.session.study_uid]
+    work.result = None  # forget it: a new prediction
+    work.results.clear()
     w.predict()
     qtbot.waitUntil(lambda: w.prediction is not None and w.prediction is not first
                     and not w.busy(), timeout=10000)
@@ -207,7 +214,8 @@ def test_side_mismatch_is_refused_until_overridden_and_mask(qtbot, window, case,
     # the old result is out of date, and the advice is to correct, not to predict again
     assert w.stale_label.isVisible() and "correct the ROI or the side" in w.stale_label.text()
     assert "Predict again" not in w.result_label.text()
-    assert not w.actions_by_name["export"].isEnabled() and w.export_report() is None
+    qtbot.keyClick(w, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    assert w.report_dialog is None and "safety checks" in w.messages.text()
     w.override_button.click()
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
     assert w.prediction.provenance.override.startswith("OVERRIDE")
@@ -228,7 +236,8 @@ def test_too_small_roi_is_refused_not_enlarged(qtbot, window, case):
     w.set_side(case.side)
     qtbot.wait(600)
     assert w.session.selection.roi == (x, y, 10, 10)
-    assert w.session.current_result() is None and "at least 16" in w.result_label.text()
+    assert w.session.current_result() is None and "No result" in w.result_label.text()
+    assert "at least 16" in w.side_warning.text()
     assert not w.override_button.isVisible()
 
 
@@ -280,7 +289,8 @@ def test_predict_before_the_model_says_so_and_a_restored_roi_is_predicted(qtbot,
     assert "still loading" in w2.messages.text()
     w2.load_model()
     qtbot.waitUntil(lambda: w2.session.current_result() is not None, timeout=20000)
-    assert w2.prediction.provenance.level == "C6"
+    assert w2.session.current_result().level == "C6" and "level C6" in \
+        w2.provenance_label.text()
     w2.close()
 
 
@@ -561,19 +571,27 @@ def test_both_foramina_compared_on_an_off_centre_patient(qtbot, window, tmp_path
     assert "For comparison only" in w.comparison_text()
 
 
+def on_screen(qtbot, monkeypatch, avail, **kw):
+    """A window shown on a screen whose available area is ``avail`` (logical pixels), once it
+    has fitted itself into it."""
+    monkeypatch.setattr(type(QApplication.primaryScreen()), "availableGeometry",
+                        lambda self: avail)
+    w = MainWindow(**kw)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: w.frameGeometry().width() <= avail.width() + 1
+                    and w.frameGeometry().height() <= avail.height() + 1)
+    return w
+
+
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
 def test_the_window_fits_the_screen_and_keeps_the_result_visible(qtbot, size, monkeypatch):
     from PySide6.QtCore import QRect
 
     scale = 1.0 if size[0] == 1280 else 1.5  # 1920x1080 at 150 %: 1280x693 logical
     avail = QRect(0, 0, int(size[0] / scale), int((size[1] - 40) / scale))  # minus a task bar
-    monkeypatch.setattr(type(QApplication.primaryScreen()), "availableGeometry",
-                        lambda self: avail)
-    w = MainWindow(load_model=False)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(lambda: w.frameGeometry().width() <= avail.width() + 1)
+    w = on_screen(qtbot, monkeypatch, avail, load_model=False)
     assert w.frameGeometry().width() <= avail.width() + 1
     assert w.frameGeometry().height() <= avail.height() + 1
     box = w.panel.result_group

@@ -68,3 +68,18 @@ def test_measurements_in_the_session_tag_delete_undo_and_never_move_the_roi(tmp_
     s2 = Session(StateStore(tmp_path / "state"))
     s2.open(open_study(demo_study()).scan)
     assert s2.selection.measurements == s.selection.measurements
+
+
+def test_kim_grade_only_from_widths_on_the_injection_side():
+    from tfesi_desktop.core.measure import Measurement, kim_for_side
+
+    f = Measurement("a", ((0.0, 0.0), (3.0, 0.0)), tag="foramen")
+    r = Measurement("a", ((0.0, 1.0), (4.0, 1.0)), tag="root")
+    both = (f, r)
+    assert kim_for_side(both, (1.0, 1.0), "right", lambda m: "right")[0][0] == 1
+    none, text = kim_for_side(both, (1.0, 1.0), "right", lambda m: "left")
+    assert none is None and "left side" in text and "injection side is right" in text
+    none, text = kim_for_side(both, (1.0, 1.0), "right", lambda m: None)
+    assert none is None and "cannot be checked" in text
+    assert kim_for_side((f,), (1.0, 1.0), "right", lambda m: "right")[0] is None
+    assert "choose the injection side" in kim_for_side(both, (1.0, 1.0), None, str)[1]

@@ -60,15 +60,18 @@ def test_edits_are_undoable_one_step_each_and_saved(tmp_path):
     assert s.set_roi(None) and s.selection.roi is None  # delete
     assert s.undo_text() == "Delete ROI" and s.undo() and s.selection.roi == (103, 90, 40, 40)
     assert not s.can_redo() or s.redo_text() == "Delete ROI"
-    # scrolling is saved but not an undo step
+    # scrolling is not an undo step; the ROI stays on its slice (only the view moves)
     n = len(s.work.undo)
-    other = s.stack().slices[0].key
+    roi_slice, other = s.selection.slice_key, s.stack().slices[0].key
     s.set_slice(other)
-    assert len(s.work.undo) == n and s.selection.slice_key == other
-    # what was saved comes back in a new session
+    assert len(s.work.undo) == n and s.selection.slice_key == roi_slice
+    assert s.selection.view_key == other and s.selection.roi_elsewhere()
+    # what was saved comes back in a new session (another process would find it locked)
+    s.close()
     s2 = Session(StateStore(tmp_path / "state"))
     s2.open(open_study(demo_study()).scan)
-    assert s2.selection == s.selection
+    assert s2.selection == dataclasses.replace(s.selection, viewed_slice=None)
+    assert not s2.read_only()
     f = s.store.file(s.study_uid)
     assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(f.parent).st_mode) == 0o700
@@ -84,7 +87,8 @@ def test_results_go_stale_level_follows_and_overrides_lapse(tmp_path):
     s.set_result(s.selection, FakePrediction())
     assert s.current_result() is not None and not s.is_stale()
     s.set_level("C7")  # not a model input: the result follows, panel and report agree
-    assert not s.is_stale() and s.result.prediction.provenance.level == "C7"
+    assert not s.is_stale() and s.result.level == "C7"
+    assert s.current_result().stamped().provenance.level == "C7"  # what is written out
     s.set_roi((101, 90, 40, 40))
     assert s.is_stale() and s.current_result() is None
     assert s.selection.overrides == ()  # a moved ROI needs a new confirmation

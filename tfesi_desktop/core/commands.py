@@ -19,8 +19,8 @@ import numpy as np
 
 from .errors import RoiError, TfesiError
 from .midline import Canal, find_canal, roi_position
-from .preprocess import MIN_ROI_PIXELS, ModelInput, check_roi, model_inputs
-from .session import Selection
+from .preprocess import MIN_ROI_PIXELS, check_roi, model_inputs
+from .selection import Result, Selection
 
 _SEARCH = object()  # "find the canal" (as opposed to None: searched, not found)
 
@@ -49,15 +49,8 @@ class Opened:
     notes: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """A prediction and what it was made from."""
-
-    selection: Selection
-    prediction: object  # runtime.Prediction
-    model_input: ModelInput  # of the ROI as drawn
-    canal: Canal | None
-    roi_side: str | None
+# a prediction and what it was made from: the one result type (core/selection.py)
+Outcome = Result
 
 
 # --- opening ---------------------------------------------------------------------------------
@@ -183,17 +176,18 @@ def predict_selection(predictor, stack, selection: Selection, *, values=None,
         series_uid=stack.series_uid, sop_instance_uid=ref.sop_instance_uid, frame=ref.frame,
         slice_index=index, level=selection.level, roi_side=found,
         override=override_text(gates, selection))
-    return Outcome(selection, pred, inputs[0], canal, found)
+    return Result(selection, pred, inputs[0], canal, found)
 
 
 # --- the report ------------------------------------------------------------------------------
 
 def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
                  physician: str = "", anonymize: bool = True, paper: str = "a4",
-                 dicom: bool = False, comparison: str | None = None,
+                 dicom: bool = False, comparison: str | None = None, kim=_SEARCH,
                  impression: str | None = None) -> tuple[Path, Path | None, float]:
     """Write the PDF (atomically) for a prediction, from the model input it was made from;
-    (pdf, DICOM copy or None, seconds)."""
+    (pdf, DICOM copy or None, seconds). The level is the selection's (one place); ``kim``: the
+    Kim grade line exactly as the window shows it (None: none), else computed from the tags."""
     from .measure import kim_from, kim_text, measurement_lines
     from .report import encapsulate_pdf, report_inputs
     from .report import write_report as _write
@@ -204,14 +198,15 @@ def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
     index = stack.find_slice(outcome.selection.slice_key)
     sel = outcome.selection
     spacing = stack.slices[index].geometry.spacing if stack.slices[index].geometry else (1, 1)
-    kim = kim_from(sel.measurements, spacing)
-    inp = report_inputs(outcome.prediction, bundle, study, stack, index, outcome.model_input,
-                        level=outcome.prediction.provenance.level, comment=comment,
+    if kim is _SEARCH:
+        grade = kim_from(sel.measurements, spacing)
+        kim = kim_text(grade) if grade else None
+    inp = report_inputs(outcome.stamped(), bundle, study, stack, index, outcome.model_input,
+                        level=sel.level, comment=comment,
                         physician=physician, anonymize=anonymize, paper=paper,
                         level_source=sel.level_source,
                         measurements=measurement_lines(sel.measurements, spacing),
-                        kim=kim_text(kim) if kim else None, comparison=comparison,
-                        impression=impression)
+                        kim=kim, comparison=comparison, impression=impression)
     out = _write(inp, path)
     dcm = (encapsulate_pdf(out, study, stack, anonymize=anonymize, index=index,
                            provenance=outcome.prediction.provenance) if dicom else None)

@@ -9,9 +9,27 @@ than the nerve root's, 1 when it is 51-100 % of it, 2 when it is 50 % or less.""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 TAGS = ("foramen", "root")
 TAG_NAMES = {"foramen": "foraminal width", "root": "nerve root width"}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measurement drawn on one slice, in stored pixel coordinates (x = column, y = row,
+    continuous: pixel (r, c) covers [c, c+1) x [r, r+1)): a ``length`` between two points or an
+    ``angle`` at the middle of three. A length may be tagged ``foramen`` (foraminal width) or
+    ``root`` (nerve root width): the two give the Kim grade."""
+
+    slice_key: str
+    points: tuple[tuple[float, float], ...]
+    kind: str = "length"
+    tag: str | None = None
+
+    def length_mm(self, spacing: tuple[float, float]) -> float:
+        return length_mm(self.points, spacing)
 
 
 def length_mm(points, spacing) -> float:
@@ -57,6 +75,32 @@ def kim_from(measurements, spacing) -> tuple[int, float, float] | None:
     if r <= 0:
         return None
     return kim_grade(f, r), f, r
+
+
+def kim_for_side(measurements, spacing, side: str | None,
+                 side_of: Callable[[Measurement], str | None]) -> tuple[tuple | None, str]:
+    """The Kim grade from the tagged widths *on the injection side* only, and the sentence the
+    panel and the report show: ((grade, foramen mm, root mm) or None, text). ``side_of`` gives a
+    measurement's patient side from the anatomy (None: not known). Widths measured on the other
+    foramen, or whose side cannot be checked, give no grade and say so."""
+    tagged = {m.tag: m for m in measurements if m.kind == "length" and m.tag in TAGS}
+    if set(tagged) != set(TAGS):
+        return None, "Kim grade: tag a foramen width and a root width (below)."
+    if side is None:
+        return None, "Kim grade: choose the injection side first."
+    for t in TAGS:
+        found = side_of(tagged[t])
+        if found is None:
+            return None, (f"Kim grade: the side of the {TAG_NAMES[t]} cannot be checked (the "
+                          "spinal canal was not found on its slice), so no grade is given.")
+        if found != side:
+            return None, (f"Kim grade not given: the {TAG_NAMES[t]} was measured on the "
+                          f"patient's {found} side, but the injection side is {side}. "
+                          "Measure the injected foramen.")
+    kim = kim_from(tuple(tagged.values()), spacing)
+    if kim is None:
+        return None, "Kim grade: the nerve root width is zero."
+    return kim, kim_text(kim)
 
 
 def kim_text(kim) -> str:

@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import RoiError, SideMismatchError
+from .errors import RoiError
 from .geometry import Dihedral, SliceGeometry
 
 # 2: own anti-aliased resampling (matrices), test-time augmentation over TTA_CROPS
@@ -70,46 +70,6 @@ def check_roi(roi: Rect, shape: tuple[int, int]) -> Rect:
         raise RoiError(f"The region ({x},{y}) {w}x{h} reaches outside the image, which is "
                        f"{cols} pixels wide and {rows} high.")
     return x, y, w, h
-
-
-def roi_side(geometry: SliceGeometry, roi: Rect, values: np.ndarray | None = None, *,
-             canal=None) -> str:
-    """The patient side ('left'/'right') of the ROI's centre relative to the anatomical midline,
-    the spinal canal's centre (:mod:`.midline`), found on ``values`` unless ``canal`` is given.
-
-    :class:`~.midline.MidlineNotFoundError` where the canal is not found. Only a caller with
-    neither pixels nor canal gets the old split at the image centre (kept for scripts that
-    predate the anatomical midline; the program itself never uses it)."""
-    from .midline import MidlineNotFoundError, find_canal, roi_position
-
-    if canal is None and values is not None:
-        canal = find_canal(values, geometry)
-        if canal is None:
-            raise MidlineNotFoundError()
-    if canal is not None:
-        return roi_position(geometry, roi, canal).side
-    x, y, w, h = roi
-    return geometry.patient_side(y + (h - 1) / 2, x + (w - 1) / 2)
-
-
-def check_side(geometry: SliceGeometry, roi: Rect, side: str, *, allow_mismatch: bool = False,
-               values: np.ndarray | None = None, canal=None):
-    """The ROI's side (:func:`roi_side`); :class:`SideMismatchError` if it lies on the other side
-    of the midline than ``side``, or reaches across it (with the canal known)."""
-    from .midline import roi_position
-
-    if side not in ("left", "right"):
-        raise RoiError(f"The injection side must be 'left' or 'right', not {side!r}.")
-    found = roi_side(geometry, roi, values, canal=canal) if canal is None else \
-        roi_position(geometry, roi, canal).side
-    if canal is not None and roi_position(geometry, roi, canal).crosses and not allow_mismatch:
-        raise SideMismatchError("The region reaches across the midline (the spinal canal): "
-                                "draw it around one foramen only.")
-    if found != side and not allow_mismatch:
-        raise SideMismatchError(
-            f"The region lies on the patient's {found} side, but the injection side is {side}. "
-            "Check the side, or confirm that the region is right.")
-    return found
 
 
 def jitter_roi(roi: Rect, crop: Crop, shape: tuple[int, int]) -> Rect:

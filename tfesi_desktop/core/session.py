@@ -20,86 +20,39 @@ Rules (docs/architecture.md, invariant 9):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from .errors import TfesiError
-from .fileio import private_dir, write_atomically
-from .levels import DISCS, LevelMark, propose_level, with_mark
-from .measure import TAGS
-from .paths import data_dir
+from .levels import LevelMark, propose_level, with_mark
+from .measure import TAGS, Measurement
+from .selection import (
+    LEVELS,
+    MODEL_FIELDS,
+    SIDES,
+    Comparison,
+    Rect,
+    Result,
+    Selection,
+)
+from .state_store import (
+    STATE_SCHEMA,
+    STATE_VERSION,
+    StateStore,
+    StudyWork,
+    marks_from_json,
+    selection_from_json,
+    selection_to_json,
+)
 
-Rect = tuple[int, int, int, int]
-SIDES = ("right", "left")
-LEVELS = ("C5", "C6", "C7", "C8")
-STATE_SCHEMA = "tfesi-study-state"
-STATE_VERSION = 2
-# the fields of a selection that the model's input depends on: a change makes a result stale
-# and withdraws any override the user had confirmed
-MODEL_FIELDS = ("study_uid", "series_key", "slice_key", "roi", "side")
+__all__ = ["LEVELS", "MODEL_FIELDS", "SIDES", "STATE_SCHEMA", "STATE_VERSION", "Comparison",
+           "Edit", "Measurement", "PatientEntry", "Rect", "Result", "Selection", "Session",
+           "StateStore", "StudyWork", "group_patients", "marks_from_json",
+           "selection_from_json", "selection_to_json"]
 
-
-@dataclass(frozen=True)
-class Measurement:
-    """A measurement drawn on one slice, in stored pixel coordinates (x = column, y = row,
-    continuous: pixel (r, c) covers [c, c+1) x [r, r+1)): a ``length`` between two points or an
-    ``angle`` at the middle of three (:mod:`.measure`). A length may be tagged ``foramen``
-    (foraminal width) or ``root`` (nerve root width): the two give the Kim grade."""
-
-    slice_key: str
-    points: tuple[tuple[float, float], ...]
-    kind: str = "length"
-    tag: str | None = None
-
-    def length_mm(self, spacing: tuple[float, float]) -> float:
-        (x0, y0), (x1, y1) = self.points[:2]
-        return math.hypot((x1 - x0) * spacing[1], (y1 - y0) * spacing[0])
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What the user chose on one study: the one way a selection is spelled.
-
-    ``roi`` is (x, y, w, h) in *stored* pixels of the slice ``slice_key`` (SOP Instance UID, or
-    ``uid:frame``); ``side`` the patient's injection side; ``overrides`` the safety gates the user
-    has confirmed overriding for exactly this ROI, slice and side (cleared by any change)."""
-
-    study_uid: str
-    series_key: str | None = None
-    slice_key: str | None = None
-    roi: Rect | None = None
-    side: str | None = None
-    level: str | None = None
-    measurements: tuple[Measurement, ...] = ()
-    overrides: tuple[str, ...] = ()
-    # "hand" when the user chose the level, "proposed" when it follows the disc marks
-    level_source: str | None = None
-
-    def model_key(self) -> tuple:
-        """What a prediction depends on (plus the overrides that let it through)."""
-        return tuple(getattr(self, f) for f in MODEL_FIELDS) + (self.overrides,)
-
-    def complete(self) -> bool:
-        return None not in (self.series_key, self.slice_key, self.roi, self.side)
-
-    def measurements_on(self, slice_key: str | None) -> tuple[Measurement, ...]:
-        return tuple(m for m in self.measurements if m.slice_key == slice_key)
-
-
-@dataclass(frozen=True)
-class Result:
-    """A prediction kept together with the selection it was made for."""
-
-    selection: Selection
-    prediction: object  # runtime.Prediction
-    model_input: object = None  # preprocess.ModelInput of the ROI as drawn (for the report)
-
-    def stale_for(self, selection: Selection | None) -> bool:
-        return selection is None or selection.model_key() != self.selection.model_key()
+READ_ONLY = ("This study is open in another TFESI window or program, so it is read-only here "
+             "(you may look and scroll; nothing is changed or saved). Close it there to edit it "
+             "here.")
 
 
 @dataclass(frozen=True)
@@ -111,170 +64,6 @@ class Edit:
     study_uid: str
     series_key: str | None
     changes: tuple[tuple[str, object, object], ...]  # (field, old, new)
-
-
-@dataclass
-class StudyWork:
-    """Everything the user did on one study."""
-
-    study_uid: str
-    current_series: str | None = None
-    selections: dict[str, Selection] = field(default_factory=dict)  # by series key
-    undo: list[Edit] = field(default_factory=list)
-    redo: list[Edit] = field(default_factory=list)
-    result: Result | None = None
-    marks: tuple[LevelMark, ...] = ()  # disc levels marked on the sagittal (patient mm)
-    # the other side's prediction, for comparison only: (model key of the selection it was
-    # mirrored from, Result)
-    comparison: tuple | None = None
-
-
-# --- saving --------------------------------------------------------------------------------------
-
-def _roi(v) -> Rect:
-    if (not isinstance(v, list | tuple) or len(v) != 4
-            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-            or not all(math.isfinite(x) and float(x).is_integer() for x in v)):
-        raise ValueError(f"the ROI {v!r} is not four whole numbers")
-    x, y, w, h = (int(a) for a in v)
-    if x < 0 or y < 0 or w <= 0 or h <= 0:
-        raise ValueError(f"the ROI {v!r} has a negative position or no size")
-    return x, y, w, h
-
-
-def _opt_str(d, key, allowed=None):
-    v = d.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, str) or (allowed is not None and v not in allowed):
-        raise ValueError(f"{key} {v!r} is not valid")
-    return v
-
-
-def _measurement(d) -> Measurement:
-    pts = d.get("points")
-    kind = d.get("kind", "length")
-    if (kind not in ("length", "angle") or not isinstance(d.get("slice_key"), str)
-            or not isinstance(pts, list) or len(pts) != (2 if kind == "length" else 3)
-            or d.get("tag") not in (None, *TAGS)):
-        raise ValueError("a measurement has not the expected shape")
-    out = []
-    for p in pts:
-        if (not isinstance(p, list) or len(p) != 2
-                or not all(isinstance(x, int | float) and math.isfinite(x) for x in p)):
-            raise ValueError("a measurement point is not two finite numbers")
-        out.append((float(p[0]), float(p[1])))
-    return Measurement(d["slice_key"], tuple(out), kind, d.get("tag"))
-
-
-def selection_from_json(study_uid: str, d: dict, notes: list[str]) -> Selection:
-    """A selection from its saved form; fields of the wrong shape are dropped with a note."""
-    if not isinstance(d, dict) or not isinstance(d.get("series_key"), str):
-        raise ValueError("a saved selection has no series")
-    kw: dict = {"series_key": d["series_key"]}
-    for key, allowed in (("slice_key", None), ("side", SIDES), ("level", LEVELS),
-                         ("level_source", ("hand", "proposed"))):
-        try:
-            kw[key] = _opt_str(d, key, allowed)
-        except ValueError as e:
-            notes.append(f"Saved {key} ignored: {e}.")
-    if d.get("roi") is not None:
-        try:
-            kw["roi"] = _roi(d["roi"])
-        except ValueError as e:
-            notes.append(f"Saved ROI ignored: {e}.")
-    ms = []
-    for m in d.get("measurements") or []:
-        try:
-            ms.append(_measurement(m))
-        except (ValueError, AttributeError) as e:
-            notes.append(f"Saved measurement ignored: {e}.")
-    return Selection(study_uid, measurements=tuple(ms), **kw)
-
-
-def selection_to_json(s: Selection) -> dict:
-    return {"series_key": s.series_key, "slice_key": s.slice_key,
-            "roi": list(s.roi) if s.roi else None, "side": s.side, "level": s.level,
-            "level_source": s.level_source,
-            "measurements": [{"kind": m.kind, "slice_key": m.slice_key, "tag": m.tag,
-                              "points": [list(p) for p in m.points]} for m in s.measurements]}
-
-
-def marks_from_json(v, notes: list[str]) -> tuple[LevelMark, ...]:
-    marks: tuple[LevelMark, ...] = ()
-    for d in v if isinstance(v, list) else []:
-        p = d.get("point") if isinstance(d, dict) else None
-        if (not isinstance(d, dict) or d.get("disc") not in DISCS or not isinstance(p, list)
-                or len(p) != 3 or not all(isinstance(x, int | float) and not isinstance(x, bool)
-                                          and math.isfinite(x) for x in p)):
-            notes.append("A saved disc-level mark was ignored: it has not the expected shape.")
-            continue
-        marks = with_mark(marks, LevelMark(d["disc"], tuple(float(x) for x in p)))
-    return marks
-
-
-class StateStore:
-    """One JSON file per study in ``folder`` (default ``<data dir>/studies``, mode 0700), named
-    by a hash of the StudyInstanceUID (no patient data in names), mode 0600. Overrides are not
-    saved: after a restart the user confirms them again."""
-
-    def __init__(self, folder: str | Path | None = None):
-        self.folder = Path(folder) if folder else data_dir() / "studies"
-
-    def file(self, study_uid: str) -> Path:
-        return self.folder / f"{hashlib.sha256(study_uid.encode()).hexdigest()[:32]}.json"
-
-    def load(self, study_uid: str) -> tuple[StudyWork, list[str]]:
-        """The saved work of a study (empty if none) and notes on what was ignored."""
-        work, notes = StudyWork(study_uid), []
-        f = self.file(study_uid)
-        try:
-            text = f.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return work, notes
-        except OSError as e:
-            return work, [f"The saved work of this study could not be read ({e.strerror})."]
-        try:
-            d = json.loads(text)  # Infinity/NaN parse; the field checks refuse them
-            if not isinstance(d, dict):
-                raise ValueError("not a JSON object")
-            if d.get("study_uid") != study_uid:
-                raise ValueError("it belongs to another study")
-            if d.get("schema") == STATE_SCHEMA and d.get("version") == STATE_VERSION:
-                entries = d.get("selections")
-                if not isinstance(entries, list):
-                    raise ValueError("no list of selections")
-                current = d.get("current_series")
-                if current is not None and not isinstance(current, str):
-                    raise ValueError("the current series is not a name")
-            elif "schema" not in d and "series_key" in d:  # version 1: one selection
-                entries, current = [d], d.get("series_key")
-            else:
-                raise ValueError(f"unknown format {d.get('schema')!r} {d.get('version')!r}")
-            for e in entries:
-                try:
-                    s = selection_from_json(study_uid, e, notes)
-                except ValueError as err:
-                    notes.append(f"A saved selection was ignored: {err}.")
-                    continue
-                work.selections[s.series_key] = s
-            work.current_series = current if current in work.selections else None
-            work.marks = marks_from_json(d.get("marks"), notes)
-        except (ValueError, TypeError, AttributeError) as e:
-            notes.append(f"The saved work of this study was ignored: {e}.")
-            return StudyWork(study_uid), notes
-        return work, notes
-
-    def save(self, work: StudyWork) -> None:
-        """Write this study's file (and only it), atomically, 0600 in a 0700 folder;
-        TfesiError on failure."""
-        private_dir(self.folder)
-        d = {"schema": STATE_SCHEMA, "version": STATE_VERSION, "study_uid": work.study_uid,
-             "current_series": work.current_series,
-             "selections": [selection_to_json(s) for s in work.selections.values()],
-             "marks": [{"disc": m.disc, "point": list(m.point)} for m in work.marks]}
-        write_atomically(self.file(work.study_uid), json.dumps(d, indent=1).encode(),
-                         private=True)
 
 
 # --- the session ---------------------------------------------------------------------------------
@@ -305,7 +94,8 @@ Listener = Callable[[str], None]
 class Session:
     """What is open and what the user did with it. Listeners get one word for what changed:
     ``opened``, ``series`` (another series or study is shown), ``selection``, ``result``,
-    ``notes``."""
+    ``notes``, ``save_failed`` (the study's work could not be written: :attr:`save_errors`),
+    ``refused`` (an edit was refused: :attr:`refusal` says why)."""
 
     def __init__(self, store: StateStore | None = None):
         self.store = store or StateStore()
@@ -314,6 +104,10 @@ class Session:
         self.study_uid: str | None = None
         self.notes: list[str] = []
         self.save_errors: list[str] = []
+        self.refusal: str | None = None
+        # the spinal canal found on each slice (slice key -> Canal, or None: not found), filled
+        # by whoever searches (the window's workers); slow to find, so kept
+        self.canals: dict[str, object] = {}
         self._listeners: list[Listener] = []
         # scrolling is saved, but a window may ask to write it later (flush()), so that a
         # wheel turn does not fsync a file per slice; every other edit is written at once
@@ -345,9 +139,13 @@ class Session:
         self.notes = list(notes)
         for st in scan.studies:
             if st.study_uid not in self.works:
+                locked = self.store.lock(st.study_uid)
                 work, n = self.store.load(st.study_uid)
+                work.read_only = not locked
                 self.works[st.study_uid] = work
                 self.notes.extend(n)
+                if not locked:
+                    self.notes.append(READ_ONLY)
         self._emit("opened")
         first = propose_stack(scan.stacks)
         if first is not None:
@@ -413,20 +211,56 @@ class Session:
         keys = [s.key for s in stack.slices]
         if sel is None or sel.slice_key not in keys:
             mid = stack.slices[len(stack.slices) // 2].key
-            sel = dataclasses.replace(sel, slice_key=mid, roi=None) if sel else Selection(
+            sel = dataclasses.replace(sel, slice_key=mid, roi=None, viewed_slice=None,
+                                      overrides=()) if sel else Selection(
                 stack.study_uid, key, mid)
             work.selections[key] = sel
+        elif sel.viewed_slice is not None and sel.viewed_slice not in keys:
+            work.selections[key] = dataclasses.replace(sel, viewed_slice=None)
         self._follow_level(work, key)
         self._save(work)
         self._emit("series")
 
     # --- editing ---------------------------------------------------------------------------
 
+    def writable(self, work: StudyWork | None = None) -> bool:
+        """Whether this study may be edited here; a read-only study (open elsewhere) becomes
+        writable once the other window or program has closed it: then what it saved is loaded
+        (the edit that found this out is refused, so the user sees that state first)."""
+        work = work or self.work
+        if work is None or not work.read_only:
+            return True
+        if not self.store.lock(work.study_uid):
+            self._refuse(READ_ONLY)
+            return False
+        fresh, notes = self.store.load(work.study_uid)
+        work.selections, work.marks = fresh.selections, fresh.marks
+        work.undo.clear()
+        work.redo.clear()
+        work.read_only = False
+        if work.current_series is not None and self.study_uid == work.study_uid:
+            self.show_series(work.current_series)
+        self._refuse("The other window has closed this study: its saved work is loaded, and "
+                     "you can edit it here now." + (" " + " ".join(notes) if notes else ""))
+        return False
+
+    def _refuse(self, why: str) -> None:
+        self.refusal = why
+        self._emit("refused")
+
+    def read_only(self) -> bool:
+        w = self.work
+        return bool(w and w.read_only)
+
     def edit(self, text: str, *, undoable: bool = True, **changes) -> bool:
-        """Change fields of the current selection as one undo step; False if nothing changed.
-        Changing what the model sees withdraws confirmed overrides."""
+        """Change fields of the current selection as one undo step; False if nothing changed
+        (or the study is read-only here: ``refused``). Changing what the model sees withdraws
+        confirmed overrides."""
         sel, work = self.selection, self.work
         if sel is None:
+            return False
+        view_only = set(changes) <= {"viewed_slice"}
+        if not view_only and not self.writable(work):
             return False
         if "roi" in changes and changes["roi"] is not None:
             changes["roi"] = tuple(int(v) for v in changes["roi"])
@@ -452,16 +286,10 @@ class Session:
             self._emit("selection")
             return
         sel = work.selections[series_key]
-        new = dataclasses.replace(sel, **values)
-        work.selections[series_key] = new
-        new = self._follow_level(work, series_key)
-        if new.level != sel.level:
-            values = {**values, "level": new.level}
-        if work.result is not None and work.result.selection.series_key == series_key \
-                and "level" in values and not work.result.stale_for(new):
-            # the level is not a model input: the kept result follows it (one truth)
-            work.result = _restamp(work.result, new)
-        self._save(work)
+        work.selections[series_key] = dataclasses.replace(sel, **values)
+        self._follow_level(work, series_key)
+        if set(values) - {"viewed_slice"}:
+            self._save(work)  # looking at another slice changes nothing saved
         self._emit("selection")
 
     def _follow_level(self, work: StudyWork, series_key: str) -> Selection:
@@ -491,13 +319,28 @@ class Session:
         return propose_level(work.marks, g)
 
     def set_slice(self, slice_key: str) -> bool:
-        """Scrolling is not an undo step (it would bury the edits), but it is saved (at the
-        next :meth:`flush` when ``defer_scroll_saves`` is set)."""
+        """Look at another slice. An ROI stays on the slice it was drawn on (as in Horos and
+        OsiriX): with an ROI, scrolling changes only the slice looked at, and the ROI and its
+        result stay with their slice. Without one, the selection's slice follows (saved, at
+        the next :meth:`flush` when ``defer_scroll_saves`` is set). Never an undo step."""
+        sel = self.selection
+        if sel is None:
+            return False
+        if sel.roi is not None or self.read_only():  # read-only: looking is allowed
+            return self.edit("Change slice", undoable=False, viewed_slice=None
+                             if slice_key == sel.slice_key else slice_key)
         self._scrolling = self.defer_scroll_saves
         try:
-            return self.edit("Change slice", undoable=False, slice_key=slice_key)
+            return self.edit("Change slice", undoable=False, slice_key=slice_key,
+                             viewed_slice=None)
         finally:
             self._scrolling = False
+
+    def go_to_roi(self) -> bool:
+        """Back to the slice the ROI was drawn on."""
+        sel = self.selection
+        return sel is not None and sel.viewed_slice is not None and self.edit(
+            "Go to the ROI", undoable=False, viewed_slice=None)
 
     def flush(self) -> None:
         """Write the studies whose scrolling was not written yet."""
@@ -506,10 +349,20 @@ class Session:
             if uid in self.works:
                 self._save(self.works[uid], now=True)
 
-    def set_roi(self, roi: Rect | None, text: str = "Draw ROI") -> bool:
-        if self.selection is not None and self.selection.roi is not None and roi is not None:
-            text = "Move ROI" if text == "Draw ROI" else text
-        return self.edit(text if roi is not None else "Delete ROI", roi=roi)
+    def set_roi(self, roi: Rect | None, text: str = "Draw ROI", **more) -> bool:
+        """Draw, move or delete the ROI. Drawn while looking at another slice than the ROI's,
+        it is a new ROI on that slice: one undo step (undo brings the old one back)."""
+        sel = self.selection
+        if sel is None:
+            return False
+        if roi is None:
+            return self.edit("Delete ROI", roi=None, **more)
+        if sel.viewed_slice is not None:
+            return self.edit("Draw ROI on another slice", roi=roi, slice_key=sel.viewed_slice,
+                             viewed_slice=None, **more)
+        if sel.roi is not None and text == "Draw ROI":
+            text = "Move ROI"
+        return self.edit(text, roi=roi, **more)
 
     def set_side(self, side: str | None) -> bool:
         if side not in (None, *SIDES):
@@ -530,7 +383,7 @@ class Session:
 
     def _edit_work(self, text: str, **values) -> bool:
         work = self.work
-        if work is None:
+        if work is None or not self.writable(work):
             return False
         diff = tuple((k, getattr(work, k), v) for k, v in values.items()
                      if getattr(work, k) != v)
@@ -618,7 +471,7 @@ class Session:
 
     def _step(self, *, back: bool) -> bool:
         work = self.work
-        if work is None:
+        if work is None or not self.writable(work):
             return False
         src, dst = (work.undo, work.redo) if back else (work.redo, work.undo)
         if not src:
@@ -635,26 +488,28 @@ class Session:
 
     # --- results ---------------------------------------------------------------------------
 
-    def set_result(self, selection: Selection, prediction, model_input=None) -> None:
-        """Keep a prediction with the selection it was made for (dropped if that study is no
-        longer open)."""
-        work = self.works.get(selection.study_uid)
+    def keep(self, result: Result) -> None:
+        """Keep a result with the selection it was made for (dropped if that study is no longer
+        open)."""
+        work = self.works.get(result.selection.study_uid)
         if work is None:
             return
-        r = Result(selection, prediction, model_input)
-        current = work.selections.get(selection.series_key)
-        if current is not None and not r.stale_for(current) and current.level != \
-                selection.level:
-            r = _restamp(r, current)
-        work.result = r
+        work.result = result
+        work.results.pop(result.selection.model_key(), None)
+        work.results[result.selection.model_key()] = result
+        while len(work.results) > 8:
+            work.results.pop(next(iter(work.results)))
         self._emit("result")
+
+    def set_result(self, selection: Selection, prediction, model_input=None) -> None:
+        self.keep(Result(selection, prediction, model_input))
 
     def set_comparison(self, source: Selection, result: Result) -> None:
         """Keep the other side's prediction made for the selection ``source`` (for comparison
         only; never saved, never the injection side)."""
         work = self.works.get(source.study_uid)
         if work is not None:
-            work.comparison = (source.model_key(), result)
+            work.comparison = Comparison(source.model_key(), result)
             self._emit("result")
 
     def comparison(self) -> Result | None:
@@ -662,15 +517,23 @@ class Session:
         w, sel = self.work, self.selection
         if w is None or sel is None or w.comparison is None:
             return None
-        key, r = w.comparison
-        return r if key == sel.model_key() else None
+        c = w.comparison
+        return c.result if c.source_key == sel.model_key() else None
 
     @property
     def result(self) -> Result | None:
-        w = self.work
+        """The kept result of the current series (current or stale), with the selection as it
+        is now when it is current (its level, measurements: one place)."""
+        w, sel = self.work, self.selection
         if w is None or w.result is None:
             return None
-        return w.result if w.result.selection.series_key == w.current_series else None
+        kept = w.results.get(sel.model_key()) if sel is not None else None
+        if kept is not None:
+            return kept.for_selection(sel)
+        r = w.result
+        if r.selection.series_key != w.current_series:
+            return None
+        return r if r.stale_for(sel) else r.for_selection(sel)
 
     def current_result(self) -> Result | None:
         """The kept result if it matches the current selection, else None."""
@@ -681,6 +544,69 @@ class Session:
         r = self.result
         return r is not None and r.stale_for(self.selection)
 
+    # --- the anatomy --------------------------------------------------------------------
+
+    def canal(self, slice_key: str | None) -> tuple[bool, object]:
+        """(known, canal) of a slice: known False until it was searched."""
+        if slice_key in self.canals:
+            return True, self.canals[slice_key]
+        return False, None
+
+    def set_canal(self, slice_key: str, canal) -> None:
+        self.canals[slice_key] = canal
+        self._emit("anatomy")
+
+    def geometry_of(self, slice_key: str | None):
+        """The geometry of a slice of the current series (None if unknown)."""
+        stack = self.stack()
+        if stack is None or slice_key is None:
+            return None
+        try:
+            return stack.slices[stack.find_slice(slice_key)].geometry
+        except TfesiError:
+            return None
+
+    def assessment(self):
+        """The current selection on its ROI's slice: position, gates, hint, proposed side
+        (:mod:`.assessment`)."""
+        from .assessment import assess
+
+        sel = self.selection
+        key = sel.slice_key if sel else None
+        known, canal = self.canal(key)
+        return assess(sel, self.geometry_of(key), canal, known=known)
+
+    def side_of_measurement(self, m: Measurement) -> str | None:
+        """The patient side of a measurement's midpoint from the canal of its slice."""
+        from .assessment import point_side
+
+        known, canal = self.canal(m.slice_key)
+        if not known or canal is None:
+            return None
+        xs, ys = zip(*m.points[:2], strict=True)
+        return point_side(self.geometry_of(m.slice_key), canal, sum(xs) / 2, sum(ys) / 2)
+
+    def propose_side(self) -> bool:
+        """With an ROI and no injection side yet, take the side the anatomy puts the ROI on
+        (one undo step, "Side from the anatomy")."""
+        sel = self.selection
+        if sel is None or sel.roi is None or sel.side is not None or self.read_only():
+            return False
+        side = self.assessment().proposed_side
+        return side is not None and self.edit("Side from the anatomy", side=side)
+
+    def kim(self):
+        """((grade, foramen, root) or None, text): the Kim grade from the tagged widths on the
+        injection side only (:func:`.measure.kim_for_side`)."""
+        from .measure import kim_for_side
+
+        sel = self.selection
+        if sel is None:
+            return None, ""
+        g = self.geometry_of(sel.slice_key)
+        spacing = g.spacing if g is not None else (1.0, 1.0)
+        return kim_for_side(sel.measurements, spacing, sel.side, self.side_of_measurement)
+
     # --- saving ----------------------------------------------------------------------------
 
     def _save(self, work: StudyWork, *, now: bool = False) -> None:
@@ -688,6 +614,8 @@ class Session:
             self._pending.add(work.study_uid)
             return
         self._pending.discard(work.study_uid)
+        if work.read_only:
+            return  # edits are refused; scrolling is not saved (another window writes it)
         try:
             self.store.save(work)
         except (OSError, TfesiError) as e:
@@ -695,15 +623,9 @@ class Session:
             msg = f"The work on this study could not be saved ({reason})."
             self.save_errors.append(msg)
             self.notes.append(msg)
+            self._emit("save_failed")
 
-
-def _restamp(result: Result, selection: Selection) -> Result:
-    """The result with the selection's level written into it and its provenance."""
-    pred = result.prediction
-    prov = getattr(pred, "provenance", None)
-    if prov is not None:
-        pred = dataclasses.replace(pred, provenance=dataclasses.replace(prov,
-                                                                        level=selection.level))
-    return Result(dataclasses.replace(result.selection, level=selection.level,
-                                      level_source=selection.level_source), pred,
-                  result.model_input)
+    def close(self) -> None:
+        """Write what is pending and release the studies' locks (the window closes)."""
+        self.flush()
+        self.store.unlock_all()

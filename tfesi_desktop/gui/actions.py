@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 
-from ..core.session import LEVELS
+from ..core.selection import LEVELS
 
 SEP = None
 
@@ -33,6 +33,8 @@ ACTIONS = {
         ("5 slices back", lambda w: w.step_slice(-5), "PgUp"),
         ("First slice", lambda w: w.set_slice(0), "Home"),
         ("Last slice", lambda w: w.set_slice(10 ** 6), "End"),
+        ("&Go to the ROI's slice", "go_to_roi", "G"),
+        ("&Cine: play through the slices (again: stop)", "toggle_cine", "C"),
         SEP,
         ("Next series", lambda w: w.step_series(1), "Ctrl+]"),
         ("Previous series", lambda w: w.step_series(-1), "Ctrl+["),
@@ -56,10 +58,17 @@ ACTIONS = {
         ("Mark disc &levels on the sagittal (C2-3 to C7-T1)", "mark_levels", "K"),
         ("Clear the disc-level marks", "clear_marks", "Shift+K"),
         SEP,
+        ("&Scroll through slices by dragging (left button)",
+         lambda w: w.view.set_tool("scroll"), "S"),
         ("Pan (Esc)", "pan_tool", "Esc"),
     ],
     "&Injection": [("SIDES",), SEP, ("LEVELS",)],
     "&View": [
+        ("&Axial only", lambda w: w.set_layout("axial"), "Ctrl+1", "layout_axial", True),
+        ("Axial + &sagittal (when the study has one)", lambda w: w.set_layout("both"),
+         "Ctrl+2", "layout_both", True),
+        ("&Histogram (window/level)", "toggle_histogram", "H"),
+        SEP,
         ("&Light theme", "toggle_theme", None, "light_theme", True),
     ],
     "&Model": [
@@ -72,6 +81,17 @@ ACTIONS = {
         ("&Keyboard shortcuts...", "show_help", "F1"),
     ],
 }
+
+
+# as in Weasis and OHIF: left = the active tool, right = window/level, middle = pan
+MOUSE = (("Left drag", "the active tool: pan (Esc), ROI (D), length (L), angle (A: three "
+          "clicks), scroll through slices (S)"),
+         ("Shift+left drag", "draw the ROI, whatever the tool"),
+         ("Right drag", "window (horizontal) and level (vertical)"),
+         ("Middle drag", "pan"),
+         ("Wheel", "next / previous slice (either view)"), ("Ctrl+wheel", "zoom"),
+         ("Double click", "this viewport alone (again: back)"),
+         ("Click on the sagittal", "go to the nearest axial slice (K: mark a disc)"))
 
 
 def build_menus(win) -> dict[str, QAction]:
@@ -114,6 +134,7 @@ def build_menus(win) -> dict[str, QAction]:
                 a = add(m, text, _slot(win, target), shortcut, checkable)
                 if name:
                     named[name] = a
+    named["layout_both"].setChecked(True)
     return named
 
 
@@ -132,10 +153,7 @@ def shortcut_sheet(win) -> str:
                         "side</td></tr>")
             rows.append("<tr><td>Ctrl+5 ... Ctrl+8</td><td>Level C5 ... C8 (by hand)</td></tr>")
     rows.append("<tr><td colspan=2><b>Mouse</b></td></tr>")
-    for k, v in (("Wheel", "next / previous slice (either view)"), ("Ctrl+wheel", "zoom"),
-                 ("Left drag", "pan"), ("Shift+left drag", "draw the ROI"),
-                 ("Right drag", "window (horizontal) and level (vertical)"),
-                 ("Click on the sagittal", "go to the nearest axial slice (K: mark a disc)")):
+    for k, v in MOUSE:
         rows.append(f"<tr><td style='padding-right:16px'>{k}</td><td>{v}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
 

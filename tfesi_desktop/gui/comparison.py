@@ -9,56 +9,57 @@ from PySide6.QtCore import QObject, Slot
 
 from ..core.render import heat_colours
 from ..core.runtime import format_probability
-from ..core.session import Result
 from . import jobs
+from .context import AppContext
 from .workers import Worker
 
 
 class SideComparison(QObject):
-    def __init__(self, win):
-        super().__init__(win)
-        self.win = win
+    def __init__(self, ctx: AppContext, view, panel, values_of):
+        super().__init__(ctx.parent)
+        self.ctx, self.view, self.panel = ctx, view, panel
+        self._values_of = values_of  # slice key -> decoded modality values or None
 
     def compare(self):
         from ..core.mirror import mirrored_selection
 
-        win = self.win
-        sel = win.session.selection
-        known, canal = win.canal_of_slice()
-        if win.predictor is None or sel is None or not sel.complete():
-            win.show_message("Draw the ROI and choose the injection side first, then B "
-                             "compares with the other foramen.", "info")
+        s = self.ctx.session
+        sel, model = s.selection, self.ctx.model()
+        if model is None or sel is None or not sel.complete():
+            self.ctx.notify("Draw the ROI and choose the injection side first, then B "
+                            "compares with the other foramen.", "info")
             return
+        known, canal = s.canal(sel.slice_key)
         if not known or canal is None:
-            win.show_message("The spinal canal was not found on this slice, so the ROI cannot "
-                             "be mirrored across the midline.", "info")
+            self.ctx.notify("The spinal canal was not found on this slice, so the ROI cannot "
+                            "be mirrored across the midline.", "info")
             return
-        other = mirrored_selection(sel, win.geometry_of_slice(), canal)
-        win.panel.comparison_label.setText("<i>Predicting the other side...</i>")
-        win.panel.comparison_label.show()
-        win.run_worker(Worker(jobs.predict_other_side, win.predictor, win.session.stack(), sel,
-                              other, win.current_values(), canal), self._compared,
-                       self._failed)
+        other = mirrored_selection(sel, s.geometry_of(sel.slice_key), canal)
+        self.panel.comparison_label.setText("<i>Predicting the other side...</i>")
+        self.panel.comparison_label.show()
+        self.ctx.run_worker(Worker(jobs.predict_other_side, model, s.stack(), sel, other,
+                                   self._values_of(sel.slice_key), canal), self._compared,
+                            self._failed)
 
     @Slot(object)
     def _compared(self, payload):
-        source, outcome = payload
-        self.win.session.set_comparison(source, Result(outcome.selection, outcome.prediction,
-                                                       outcome.model_input))
+        source, result = payload
+        self.ctx.session.set_comparison(source, result)
 
     @Slot(str)
     def _failed(self, message):
-        self.win.panel.comparison_label.setText(f"No prediction for the other side: {message}")
+        self.panel.comparison_label.setText(f"No prediction for the other side: {message}")
 
     def show(self):
-        """Both results side by side in the panel, the other ROI and its heat map in the view;
-        nothing when there is no comparison for the current result."""
-        win = self.win
-        p, r, main = win.panel, win.session.comparison(), win.session.current_result()
+        """Both results side by side in the panel, the other ROI and its heat map in the view
+        (the heat map only while the overlays are on: O); nothing when there is no comparison
+        for the current result, or the ROI's slice is not the one shown."""
+        s = self.ctx.session
+        p, r, main = self.panel, s.comparison(), s.current_result()
         if r is None or main is None:
             p.comparison_label.hide()
-            win.view.set_extra_rects([])
-            win.view.clear_overlay(2)
+            self.view.set_extra_rects([])
+            self.view.clear_overlay(2)
             return
         a, b = main.prediction, r.prediction
         cells = []
@@ -69,14 +70,17 @@ class SideComparison(QObject):
                          f"</span> {pred.label}</td>")
         p.comparison_label.setText(f"<table><tr>{''.join(cells)}</tr></table>")
         p.comparison_label.show()
-        win.view.set_extra_rects([r.selection.roi])
-        if p.overlay_check.isChecked():
-            win.view.set_overlay(heat_colours(b.cam_roi), b.provenance.roi,
-                                 p.opacity.value() / 100, which=2)
+        here = s.selection.view_key == s.selection.slice_key
+        self.view.set_extra_rects([r.selection.roi] if here else [])
+        if p.overlay_check.isChecked() and here:
+            self.view.set_overlay(heat_colours(b.cam_roi), b.provenance.roi,
+                                  p.opacity.value() / 100, which=2)
+        else:
+            self.view.clear_overlay(2)
 
     def text(self) -> str | None:
         """The other side's result as the report prints it."""
-        r = self.win.session.comparison()
+        r = self.ctx.session.comparison()
         if r is None:
             return None
         b = r.prediction

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from ..core.crossref import cross_reference, nearest_slice, read_frames_of_reference, same_frame
 from ..core.dicom import cached_values, modality_values
 from ..core.levels import LevelMark, next_disc
+from .context import AppContext
 from .viewer import SliceView
 from .workers import Worker
 
@@ -30,9 +31,15 @@ def sagittal_stack(study):
 class Localizer(QObject):
     line_changed = Signal()
 
-    def __init__(self, win):
-        super().__init__(win)
-        self.win = win
+    def __init__(self, ctx: AppContext, axial: SliceView, *, axial_geometry, axial_shown,
+                 warm, go_to):
+        """``axial``: the axial view (its cross-reference line); ``axial_geometry()``: the
+        geometry of the axial slice shown; ``axial_shown()``: whether one is shown; ``warm()``:
+        whether the model worker's imports are done; ``go_to(index)``: show that axial slice."""
+        super().__init__(ctx.parent)
+        self.ctx, self.axial = ctx, axial
+        self._axial_geometry, self._axial_shown = axial_geometry, axial_shown
+        self._warm, self._go_to = warm, go_to
         self.view = SliceView(histogram=False)
         self.view.setObjectName("sagittal_view")
         self.view.slice_step.connect(self.step)
@@ -59,8 +66,7 @@ class Localizer(QObject):
     def start_marking(self):
         """Guided marking: each click on the sagittal marks the next disc, C2-3 to C7-T1."""
         if self.stack is None:
-            self.win.show_message("No sagittal series in this study to mark the levels on.",
-                                  "info")
+            self.ctx.notify("No sagittal series in this study to mark the levels on.", "info")
             return
         self.marking = True
         self.view.graphics.setCursor(Qt.CursorShape.CrossCursor)
@@ -72,7 +78,7 @@ class Localizer(QObject):
         self.update()
 
     def _say_next(self):
-        d = next_disc(self.win.session.marks)
+        d = next_disc(self.ctx.session.marks)
         if d is None:
             self.status.setText("All discs marked (click one again to move its mark; Esc "
                                 "ends).")
@@ -87,7 +93,7 @@ class Localizer(QObject):
             return []
         o, r, c = (np.asarray(v, float) for v in (g.position, g.row_cos, g.col_cos))
         out = []
-        for m in self.win.session.marks:
+        for m in self.ctx.session.marks:
             rel = np.asarray(m.point, float) - o
             out.append((m.disc, (float(rel @ c / g.spacing[0]), float(rel @ r / g.spacing[1]))))
         return out
@@ -96,7 +102,7 @@ class Localizer(QObject):
 
     def study_changed(self):
         """Called when the window shows another series: pick the study's sagittal."""
-        study = self.win.session.study()
+        study = self.ctx.session.study()
         stack = sagittal_stack(study) if study is not None else None
         if stack is not None and stack is self.stack:
             self.update()
@@ -117,13 +123,13 @@ class Localizer(QObject):
     def request_frames(self):
         """Read the Frames of Reference of the study's series in a worker (once the model
         worker has imported pydicom: two threads importing it at once break it)."""
-        study = self.win.session.study()
-        if study is None or not self.win._warm:
+        study = self.ctx.session.study()
+        if study is None or not self._warm():
             return
         missing = [s for s in study.stacks if s.key not in self._frames_asked]
         if missing:
             self._frames_asked.update(s.key for s in missing)
-            self.win.run_worker(Worker(read_frames_of_reference, missing), self._frames_read)
+            self.ctx.run_worker(Worker(read_frames_of_reference, missing), self._frames_read)
 
     @Slot(object)
     def _frames_read(self, frames):
@@ -146,7 +152,7 @@ class Localizer(QObject):
         ref = self.stack.slices[self.index]
         values = cached_values(ref)
         if values is None:
-            self.win.run_worker(Worker(_decode, self.stack.key, ref), self._decoded)
+            self.ctx.run_worker(Worker(_decode, self.stack.key, ref), self._decoded)
             return
         self._put(ref, values)
 
@@ -174,7 +180,7 @@ class Localizer(QObject):
 
     def shared_frame(self) -> bool | None:
         """Whether the axial and the sagittal share a Frame of Reference (None: not known)."""
-        axial = self.win.session.stack()
+        axial = self.ctx.session.stack()
         if self.stack is None or axial is None:
             return None
         if axial.key not in self.frames or self.stack.key not in self.frames:
@@ -182,7 +188,7 @@ class Localizer(QObject):
         return same_frame(self.frames[axial.key], self.frames[self.stack.key])
 
     def axial_geometry(self):
-        return self.win.geometry_of_slice()
+        return self._axial_geometry()
 
     def sagittal_geometry(self):
         return self.stack.slices[self.index].geometry if self.stack is not None else None
@@ -200,7 +206,7 @@ class Localizer(QObject):
                                 "Reference: no cross-reference line.")
         elif shared and ga is not None and gs is not None and self._shown is not None:
             line = cross_reference(ga, gs)
-            back = cross_reference(gs, ga) if self.win._shown is not None else None
+            back = cross_reference(gs, ga) if self._axial_shown() else None
             self.status.setText("" if line is not None else
                                 "The axial slice does not cross this sagittal image.")
         else:
@@ -209,23 +215,23 @@ class Localizer(QObject):
             self._say_next()
         self.view.set_marks(self.marks_on_view() if self._shown is not None else [])
         self.view.set_reference_line(line)
-        self.win.view.set_reference_line(back)
+        self.axial.set_reference_line(back)
         self.line_changed.emit()
 
     # --- a click goes to the nearest axial slice ---------------------------------------------
 
     @Slot(float, float)
     def _clicked(self, row, col):
-        gs, axial = self.sagittal_geometry(), self.win.session.stack()
+        gs, axial = self.sagittal_geometry(), self.ctx.session.stack()
         if gs is not None and self.marking:
             # the mark of the next disc; a click near a marked disc moves that one
             point = tuple(float(v) for v in gs.pixel_to_patient(row, col))
             near = [(abs(r - row) * gs.spacing[0], d) for d, (r, _c) in self.marks_on_view()]
             close = min(near, default=(99.0, None))
-            disc = close[1] if close[0] < 4.0 else next_disc(self.win.session.marks)
+            disc = close[1] if close[0] < 4.0 else next_disc(self.ctx.session.marks)
             if disc is not None:
-                self.win.session.add_mark(LevelMark(disc, point))
-            if next_disc(self.win.session.marks) is None and close[0] >= 4.0:
+                self.ctx.session.add_mark(LevelMark(disc, point))
+            if next_disc(self.ctx.session.marks) is None and close[0] >= 4.0:
                 self.stop_marking()
             return
         if gs is None or axial is None or not self.shared_frame():
@@ -233,7 +239,7 @@ class Localizer(QObject):
         if any(s.geometry is None for s in axial.slices) or not axial.geometry.is_axial():
             return
         point = gs.pixel_to_patient(row, col)
-        self.win.set_slice(nearest_slice([s.geometry for s in axial.slices], point))
+        self._go_to(nearest_slice([s.geometry for s in axial.slices], point))
 
 
 def _decode(key, ref):

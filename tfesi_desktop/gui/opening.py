@@ -19,27 +19,34 @@ from PySide6.QtWidgets import (
 
 from ..core.commands import open_study
 from . import jobs
+from .context import AppContext
 from .viewer import grey_pixmap
 from .workers import Worker
 
 
 class StudyOpener(QObject):
-    def __init__(self, win):
-        super().__init__(win)
-        self.win = win
+    def __init__(self, ctx: AppContext, *, busy, clear_messages, remember, restored,
+                 model_loading, browser):
+        """``busy(state)``: show the progress (``(done, total)``, total 0: not known yet) or hide
+        it (None); ``remember(paths)``: File > Open recent; ``restored()``: a selection restored
+        with the study is to be predicted; ``model_loading()``; ``browser``: the series tree."""
+        super().__init__(ctx.parent)
+        self.ctx = ctx
+        self._busy, self._clear, self._remember = busy, clear_messages, remember
+        self._restored, self._model_loading, self.browser = restored, model_loading, browser
         self.worker: Worker | None = None  # the scan under way
         self.paths: list[str] = []
         self.thumbs_wanted = False  # asked for while the model was loading
         self.skipped_dialog: QDialog | None = None
 
     def folder_dialog(self):
-        d = QFileDialog.getExistingDirectory(self.win, "Open a study folder")
+        d = QFileDialog.getExistingDirectory(self.ctx.parent, "Open a study folder")
         if d:
             self.open([d])
 
     def files_dialog(self):
         files, _ = QFileDialog.getOpenFileNames(
-            self.win, "Open DICOMDIR, ZIP or DICOM files", "",
+            self.ctx.parent, "Open DICOMDIR, ZIP or DICOM files", "",
             "DICOM (DICOMDIR *.dcm *.zip *);;All files (*)")
         if files:
             self.open(files)
@@ -48,23 +55,20 @@ class StudyOpener(QObject):
         """Search the PACS and retrieve a study in a worker; it opens when it is complete."""
         from .pacs_dialog import open_pacs_dialog
 
-        return open_pacs_dialog(self.win, lambda folder: self.open([folder]))
+        return open_pacs_dialog(self.ctx.parent, lambda folder: self.open([folder]))
 
     def open(self, paths):
         """Read the headers of ``paths`` (folders, DICOMDIR, ZIP or files) in a worker; a scan
         under way is cancelled."""
-        win = self.win
         paths = [str(p) for p in paths]
         self.cancel()
-        win.statusBar().showMessage("Reading headers...")
-        win.progress.setRange(0, 0)
-        win.progress.show()
-        win.cancel_button.show()
+        self.ctx.status("Reading headers...", 0)
+        self._busy((0, 0))
         w = Worker(open_study, paths, pass_control=True)
         w.signals.progress.connect(self._progress)
         w.signals.cancelled.connect(self._cancelled)
         self.paths = paths
-        self.worker = win.run_worker(w, self._done, self._failed)
+        self.worker = self.ctx.run_worker(w, self._done, self._failed)
 
     def cancel(self):
         if self.worker is not None:
@@ -72,64 +76,59 @@ class StudyOpener(QObject):
 
     @Slot(int, int)
     def _progress(self, done, total):
-        self.win.progress.setRange(0, max(total, 1))
-        self.win.progress.setValue(done)
+        self._busy((done, total))
 
     def _finished(self):
         self.worker = None
-        self.win.progress.hide()
-        self.win.cancel_button.hide()
+        self._busy(None)
 
     @Slot()
     def _cancelled(self):
         self._finished()
-        self.win.statusBar().showMessage("Opening cancelled.", 5000)
+        self.ctx.status("Opening cancelled.", 5000)
 
     @Slot(str)
     def _failed(self, message):
         self._finished()
-        self.win.show_message(f"The study could not be opened: {message}")
+        self.ctx.notify(f"The study could not be opened: {message}", "error")
 
     @Slot(object)
     def _done(self, opened):
-        win = self.win
         self._finished()
-        win.remember(self.paths)
-        win.messages.clear()
+        self._remember(self.paths)
+        self._clear()
         result = opened.scan
         n = len(result.skipped)
-        win.statusBar().showMessage(
-            f"{len(result.stacks)} series in {len(result.studies)} "
-            f"stud{'ies' if len(result.studies) != 1 else 'y'}"
-            + (f"; {n} files could not be read" if n else ""), 10000)
-        win.session.open(result, notes=opened.notes)
-        sel = win.session.selection
-        if sel is not None and sel.complete():
-            win.predict_when_ready()  # a restored selection
+        self.ctx.status(f"{len(result.stacks)} series in {len(result.studies)} "
+                        f"stud{'ies' if len(result.studies) != 1 else 'y'}"
+                        + (f"; {n} files could not be read" if n else ""), 10000)
+        s = self.ctx.session
+        s.open(result, notes=opened.notes)
+        if s.selection is not None and s.selection.complete():
+            self._restored()  # predicted as soon as it can be
         self.request_thumbnails()
 
     def request_thumbnails(self):
         """The browser's pictures, in a worker once the model worker is done: beside it they
         would slow the first paint of the slices."""
-        win = self.win
-        self.thumbs_wanted = win.session.scan is not None
-        if self.thumbs_wanted and not win.loading_model:
+        scan = self.ctx.session.scan
+        self.thumbs_wanted = scan is not None
+        if self.thumbs_wanted and not self._model_loading():
             self.thumbs_wanted = False
-            win.run_worker(Worker(jobs.thumbnails, win.session.scan.stacks),
-                           self._thumbnails_done)
+            self.ctx.run_worker(Worker(jobs.thumbnails, scan.stacks), self._thumbnails_done)
 
     @Slot(object)
     def _thumbnails_done(self, thumbs):
         for key, t in thumbs:
-            item = self.win.browser.item_of(key)
+            item = self.browser.item_of(key)
             if item is not None and t is not None:
                 item.setIcon(0, QIcon(grey_pixmap(t)))
 
     def show_skipped(self):
-        scan = self.win.session.scan
+        scan = self.ctx.session.scan
         if not scan or not scan.skipped:
             return
-        dlg = QDialog(self.win)
+        dlg = QDialog(self.ctx.parent)
         dlg.setWindowTitle("Files that could not be read")
         lay = QVBoxLayout(dlg)
         lay.addWidget(QLabel(f"{len(scan.skipped)} files were skipped; the rest of the "

@@ -42,6 +42,11 @@ class ReportDialog(QDialog):
         self.comment.setPlaceholderText("Your comment (printed on the report)")
         self.comment.setFixedHeight(90)
         form.addRow("Comment", self.comment)
+        self.impression = QPlainTextEdit()
+        self.impression.setObjectName("impression")
+        self.impression.setPlaceholderText("Impression and plan (printed on the report)")
+        self.impression.setFixedHeight(70)
+        form.addRow("Impression / plan", self.impression)
         # what anonymization does to the free text, shown while it is ticked
         self.comment_note = QLabel("Anonymized: the patient's name, ID and dates are replaced "
                                    "by [removed] in the comment; write nothing else that "

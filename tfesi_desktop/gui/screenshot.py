@@ -2,7 +2,9 @@
 window after opening, after the ROI and after the prediction (used by the end-to-end test
 under Xvfb and to look at the program).
 
-``python -m tfesi_desktop.gui.screenshot OUT_DIR [STUDY MANIFEST]``"""
+``python -m tfesi_desktop.gui.screenshot OUT_DIR [STUDY MANIFEST] [--maximised]``
+(``--maximised``: the window fills the screen, as a user would have it; then a fourth picture
+after scrolling away from the ROI's slice)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    maximised = "--maximised" in argv
+    argv = [a for a in argv if a != "--maximised"]
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
     from PySide6.QtWidgets import QApplication
@@ -26,8 +30,11 @@ def main(argv=None) -> int:
     manifest = argv[2] if len(argv) > 2 else str(demo_manifest())
     app = QApplication.instance() or QApplication(sys.argv[:1])
     win = MainWindow()
-    win.resize(1400, 900)
-    win.show()
+    if maximised:
+        win.showMaximized()
+    else:
+        win.resize(1400, 900)
+        win.show()
 
     def wait(cond):
         process_until(cond, 60.0, 0.01)
@@ -54,6 +61,12 @@ def main(argv=None) -> int:
     wait(lambda: win.prediction is not None and not win.busy())
     settle()
     win.grab().save(str(out / "3-prediction.png"))
+    if maximised:
+        for _ in range(3):
+            win.step_slice(1)
+        wait(lambda: win.current_values() is not None and not win.busy())
+        settle()
+        win.grab().save(str(out / "4-scrolled-away.png"))
     print(f"probability {win.prediction.probability:.4f} roi {win.view.roi_rect()} "
           f"platform {app.platformName()}")
     win.close()

@@ -5,10 +5,15 @@ connects their signals to session edits (docs/architecture.md)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from html import escape
+
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QDoubleValidator, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QAbstractScrollArea,
+    QAbstractSlider,
+    QAbstractSpinBox,
     QButtonGroup,
     QCheckBox,
     QComboBox,
@@ -21,6 +26,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSlider,
     QTextBrowser,
     QTreeWidget,
@@ -30,8 +36,9 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.render import display_name
-from ..core.session import LEVELS
-from .viewer import colour_bar_pixmap
+from ..core.selection import LEVELS
+from .result_view import NO_RESULT, provenance_html, result_html
+from .viewer import colour_bar_pixmap, grey_pixmap
 
 KEY = Qt.ItemDataRole.UserRole
 
@@ -52,6 +59,97 @@ def _wrapped(text: str = "", *, rich: bool = False, style: str | None = None,
     if hidden:
         label.hide()
     return label
+
+
+class WheelGuard(QObject):
+    """The mouse wheel over a slider, a list box or a spin box of the panel never changes its
+    value unless the user has focused that control explicitly (with the keyboard: the panel's
+    controls take no focus from a click); the wheel scrolls the panel instead."""
+
+    def eventFilter(self, obj, ev):  # noqa: N802 - Qt's name
+        if ev.type() == QEvent.Type.Wheel and not obj.hasFocus():
+            area = obj.parentWidget()
+            while area is not None and not isinstance(area, QAbstractScrollArea):
+                area = area.parentWidget()
+            if area is not None:
+                bar = area.verticalScrollBar()
+                bar.setValue(bar.value() - ev.angleDelta().y() // 120 * 3 * bar.singleStep())
+            return True
+        return False
+
+
+def guard_wheel(widget: QWidget) -> WheelGuard:
+    """Install a :class:`WheelGuard` on every value control inside ``widget``."""
+    guard = WheelGuard(widget)
+    for w in widget.findChildren(QWidget):
+        if isinstance(w, QAbstractSlider | QComboBox | QAbstractSpinBox):
+            w.installEventFilter(guard)
+    return guard
+
+
+class _HintedScroll(QScrollArea):
+    """A scroll area whose preferred height is its maximum height (the top groups: as tall as
+    they need) or its minimum (the rest: what the top leaves)."""
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        h = self.maximumHeight() if self.maximumHeight() < 10 ** 6 else self.minimumHeight()
+        return QSize(super().sizeHint().width(), h)
+
+
+class RightColumn(QWidget):
+    """The panel's column: the groups that must stay in view (the injection with its gates and
+    override, the result, the measurements) on top, as tall as they need; the rest of the panel
+    scrolls below them. On a screen too small even for the top groups, they scroll too (never
+    squashed into slivers)."""
+
+    def __init__(self, panel: SidePanel):
+        super().__init__()
+        self.setFixedWidth(SidePanel.WIDTH + 16)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        self.top = QWidget()
+        top = QVBoxLayout(self.top)
+        top.setContentsMargins(0, 0, 0, 0)
+        top.setSpacing(2)
+        for box in panel.fixed_groups:
+            top.addWidget(box)
+        self.top_scroll = self._scroll(self.top)
+        self.rest = self._scroll(panel)
+        lay.addWidget(self.top_scroll, 1)
+        lay.addWidget(self.rest, 0)
+        self.rest.setMinimumHeight(60)
+        self.top.installEventFilter(self)
+
+    @staticmethod
+    def _scroll(widget):
+        area = _HintedScroll()
+        area.setWidget(widget)
+        area.setWidgetResizable(True)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        return area
+
+    def eventFilter(self, obj, ev):  # noqa: N802 - Qt's name
+        if ev.type() == QEvent.Type.LayoutRequest:
+            self.fit()
+        return False
+
+    def resizeEvent(self, ev):  # noqa: N802
+        super().resizeEvent(ev)
+        self.fit()
+
+    def fit(self):
+        need = self.top.layout().totalHeightForWidth(SidePanel.WIDTH) if \
+            self.top.layout().hasHeightForWidth() else self.top.sizeHint().height()
+        # as tall as its groups need, never taller; shorter (scrolling) only on a small screen,
+        # where the rest keeps a few lines
+        top = min(need + 2, max(120, self.height() - 60))
+        if (top, min(top, 120)) != (self.top_scroll.maximumHeight(),
+                                    self.top_scroll.minimumHeight()):
+            self.top_scroll.setMaximumHeight(top)
+            self.top_scroll.setMinimumHeight(min(top, 120))
+            self.top_scroll.updateGeometry()
 
 
 class WrappingText(QTextBrowser):
@@ -202,11 +300,16 @@ class SidePanel(QWidget):
     measurement_tagged = Signal(int, object)  # row, tag or None
     window_typed = Signal(float, float)  # centre, width
 
+    WIDTH = 340
+
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setFixedWidth(390)  # labels wrap inside it; the scroll area never cuts them off
+        self.setFixedWidth(self.WIDTH)  # labels wrap inside it; never cut off
         col = QVBoxLayout(self)
         col.setContentsMargins(6, 6, 6, 6)
+        # the groups always in view (above the part that scrolls): the injection with the
+        # gates and the override, the result, the measurements (mainwindow lays them out)
+        self.fixed_groups: list[QGroupBox] = []
 
         g = QGroupBox("Patients, studies and series")
         lay = QVBoxLayout(g)
@@ -236,8 +339,11 @@ class SidePanel(QWidget):
         lay.addLayout(wl)
         col.addWidget(g)
 
-        g = QGroupBox("Injection")
+        g = self.injection_group = QGroupBox("Injection")
+        self.fixed_groups.append(g)
         form = QFormLayout(g)
+        form.setContentsMargins(6, 4, 6, 4)
+        form.setVerticalSpacing(3)
         sides = QHBoxLayout()
         self.side_group = QButtonGroup(self)
         self.side_buttons = {}
@@ -267,11 +373,13 @@ class SidePanel(QWidget):
         self.override_button.clicked.connect(self.override_confirmed)
         self.override_button.hide()
         form.addRow(self.override_button)
-        col.addWidget(g)
 
         g = self.result_group = QGroupBox("Prediction")
+        self.fixed_groups.append(g)
         g.setObjectName("result_group")
         lay = QVBoxLayout(g)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.setSpacing(3)
         row = QHBoxLayout()
         self.predict_button = QPushButton("Predict  (Ctrl+P)")
         self.predict_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -292,9 +400,10 @@ class SidePanel(QWidget):
                                     "predict again.", hidden=True,
                                     style="color: black; background: #ffd54f; padding: 4px;")
         lay.addWidget(self.stale_label)
-        self.performance_label = _wrapped()
+        self.performance_label = _wrapped(style="font-size: 8pt;")
         lay.addWidget(self.performance_label)
-        self.disclaimer_label = _wrapped(style="color: #b00020; font-weight: bold;")
+        self.disclaimer_label = _wrapped(style="color: #b00020; font-weight: bold; "
+                                         "font-size: 8pt;")
         lay.addWidget(self.disclaimer_label)
         # below: details that scroll with the panel
         g = QGroupBox("Heat map and provenance")
@@ -328,18 +437,21 @@ class SidePanel(QWidget):
         lay.addWidget(self.provenance_label)
         col.addWidget(g)
 
-        g = QGroupBox("Measurements (L length, A angle)")
+        g = self.measure_group = QGroupBox("Measurements (L length, A angle)")
+        self.fixed_groups.append(g)
         lay = QVBoxLayout(g)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.setSpacing(3)
         self.measure_list = QListWidget()
         self.measure_list.setObjectName("measure_list")
         self.measure_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.measure_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.measure_list.setMaximumHeight(110)
+        self.measure_list.setMaximumHeight(72)
         self.measure_list.currentRowChanged.connect(self.measurement_selected)
         lay.addWidget(self.measure_list)
         row = QHBoxLayout()
         self.measure_buttons = {}
-        for key, text in (("foramen", "Foraminal width"), ("root", "Root width"),
+        for key, text in (("foramen", "Foramen"), ("root", "Root"),
                           ("untag", "Untag"), ("delete", "Delete")):
             b = QPushButton(text)
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -347,7 +459,6 @@ class SidePanel(QWidget):
             self.measure_buttons[key] = b
             row.addWidget(b)
         lay.addLayout(row)
-        col.addWidget(g)
 
         g = QGroupBox("Model input (as the network sees it)")
         lay = QHBoxLayout(g)
@@ -359,6 +470,10 @@ class SidePanel(QWidget):
         lay.addWidget(self.crop_caption, 1)
         col.addWidget(g)
         col.addStretch(1)
+        self._wheel_guard = guard_wheel(self)
+        for box in self.fixed_groups:
+            box.setFixedWidth(self.WIDTH)
+            guard_wheel(box)
 
     def _measure_button(self, key):
         i = self.measure_list.currentRow()
@@ -398,3 +513,44 @@ class SidePanel(QWidget):
         self.level_combo.blockSignals(True)
         self.level_combo.setCurrentText(level or "-")
         self.level_combo.blockSignals(False)
+
+    # --- what the session says, shown ------------------------------------------------------
+
+    def show_assessment(self, a, selection) -> None:
+        """The side hint, the gates that block (red) or were overridden, the override button
+        (only when every blocking gate may be overridden)."""
+        self.side_hint.setText(a.hint)
+        self.override_button.setVisible(a.overridable)
+        note = a.override_note()
+        if a.blocking:
+            self.side_warning.setText("<br>".join(
+                f"<b>{escape(g.message, quote=False)}</b>" for g in a.blocking))
+        elif note:
+            self.side_warning.setText(f"<b>{escape(note, quote=False)}</b>")
+        self.side_warning.setVisible(bool(a.blocking) or bool(note))
+
+    def show_result(self, result, *, stale: bool, blocking) -> None:
+        """The result (greyed and struck through when stale), or why there is none."""
+        html = NO_RESULT if blocking else ""  # the gates themselves: show_assessment
+        if result is None:
+            self.result_label.setText(html or "No prediction yet.")
+            self.provenance_label.setText("")
+        else:
+            pred = result.prediction
+            self.result_label.setText((html + "<br>" if html else "")
+                                      + result_html(pred, stale=stale, blocked=bool(blocking)))
+            self.provenance_label.setText(provenance_html(result))
+            self.cam_caption.setText(f"Relative attention\n(Grad-CAM of the "
+                                     f"{pred.cam_target}\nclass, inside the ROI)")
+        self.stale_label.setText("The result no longer matches the ROI, slice or side: "
+                                 + ("correct the ROI or the side." if blocking else
+                                    "predict again."))
+        self.stale_label.setVisible(stale)
+
+    def show_crop(self, image, caption: str) -> None:
+        """The model input (100x100, 0..255) or nothing, with what it is."""
+        if image is None:
+            self.crop_preview.clear()
+        else:
+            self.crop_preview.setPixmap(grey_pixmap(image, 150))
+        self.crop_caption.setText(caption)

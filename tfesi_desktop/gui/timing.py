@@ -80,7 +80,7 @@ def measure() -> dict:
     n = len(win.stack.slices)
     for i in list(range(n)) + list(range(n - 1, -1, -1)):
         win.set_slice(i)
-        wait(lambda: win._shown == win.session.selection.slice_key and not win.busy())
+        wait(lambda: win._shown == win.session.selection.view_key and not win.busy())
     loc = win.localizer
     if loc.stack is not None:
         for i in range(len(loc.stack.slices)):

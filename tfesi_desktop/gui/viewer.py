@@ -71,12 +71,30 @@ def _stored_centre_to_display(view, row: float, col: float) -> tuple[float, floa
     return point_to_display(view._d, view._stored_shape, col + 0.5, row + 0.5)
 
 
+def _mouse_only_when_enabled(item) -> None:
+    """pyqtgraph hands a drag to the item that accepted it while the mouse *hovered* (before
+    any button), even a disabled one: a length started inside the ROI then moved the ROI.
+    A disabled ROI (or handle) now accepts no hover, hence no drag."""
+    hover = item.hoverEvent
+
+    def guarded(ev):
+        if item.isEnabled():
+            hover(ev)
+        elif hasattr(item, "setMouseHover"):
+            item.setMouseHover(False)
+
+    item.hoverEvent = guarded
+
+
 class SliceViewBox(pg.ViewBox):
-    """Mouse handling: wheel scrolls slices (Ctrl+wheel zooms), left-drag pans (or draws the
-    ROI in draw mode / with Shift), right-drag changes window (horizontal) and level
-    (vertical)."""
+    """Mouse handling as in Weasis and OHIF: the left button does the active tool (pan, draw
+    the ROI, a length, an angle, or scroll through the slices), the right button changes the
+    window (horizontal) and level (vertical), the middle button pans; the wheel scrolls slices
+    (Ctrl+wheel zooms); Shift+left drag draws the ROI whatever the tool; a double click
+    maximises the viewport."""
 
     wheel_slices = Signal(int)
+    double_clicked = Signal()
     window_drag = Signal(float, float)  # dx, dy in screen pixels
     window_drag_started = Signal()
     rect_drawn = Signal(float, float, float, float)  # x0, y0, x1, y1 in image coordinates
@@ -85,8 +103,9 @@ class SliceViewBox(pg.ViewBox):
 
     def __init__(self):
         super().__init__(invertY=True, enableMenu=False)
-        self.tool = "pan"  # pan | roi | length
+        self.tool = "pan"  # pan | roi | length | angle | scroll
         self._rubber = None
+        self._scrolled = 0  # slices stepped by the drag under way (scroll tool)
 
     def wheelEvent(self, ev, axis=None):
         if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
@@ -97,6 +116,10 @@ class SliceViewBox(pg.ViewBox):
         ev.accept()
 
     def mouseClickEvent(self, ev):
+        if ev.button() == Qt.MouseButton.LeftButton and ev.double():
+            ev.accept()
+            self.double_clicked.emit()
+            return
         if ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             p = self.mapSceneToView(ev.scenePos())
@@ -111,6 +134,19 @@ class SliceViewBox(pg.ViewBox):
                 self.window_drag_started.emit()
             d = ev.screenPos() - ev.buttonDownScreenPos()
             self.window_drag.emit(d.x(), d.y())
+            return
+        if ev.button() == Qt.MouseButton.MiddleButton:
+            super().mouseDragEvent(ev, axis)  # pan
+            return
+        if ev.button() == Qt.MouseButton.LeftButton and self.tool == "scroll" and not (
+                ev.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+            ev.accept()  # drag to scroll: one slice per 8 screen pixels
+            if ev.isStart():
+                self._scrolled = 0
+            n = int((ev.screenPos() - ev.buttonDownScreenPos()).y() // 8)
+            if n != self._scrolled:
+                self.wheel_slices.emit(n - self._scrolled)
+                self._scrolled = n
             return
         drawing = ev.button() == Qt.MouseButton.LeftButton and (
             self.tool in ("roi", "length") or ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
@@ -155,6 +191,7 @@ class SliceView(QWidget):
         super().__init__(parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.graphics = pg.GraphicsLayoutWidget()
+        self.double_clicked = None  # the viewbox's signal, set below
         self.graphics.setBackground("k")
         self.vb = SliceViewBox()
         self.graphics.addItem(self.vb)
@@ -209,6 +246,10 @@ class SliceView(QWidget):
                                   "padding: 2px; font-weight: bold;")
         self.banner.setWordWrap(True)
         self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # where the ROI is when another slice is shown (the ROI stays on its slice)
+        self.roi_note = self._make_label("roi_note", small=True)
+        self.roi_note.setStyleSheet("color: #ffdc00; background: rgba(0,0,0,150); "
+                                    "padding: 2px;")
         self.mask_patient = False
         self._patient_text = ""
         self._series_text = ""
@@ -219,6 +260,7 @@ class SliceView(QWidget):
         self.vb.rect_drawn.connect(self._rect_drawn)
         self.vb.line_drawn.connect(self._line_drawn)
         self.vb.clicked.connect(self._clicked)
+        self.double_clicked = self.vb.double_clicked
 
     # --- overlays on the widget (letters and text) -------------------------------------------
 
@@ -253,6 +295,11 @@ class SliceView(QWidget):
         self.wl_text.move(w - self.wl_text.width() - 8, h - self.wl_text.height() - 8)
         self.corner_right.adjustSize()
         self.corner_right.move(8, h - self.corner_right.height() - 60)
+        self.roi_note.setMaximumWidth(max(100, w - 40))
+        self.roi_note.setWordWrap(True)
+        self.roi_note.adjustSize()
+        self.roi_note.move((w - self.roi_note.width()) // 2,
+                           self.corner_left.y() + self.corner_left.height() + 8)
         self.banner.setMaximumWidth(max(100, w - 40))
         self.banner.adjustSize()
         self.banner.move((w - self.banner.width()) // 2, h - self.banner.height() - 28)
@@ -283,6 +330,11 @@ class SliceView(QWidget):
     def _show_wl(self):
         c, w = self.levels()
         self.wl_text.setText(f"W {w:.0f}  L {c:.0f}")
+        self._place_labels()
+
+    def set_roi_note(self, text: str):
+        self.roi_note.setText(text)
+        self.roi_note.setVisible(bool(text))
         self._place_labels()
 
     def set_banner(self, text: str):
@@ -351,9 +403,15 @@ class SliceView(QWidget):
         self.vb.tool = tool
         self._angle_pts = []
         self._angle_rubber.setData([], [])
-        cursor = Qt.CursorShape.CrossCursor if tool != "pan" else Qt.CursorShape.ArrowCursor
+        cursor = {"pan": Qt.CursorShape.ArrowCursor, "scroll": Qt.CursorShape.SizeVerCursor
+                  }.get(tool, Qt.CursorShape.CrossCursor)
         self.graphics.setCursor(cursor)
         self._roi_accepts_mouse(tool == "pan")
+        # forget what the ROI accepted while hovered with the earlier tool
+        # (_mouse_only_when_enabled); the next hover asks again
+        scene = self.graphics.scene()
+        if scene is not None:
+            scene.lastHoverEvent = None
 
     def _roi_accepts_mouse(self, on: bool):
         # pyqtgraph's scene skips disabled items when it hands out drags (handles are children)
@@ -391,6 +449,8 @@ class SliceView(QWidget):
             for corner, anchor in (([0, 0], [1, 1]), ([1, 0], [0, 1]), ([0, 1], [1, 0])):
                 self.roi.addScaleHandle(corner, anchor)
             self.roi.setZValue(15)
+            for item in (self.roi, *self.roi.getHandles()):
+                _mouse_only_when_enabled(item)
             self.vb.addItem(self.roi)
             self.roi.sigRegionChanged.connect(self.roi_changed)
             self.roi.sigRegionChangeFinished.connect(self.roi_change_finished)
@@ -530,6 +590,8 @@ class SliceView(QWidget):
             ln = pg.LineSegmentROI([list(p) for p in shown], pen=pg.mkPen((80, 220, 255),
                                                                            width=width))
             ln.setZValue(16)
+            for item in (ln, *ln.getHandles()):
+                _mouse_only_when_enabled(item)
             label = pg.TextItem(color=(255, 220, 0), anchor=(0, 1))
             label.setZValue(20)
             self.vb.addItem(ln)

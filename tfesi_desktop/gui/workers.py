@@ -18,6 +18,9 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from ..core.errors import Cancelled, TfesiError
 
 log = logging.getLogger(__name__)
+# workers queued or running: kept alive here, not only by their owner, so that a window closed
+# (quit at once, not waiting for them) never deletes the signals a running worker emits
+_ALIVE: set = set()
 
 
 class WorkerSignals(QObject):
@@ -39,6 +42,7 @@ class Worker(QRunnable):
         self.signals = WorkerSignals()
         self._cancel = threading.Event()
         self.setAutoDelete(False)  # the owner keeps a reference while it runs
+        _ALIVE.add(self)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -50,24 +54,36 @@ class Worker(QRunnable):
     def run(self) -> None:
         try:
             if self.pass_control:
-                out = self.fn(*self.args, progress=self.signals.progress.emit,
+                out = self.fn(*self.args, progress=self._progress,
                               cancel=self._cancel.is_set, **self.kwargs)
             else:
                 out = self.fn(*self.args, **self.kwargs)
         except Cancelled:
-            self.signals.cancelled.emit()
+            self._emit("cancelled")
         except TfesiError as e:
-            self.signals.error.emit(str(e))
+            self._emit("error", str(e))
         except Exception as e:  # noqa: BLE001 - never let a worker take the program down
             log.error("worker failed: %s", "".join(traceback.format_exception_only(e)).strip())
-            self.signals.error.emit(f"Unexpected error ({type(e).__name__}): {e}")
+            self._emit("error", f"Unexpected error ({type(e).__name__}): {e}")
         else:
             if not self._cancel.is_set():
-                self.signals.result.emit(out)
+                self._emit("result", out)
             else:
-                self.signals.cancelled.emit()
+                self._emit("cancelled")
         finally:
-            self.signals.finished.emit()
+            self._emit("finished")
+            _ALIVE.discard(self)
+
+    def _progress(self, done: int, total: int) -> None:
+        self._emit("progress", done, total)
+
+    def _emit(self, name: str, *args) -> None:
+        """Emit, unless the program is ending: the window quits without waiting for its
+        workers, and then nobody listens (their signals are gone)."""
+        try:
+            getattr(self.signals, name).emit(*args)
+        except RuntimeError:
+            pass
 
 
 def start(worker: Worker, pool: QThreadPool | None = None) -> Worker:

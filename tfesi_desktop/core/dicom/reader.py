@@ -770,8 +770,20 @@ def read_header(path: Path) -> Dataset:
     except TfesiError:
         raise
     except Exception as e:  # noqa: BLE001 - pydicom raises many kinds; all mean "unreadable"
-        raise DicomReadError(f"This file is not a readable DICOM file ({type(e).__name__}: "
-                             f"{e}).", path) from e
+        raise DicomReadError(unreadable(e), path) from e
+
+
+def unreadable(e: Exception) -> str:
+    """Why pydicom could not read a file, in words a user can act on (never the library's own
+    advice, such as "Use force=True")."""
+    from pydicom.errors import InvalidDicomError
+
+    if isinstance(e, InvalidDicomError):
+        return ("This file is not a DICOM file (it has no DICOM header): it may be another "
+                "kind of file, or damaged.")
+    if isinstance(e, EOFError | ValueError | KeyError | IndexError | TypeError):
+        return "This DICOM file is damaged or cut short, so its header cannot be read."
+    return f"This file is not a readable DICOM file ({str(e)[:200]})."
 
 
 def _read_one(f: Path) -> tuple[str, object]:
@@ -788,8 +800,7 @@ def _read_one(f: Path) -> tuple[str, object]:
             try:
                 ds = pydicom.dcmread(fh, stop_before_pixels=True)
             except Exception as e:  # noqa: BLE001 - pydicom raises many kinds
-                return "skipped", (f"This file is not a readable DICOM file "
-                                   f"({type(e).__name__}: {str(e)[:200]}).")
+                return "skipped", unreadable(e)
             if "Rows" not in ds or "Columns" not in ds:
                 sop_class = ds.get("SOPClassUID")
                 if sop_class is not None and "Image Storage" in UID(str(sop_class)).name:
