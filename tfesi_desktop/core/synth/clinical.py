@@ -148,7 +148,7 @@ def add_clinical(row: dict, patient) -> dict:
 @functools.lru_cache(maxsize=2)
 def expected_aucs(n: int = 100_000, seed: int = 0) -> tuple[float, float]:
     """(best image-only AUC, best image + clinical AUC) expected under the generator."""
-    from .cohort import _draw_findings, auc, favourable_probability
+    from .outcome import _draw_findings, auc, favourable_probability
 
     rng = np.random.default_rng([seed, STREAM, 1])
     w, c, length = np.array([_draw_findings(rng) for _ in range(n)]).T
@@ -176,7 +176,7 @@ def cohort_summary(rows: list[dict], summary: dict) -> dict:
 
 
 def _clinical_section(rows, y, both, image, combined) -> dict:
-    from .cohort import auc
+    from .outcome import auc
 
     return {
         "version": CLINICAL_VERSION,

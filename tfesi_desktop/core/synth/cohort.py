@@ -35,6 +35,20 @@ from pydicom.uid import (
 )
 
 from ..geometry import Dihedral
+from .outcome import (  # noqa: F401 - re-exported: the outcome model was defined here
+    B_COMPRESSION,
+    B_LENGTH,
+    B_WIDTH,
+    C_MEAN,
+    L_MEAN,
+    LENGTH_RANGE,
+    W_CENTRE,
+    _draw_findings,
+    _draw_injected_width,
+    auc,
+    best_achievable_auc,
+    favourable_probability,
+)
 from .phantom import (
     CANAL_Y,
     CONTRASTS,
@@ -62,14 +76,6 @@ MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root, for made-up instances
 
-# the outcome model: P(favourable) = sigmoid(B_WIDTH * (w - W_CENTRE) - B_COMPRESSION * (c - C_MEAN)
-# - B_LENGTH * (L - L_MEAN)) of findings all visible on the narrowest slice of the injected
-# foramen: w its narrowest width (mm), c how much the nerve root is flattened there (0..1), L the
-# half-length of the narrowing along the channel (mm). Nothing else, visible or hidden, enters it.
-B_WIDTH, W_CENTRE = 1.45, 2.15
-B_COMPRESSION, C_MEAN = 4.6, 0.45
-B_LENGTH, L_MEAN = 0.72, 5.0
-LENGTH_RANGE = (2.5, 7.5)
 # the range of the image: matrices and pixel sizes of cervical axial T2 series
 MATRICES = (256, 320, 384, 448, 512)
 MATRIX_WEIGHTS = (0.35, 0.15, 0.2, 0.1, 0.2)
@@ -84,51 +90,6 @@ _FIRST = ("Alba", "Bruno", "Carmen", "Dario", "Elin", "Farid", "Greta", "Hugo", 
           "Kaori", "Luca", "Mira", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tilde")
 _LAST = ("Testwell", "Phantomsen", "Samplova", "Mockridge", "Fakhouri", "Dummington",
          "Synthberg", "Placeholt", "Examplar", "Nullmann")
-
-
-def favourable_probability(width_mm, compression=C_MEAN, length_mm=L_MEAN):
-    """The generator's outcome model (also the best possible score for a patient): the
-    probability of a favourable outcome from the injected foramen's narrowest width (mm), the
-    root's compression (0..1) and the narrowing's half-length along the channel (mm)."""
-    logit = (B_WIDTH * (np.asarray(width_mm, float) - W_CENTRE)
-             - B_COMPRESSION * (np.asarray(compression, float) - C_MEAN)
-             - B_LENGTH * (np.asarray(length_mm, float) - L_MEAN))
-    return 1.0 / (1.0 + np.exp(-logit))
-
-
-def _draw_injected_width(rng: np.random.Generator) -> float:
-    # inclusion criteria of the paper: grade 1 or 2 on the injected side
-    if rng.random() < 0.55:
-        return float(rng.uniform(2.05, 4.0))  # grade 1
-    return float(rng.uniform(0.8, 2.0))  # grade 2
-
-
-def _draw_findings(rng: np.random.Generator) -> tuple[float, float, float]:
-    """(width mm, compression 0..1, half-length mm) of the injected foramen's stenosis: a
-    narrower foramen tends to flatten the root more, but not always."""
-    width = _draw_injected_width(rng)
-    compression = float(np.clip(0.45 + 0.15 * (2.4 - width) + rng.normal(0, 0.25), 0, 1))
-    length = float(rng.uniform(*LENGTH_RANGE))
-    return width, compression, length
-
-
-def best_achievable_auc(n: int = 200_000, seed: int = 0) -> float:
-    """Expected AUC of the Bayes-optimal score (the true probability) under the generator."""
-    rng = np.random.default_rng(seed)
-    w, c, length = np.array([_draw_findings(rng) for _ in range(n)]).T
-    p = favourable_probability(w, c, length)
-    y = rng.random(n) < p
-    return auc(p, y)
-
-
-def auc(scores, labels) -> float:
-    """Mann-Whitney AUC with ties counted half (no scikit-learn needed here)."""
-    from scipy.stats import rankdata
-
-    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    ranks = rankdata(scores)
-    n1, n0 = labels.sum(), (~labels).sum()
-    return float((ranks[labels].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 @dataclass(frozen=True)
