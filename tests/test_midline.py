@@ -6,10 +6,8 @@ import pytest
 
 from tests.offcentre import narrowest_slice, offcentre_patient, stored_roi, true_canal_mm
 from tfesi_desktop.core.commands import GateError, check_selection, predict_selection
-from tfesi_desktop.core.errors import SideMismatchError
 from tfesi_desktop.core.geometry import Dihedral, SliceGeometry
 from tfesi_desktop.core.midline import find_canal, roi_position
-from tfesi_desktop.core.preprocess import check_side, roi_side
 from tfesi_desktop.core.session import Selection
 
 POSES = [((30.0, 0.0), 10.0), ((-30.0, 0.0), -10.0), ((0.0, 25.0), 10.0)]
@@ -29,21 +27,26 @@ def test_canal_found_and_side_right_in_every_orientation_off_centre(dihedral):
             roi = stored_roi(p, side)
             pos = roi_position(g, roi, canal)
             assert pos.side == side and not pos.crosses, (centre, rotation, side, pos)
-            assert roi_side(g, roi, values) == side
+            sel = Selection("s", "x", "y", roi, side)
+            assert check_selection(sel, g, canal) == []
     assert max(errors) < 1.5, errors  # mm
 
 
 def test_the_image_centre_would_have_been_wrong():
     """The case of the issue: 30 mm off-centre, a right-side ROI lies left of the image
-    centre; the anatomy says right."""
+    centre; the anatomy says right, and the gate follows the anatomy."""
     p = offcentre_patient(centre=(30.0, 0.0), rotation_deg=10.0, side="right")
     values, g = narrowest_slice(p)
     roi = stored_roi(p, "right")
-    assert roi_side(g, roi) == "left"  # the old split at the image centre
-    assert roi_side(g, roi, values) == "right"
-    with pytest.raises(SideMismatchError):
-        check_side(g, roi, "left", values=values)
-    assert check_side(g, roi, "right", values=values) == "right"
+    x, y, w, h = roi
+    centre = g.pixel_to_patient((g.shape[0] - 1) / 2, (g.shape[1] - 1) / 2)
+    roi_mm = g.pixel_to_patient(y + (h - 1) / 2, x + (w - 1) / 2)
+    assert roi_mm[0] > centre[0]  # left of the image centre (LPS: +x is the patient's left)
+    canal = find_canal(values, g)
+    assert roi_position(g, roi, canal).side == "right"
+    gates = check_selection(Selection("s", "x", "y", roi, "left"), g, canal)
+    assert [x.kind for x in gates] == ["side"] and "right side" in gates[0].message
+    assert check_selection(Selection("s", "x", "y", roi, "right"), g, canal) == []
 
 
 def test_roi_across_the_midline_is_refused_and_too_small_is_not_enlarged():
