@@ -38,11 +38,11 @@ def hard_case(i: int):
     return dataclasses.replace(p, anatomy=a, pixel_mm=pixel, contrast=contrast)
 
 
-# Measured misses of the current finder (2026-12-02): on T2 with a thin CSF ring the canal is
-# mostly cord-grey and another bright structure in front of it scores higher; one small T2
-# canal with a thick ring at 0.4 mm is rejected. Strict: a case that starts passing fails here,
-# so the list can only shrink. The floor for the others is 100 %.
-KNOWN_MISSES = {0, 1, 4, 8, 9}
+# Measured misses of the current finder (2026-12-02): on T2 (spin echo) with a thin CSF ring the
+# canal is mostly cord-grey, beside the bright fat of the foramina, and matches the template
+# below the threshold (0.32-0.43). Strict: a case that starts passing fails here, so the list
+# can only shrink. The floor for the other 13 is 100 %.
+KNOWN_MISSES = {0, 1, 8}
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=lambda i: "-".join(map(str, CASES[i])))

@@ -188,24 +188,17 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
     # every shape upright, then the best verified shape turned (the canal's outline is
     # near-symmetric, so the shape and the rotation can be found one after the other)
     cands = []
-    for canal, fraction, t in _templates(0.0):
-        if t.shape[0] >= gr or t.shape[1] >= gc:
-            return None
-        smap = match_template(img, t, pad_input=True, mode="edge")
-        cands += [(v, (canal, fraction), 0.0, r, c, smap) for v, r, c in _peaks(smap, window)
-                  if v <= 1.0 + 1e-6]
+    for angle in ANGLES_DEG:
+        for canal, fraction, t in _templates(angle):
+            if t.shape[0] >= gr or t.shape[1] >= gc:
+                return None
+            smap = match_template(img, t, pad_input=True, mode="edge")
+            cands += [(v, (canal, fraction), angle, r, c, smap)
+                      for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
     best = next((x for x in sorted(cands, key=lambda x: -x[0])
-                 if _looks_like_canal(img, x[3], x[4], *x[1], 0.0)), None)
+                 if _looks_like_canal(img, x[3], x[4], *x[1], x[2])), None)
     if best is None:
         return None
-    for angle in ANGLES_DEG:
-        if angle == 0.0:
-            continue
-        smap = match_template(img, _template(*best[1], angle), pad_input=True, mode="edge")
-        r0, c0 = max(0, best[3] - 3), max(0, best[4] - 3)
-        v, r, c = _peak(smap, (r0, best[3] + 4, c0, best[4] + 4))  # the same canal, turned
-        if best[0] < v <= 1.0 + 1e-6 and _looks_like_canal(img, r, c, *best[1], angle):
-            best = (v, best[1], angle, r, c, smap)
     score, shape, angle, r, c, smap = best
     dr, dc = _subpixel(smap, r, c)
     # 1 mm grid -> canonical pixels (pixel-centre convention) -> stored pixels
@@ -227,17 +220,20 @@ def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float
     canal (CSF and cord: on T2* the cord is as bright as the CSF) brighter than the rim of bone
     and ligament around it, all round (in at least 7 of 8 sectors)? Noise, test patterns and
     other anatomy that correlate with the template fail this."""
-    stats = _ring_stats(img, r, c, canal, angle_deg)
+    stats = _ring_stats(img, r, c, canal, angle_deg, fraction)
     if stats is None:
         return False
-    inside, rim, bright, spread = stats
-    return (inside > rim + RING_CONTRAST and bright >= MIN_SECTORS and spread > MIN_SPREAD
-            and _symmetry(img, r, c, angle_deg) > MIN_SYMMETRY)
+    inside, rim, bright, spread, core = stats
+    return (inside > rim + RING_CONTRAST and core > rim and bright >= MIN_SECTORS
+            and spread > MIN_SPREAD and _symmetry(img, r, c, angle_deg) > MIN_SYMMETRY)
 
 
-def _ring_stats(img: np.ndarray, r: int, c: int, canal: tuple[float, float], angle_deg: float):
+def _ring_stats(img: np.ndarray, r: int, c: int, canal: tuple[float, float], angle_deg: float,
+                fraction: float):
     """(mean inside the canal, mean of the 1.5-5 mm rim outside it, sectors of 8 where the
-    canal is brighter than its rim), or None where the canal lies too near the image's edge."""
+    canal is brighter than its rim, 10-90 percentile range inside, mean of the cord's core), or
+    None where the canal lies too near the image's edge. The cord is tissue: its core is not
+    darker than the bone and ligament around the canal, as the air of the airway is."""
     gr, gc = img.shape
     if min(r, c, gr - 1 - r, gc - 1 - c) < ROOM_MM / GRID_MM:
         return None
@@ -260,7 +256,9 @@ def _ring_stats(img: np.ndarray, r: int, c: int, canal: tuple[float, float], ang
         bright += bool(len(in_k) and len(rim_k) and in_k.mean() > rim_k.mean() + 0.05)
     # a real canal is not flat: CSF, cord and grey matter, partial volume, noise
     spread = float(np.percentile(vals[inside], 90) - np.percentile(vals[inside], 10))
-    return float(vals[inside].mean()), float(vals[rim].mean()), bright, spread
+    core = vals[rad < 0.7 * fraction]
+    return (float(vals[inside].mean()), float(vals[rim].mean()), bright, spread,
+            float(core.mean()) if len(core) else 0.0)
 
 
 def _to_canonical(d, row: float, col: float, canonical_shape) -> tuple[float, float]:
