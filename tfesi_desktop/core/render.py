@@ -44,6 +44,26 @@ def overlay(grey: np.ndarray, cam: np.ndarray, roi, *, opacity: float = 0.4,
     return out
 
 
+def radiological_overlay(grey: np.ndarray, cam: np.ndarray | None, roi, geometry, **kw
+                         ) -> tuple[np.ndarray, dict[str, str]]:
+    """:func:`overlay` of a stored axial slice, turned to radiological orientation (anterior up,
+    the patient's right on the image's left; docs/architecture.md, invariant 1) whatever the
+    storage: (RGB uint8, the orientation letters of its edges, keys top, bottom, left, right).
+    ``grey``, ``cam`` and ``roi`` are in stored pixels, as the prediction keeps them."""
+    d = geometry.canonical_transform()
+    rgb = np.ascontiguousarray(d.apply(overlay(grey, cam, roi, **kw)))
+    return rgb, radiological_letters(geometry)
+
+
+def radiological_letters(geometry) -> dict[str, str]:
+    """The orientation letters of an axial slice's edges once shown radiologically (keys top,
+    bottom, left, right): "A" at the top, "R" on the left, for any storage."""
+    import dataclasses
+
+    r, c = geometry.canonical_transform().directions(geometry.row_cos, geometry.col_cos)
+    return dataclasses.replace(geometry, row_cos=tuple(r), col_cos=tuple(c)).edge_letters()
+
+
 def colour_bar(height: int, width: int = 14) -> np.ndarray:
     """A vertical colour bar, high values at the top, RGB uint8."""
     v = np.linspace(1, 0, height)[:, None] * np.ones((1, width))

@@ -189,8 +189,9 @@ def structured_report(prediction, stack, index: int, *, anonymize: bool = False)
 
 
 def heatmap_picture(prediction, stack, index: int, *, window=None) -> np.ndarray:
-    """The slice as stored, windowed, with the Grad-CAM map blended in the ROI, the ROI
-    outlined, orientation letters and a caption burned in: RGB uint8 (rows, columns, 3)."""
+    """The slice in radiological orientation (invariant 1), windowed, with the Grad-CAM map
+    blended in the ROI, the ROI outlined, orientation letters and a caption burned in: RGB
+    uint8 (rows, columns, 3)."""
     from PIL import Image, ImageDraw
 
     from . import render
@@ -199,7 +200,8 @@ def heatmap_picture(prediction, stack, index: int, *, window=None) -> np.ndarray
     ref = stack.slices[index]
     prov = prediction.provenance
     grey = render.windowed(modality_values(ref), *(window or default_window(stack)))
-    rgb = render.overlay(grey, prediction.cam_roi, prov.roi)
+    rgb, letters = render.radiological_overlay(grey, prediction.cam_roi, prov.roi,
+                                               ref.require_geometry())
     scale = 2 if rgb.shape[0] <= 256 else 1
     img = Image.fromarray(rgb)
     if scale != 1:
@@ -219,7 +221,6 @@ def heatmap_picture(prediction, stack, index: int, *, window=None) -> np.ndarray
     for i, line in enumerate(lines):
         d.text((4, img.height + 2 + 12 * i), line,
                fill=(255, 120, 120) if "NOT FOR CLINICAL" in line else (255, 255, 255))
-    letters = ref.geometry.edge_letters() if ref.geometry else {}
     pos = {"top": (img.width // 2 - 3, 3), "bottom": (img.width // 2 - 3, img.height - 14),
            "left": (4, img.height // 2 - 6), "right": (img.width - 14, img.height // 2 - 6)}
     for k, t in letters.items():
@@ -233,7 +234,9 @@ def _orientation(ref) -> tuple[str, str]:
     if ref.geometry is None:
         raise TfesiError("The source image has no orientation; no heat map picture is made.",
                          ref.path)
-    letters = ref.geometry.edge_letters()
+    from . import render
+
+    letters = render.radiological_letters(ref.geometry)  # as heatmap_picture shows it
     return letters["right"][:1], letters["bottom"][:1]
 
 
