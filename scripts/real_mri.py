@@ -207,8 +207,11 @@ def _finder(scan, stack, use_sagittal):
     return find
 
 
-def screenshot(study: Path, stack, slice_index: int, roi, out_png: Path) -> None:
-    """The window with the study, ``roi`` on the slice and its prediction (Xvfb/offscreen)."""
+def screenshot(study: Path, stack, slice_index: int, roi, out_png: Path, *,
+               discs: dict[str, tuple[float, float, float]] | None = None) -> str | None:
+    """The window with the study, ``roi`` on the slice and its prediction (Xvfb/offscreen),
+    and the disc marks ``discs`` (name -> LPS mm) placed on the sagittal; the level the window
+    proposes for the slice."""
     import os
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -225,6 +228,11 @@ def screenshot(study: Path, stack, slice_index: int, roi, out_png: Path) -> None
     process_until(lambda: win.stack is not None and win.current_values() is not None
                   and win.predictor is not None and not win.busy(), 90.0, 0.01)
     win.auto_check.setChecked(False)
+    if discs:
+        from tfesi_desktop.core.levels import LevelMark
+
+        for disc, point in discs.items():
+            win.session.add_mark(LevelMark(disc, tuple(float(v) for v in point)))
     win.set_slice(slice_index)
     process_until(lambda: win.current_values() is not None and win.canal_of_slice()[0]
                   and not win.busy(), 60.0, 0.01)
@@ -238,7 +246,10 @@ def screenshot(study: Path, stack, slice_index: int, roi, out_png: Path) -> None
     for _ in range(40):
         app.processEvents()
     win.grab().save(str(out_png))
+    sel = win.session.selection
+    level = sel.level if sel is not None else None
     win.close()
+    return level
 
 
 def main(argv=None) -> int:
@@ -247,6 +258,8 @@ def main(argv=None) -> int:
     ap.add_argument("subjects", nargs="+", help="NAME=AXIAL[,sag=SAGITTAL][,seg=SEG]")
     ap.add_argument("--no-sagittal", action="store_true", help="axial search only")
     ap.add_argument("--no-screenshot", action="store_true")
+    ap.add_argument("--discs", default="", help="disc marks for the screenshot: "
+                    "'C2-3=x,y,z;C3-4=x,y,z' in LPS mm (from the data's vertebral labels)")
     args = ap.parse_args(argv)
     from tfesi_desktop.core.bundle import default_bundle_path
     from tfesi_desktop.core.runtime import Predictor
@@ -282,8 +295,11 @@ def main(argv=None) -> int:
                 c = find_canal(modality_values(ref), g)
                 centre = c.centre_mm if c else g.pixel_to_patient(*(np.array(g.shape) / 2))
             png = args.out / f"{name}-window.png"
-            screenshot(study, stack, mid, foramen_roi(g, centre, "right"), png)
-            print(f"screenshot: {png}")
+            discs = {d: tuple(float(v) for v in xyz.split(",")) for d, _, xyz in
+                     (item.partition("=") for item in args.discs.split(";") if item)}
+            level = screenshot(study, stack, mid, foramen_roi(g, centre, "right"), png,
+                               discs=discs)
+            print(f"screenshot: {png}" + (f" (level proposed: {level})" if discs else ""))
     return 0
 
 

@@ -72,3 +72,28 @@ def test_letters_of_the_radiological_picture_for_every_storage(d):
     letters = radiological_letters(g)
     assert (letters["top"], letters["bottom"], letters["left"], letters["right"]) == (
         "A", "P", "R", "L")
+
+
+@pytest.mark.parametrize("d", Dihedral.all(), ids=str)
+def test_the_sagittal_is_shown_head_up_and_anterior_left_for_every_storage(d):
+    """The real sagittal of scripts/real_mri.py is stored with rows running to the head: it was
+    shown upside down (labelled correctly, F at the top)."""
+    from tfesi_desktop.gui.viewer import display_letters, display_transform
+
+    # a sagittal shown upright: columns to posterior (+y), rows to the feet (-z); stored as d
+    r, c = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    r, c = _stored_as(d, r, c)
+    g = SliceGeometry((0, 0, 0), tuple(r), tuple(c), (1, 1), (8, 8))
+    letters = display_letters(g, display_transform(g))
+    assert (letters["top"], letters["left"]) == ("H", "A"), letters
+
+
+def _stored_as(d, r, c):
+    """Direction cosines of an image that ``d`` turns into one with rows ``r``, columns ``c``:
+    the inverse of Dihedral.directions."""
+    for rr in (r, -r, c, -c):
+        for cc in (r, -r, c, -c):
+            dr, dc = d.directions(rr, cc)
+            if np.allclose(dr, r) and np.allclose(dc, c):
+                return rr, cc
+    raise AssertionError(d)

@@ -52,10 +52,21 @@ def point_to_stored(d: Dihedral, stored_shape, x: float, y: float) -> tuple[floa
 
 
 def display_transform(geometry: SliceGeometry | None) -> Dihedral:
-    """Radiological orientation for an axial slice; as stored for anything else."""
-    if geometry is None or not geometry.is_axial():
+    """Radiological orientation for an axial slice; for a sagittal or coronal one the head up
+    and, across, anterior on the left (sagittal) or the patient's right on the left (coronal),
+    whatever the storage (docs/architecture.md, invariant 1)."""
+    if geometry is None:
         return Dihedral()
-    return geometry.canonical_transform()
+    if geometry.is_axial():
+        return geometry.canonical_transform()
+    n = np.abs(geometry.normal)
+    across = np.array([0.0, 1.0, 0.0]) if n[0] >= n[1] else np.array([1.0, 0.0, 0.0])
+
+    def upright(d):  # screen down towards the feet (-z), screen right posterior / left
+        r, c = d.directions(geometry.row_cos, geometry.col_cos)
+        return -float(c[2]) + float(np.dot(r, across)), not d.transpose
+
+    return max(Dihedral.all(), key=upright)
 
 
 def display_letters(geometry: SliceGeometry | None, d: Dihedral) -> dict[str, str] | None:
