@@ -215,6 +215,11 @@ def screenshot(study: Path, stack, slice_index: int, roi, out_png: Path, *,
     import os
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    # a fresh data folder: no state saved by an earlier run of this script, none left behind
+    os.environ["TFESI_HOME"] = str(out_png.parent / "tfesi-home")
+    import shutil
+
+    shutil.rmtree(out_png.parent / "tfesi-home", ignore_errors=True)
     from PySide6.QtWidgets import QApplication
 
     from tfesi_desktop.gui.mainwindow import MainWindow
@@ -252,12 +257,40 @@ def screenshot(study: Path, stack, slice_index: int, roi, out_png: Path, *,
     return level
 
 
+def phantom_distances(predictor, n: int, seed: int, folder: Path) -> list[float]:
+    """The OOD distance over its threshold of ``n`` fresh phantoms (``tfesi synth`` patients of
+    a seed the demo model never saw), each at its manifest ROI, as the program predicts them."""
+    from tfesi_desktop.core.commands import open_study, predict_selection
+    from tfesi_desktop.core.session import Selection
+    from tfesi_desktop.core.synth.cohort import draw_patient, write_study
+
+    out, gated = [], []
+    for i in range(n):
+        row = write_study(draw_patient(seed, i), folder / f"p{i}")
+        stack = open_study([folder / f"p{i}"]).scan.find_stack(row["series_uid"])
+        sel = Selection(stack.study_uid, stack.key, row["sop_instance_uid"],
+                        (row["roi_x"], row["roi_y"], row["roi_w"], row["roi_h"]), row["side"],
+                        overrides=("canal", "midline", "side"))
+        o = predict_selection(predictor, stack, sel)
+        if o.prediction.provenance.override:
+            gated.append((i, o.prediction.provenance.override))
+        out.append(o.prediction.ood_distance / o.prediction.ood_threshold)
+    for i, why in gated:
+        print(f"phantom {i}: {why}")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("subjects", nargs="+", help="NAME=AXIAL[,sag=SAGITTAL][,seg=SEG]")
+    ap.add_argument("subjects", nargs="*", help="NAME=AXIAL[,sag=SAGITTAL][,seg=SEG]")
     ap.add_argument("--no-sagittal", action="store_true", help="axial search only")
     ap.add_argument("--no-screenshot", action="store_true")
+    ap.add_argument("--phantoms", type=int, default=0,
+                    help="also the OOD distance of this many fresh phantoms (seed --seed)")
+    ap.add_argument("--seed", type=int, default=2027)
+    ap.add_argument("--shot-slice", type=int, default=None,
+                    help="the axial slice (1-based) of the screenshot (default: the middle)")
     ap.add_argument("--discs", default="", help="disc marks for the screenshot: "
                     "'C2-3=x,y,z;C3-4=x,y,z' in LPS mm (from the data's vertebral labels)")
     args = ap.parse_args(argv)
@@ -284,7 +317,7 @@ def main(argv=None) -> int:
               + (f"; OOD/threshold {min(ood):.2f}-{max(ood):.2f} (median "
                  f"{float(np.median(ood)):.2f})" if ood else ""))
         if not args.no_screenshot:
-            mid = len(stack.slices) // 2
+            mid = len(stack.slices) // 2 if args.shot_slice is None else args.shot_slice - 1
             ref = stack.slices[mid]
             g = ref.require_geometry()
             k = int(round(ref.instance_number - 1)) if ref.instance_number else mid
@@ -300,6 +333,11 @@ def main(argv=None) -> int:
             level = screenshot(study, stack, mid, foramen_roi(g, centre, "right"), png,
                                discs=discs)
             print(f"screenshot: {png}" + (f" (level proposed: {level})" if discs else ""))
+    if args.phantoms:
+        d = phantom_distances(predictor, args.phantoms, args.seed, args.out / "phantoms")
+        print(f"\n### {args.phantoms} fresh phantoms (tfesi synth seed {args.seed})\n"
+              f"OOD/threshold {min(d):.2f}-{max(d):.2f} (median {float(np.median(d)):.2f}); "
+              f"flagged {sum(v > 1 for v in d)}/{len(d)}")
     return 0
 
 

@@ -17,6 +17,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
+from ..core.cordpath import upright_transform
 from ..core.geometry import Dihedral, SliceGeometry
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
@@ -59,14 +60,7 @@ def display_transform(geometry: SliceGeometry | None) -> Dihedral:
         return Dihedral()
     if geometry.is_axial():
         return geometry.canonical_transform()
-    n = np.abs(geometry.normal)
-    across = np.array([0.0, 1.0, 0.0]) if n[0] >= n[1] else np.array([1.0, 0.0, 0.0])
-
-    def upright(d):  # screen down towards the feet (-z), screen right posterior / left
-        r, c = d.directions(geometry.row_cos, geometry.col_cos)
-        return -float(c[2]) + float(np.dot(r, across)), not d.transpose
-
-    return max(Dihedral.all(), key=upright)
+    return upright_transform(geometry)
 
 
 def display_letters(geometry: SliceGeometry | None, d: Dihedral) -> dict[str, str] | None:
