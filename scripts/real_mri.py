@@ -195,16 +195,8 @@ def _finder(scan, stack, use_sagittal):
     """The canal search as the program runs it (with the sagittal prior where it exists)."""
     from tfesi_desktop.core import commands
 
-    guide = None
-    if use_sagittal and hasattr(commands, "sagittal_guide"):
-        guide = commands.sagittal_guide(scan, stack)
-
-    def find(i, values, g):
-        if guide is not None:
-            return commands.find_anatomy(values, g, guide=guide)
-        return commands.find_anatomy(values, g)
-
-    return find
+    guide = commands.sagittal_guide(scan, stack) if use_sagittal else None
+    return lambda i, values, g: commands.find_anatomy(values, g, guide=guide)
 
 
 def screenshot(study: Path, stack, slice_index: int, roi, out_png: Path, *,
@@ -268,7 +260,8 @@ def phantom_distances(predictor, n: int, seed: int, folder: Path) -> list[float]
     for i in range(n):
         row = write_study(draw_patient(seed, i), folder / f"p{i}")
         stack = open_study([folder / f"p{i}"]).scan.find_stack(row["series_uid"])
-        sel = Selection(stack.study_uid, stack.key, row["sop_instance_uid"],
+        key = row["sop_instance_uid"] + (f":{row['frame']}" if row["frame"] != "" else "")
+        sel = Selection(stack.study_uid, stack.key, key,
                         (row["roi_x"], row["roi_y"], row["roi_w"], row["roi_h"]), row["side"],
                         overrides=("canal", "midline", "side"))
         o = predict_selection(predictor, stack, sel)

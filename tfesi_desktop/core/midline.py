@@ -34,6 +34,7 @@ MIN_SCORE = 0.45  # normalised cross-correlation below which the canal counts as
 ROOM_MM = 25.0  # a canal must lie this far inside the image: the foramina lie beside it
 RING_CONTRAST = 0.15  # the canal's lead over the rim around it (0..1 intensities)
 MIN_SECTORS = 6  # of 8 around the canal, where it is brighter than its rim
+AIR = 0.1  # 0..1 intensity (percentiles 1-99 of the slice) below which a ray is air
 MIN_SYMMETRY = 0.3  # left-right symmetry of the neighbourhood about the canal (correlation)
 MIN_SPREAD = 0.08  # 10-90 percentile range inside the canal: a real one is not flat
 CROSS_MARGIN_MM = 6.0  # an ROI reaching this far past the canal's centre crosses the midline
@@ -225,7 +226,22 @@ def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float
         return False
     inside, rim, bright, spread, core = stats
     return (inside > rim + RING_CONTRAST and core > rim and bright >= MIN_SECTORS
-            and spread > MIN_SPREAD and _symmetry(img, r, c, angle_deg) > MIN_SYMMETRY)
+            and spread > MIN_SPREAD and _inside_neck(img, r, c)
+            and _symmetry(img, r, c, angle_deg) > MIN_SYMMETRY)
+
+
+def _inside_neck(img: np.ndarray, r: int, c: int) -> bool:
+    """Tissue all round: along each of 16 directions, 10-20 mm from (r, c), the image is not
+    air (vertebra, pedicles, pillars, laminae and muscle surround the canal; the bright fat
+    at the neck's edge has air on one side)."""
+    from scipy.ndimage import map_coordinates
+
+    t = np.arange(10.0, 20.5, GRID_MM)
+    a = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    rr = r + np.outer(np.sin(a), t) / GRID_MM
+    cc = c + np.outer(np.cos(a), t) / GRID_MM
+    ray = map_coordinates(img, [rr.ravel(), cc.ravel()], order=1, mode="constant")
+    return bool(ray.reshape(len(a), -1).mean(axis=1).min() > AIR)
 
 
 def _ring_stats(img: np.ndarray, r: int, c: int, canal: tuple[float, float], angle_deg: float,
