@@ -231,17 +231,21 @@ def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float
 
 
 def _inside_neck(img: np.ndarray, r: int, c: int) -> bool:
-    """Tissue all round: along each of 16 directions, 10-20 mm from (r, c), the image is not
-    air (vertebra, pedicles, pillars, laminae and muscle surround the canal; the bright fat
-    at the neck's edge has air on one side)."""
+    """Tissue all round: along each of 16 directions, 10-20 mm from (r, c), and 10-35 mm to the
+    sides and behind, the image is not air (vertebra, pedicles, pillars, laminae and the
+    paraspinal muscles surround the canal; the airway can lie 20 mm in front of it; the bright
+    fat at the neck's edge has air on one side)."""
     from scipy.ndimage import map_coordinates
 
-    t = np.arange(10.0, 20.5, GRID_MM)
     a = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-    rr = r + np.outer(np.sin(a), t) / GRID_MM
-    cc = c + np.outer(np.cos(a), t) / GRID_MM
-    ray = map_coordinates(img, [rr.ravel(), cc.ravel()], order=1, mode="constant")
-    return bool(ray.reshape(len(a), -1).mean(axis=1).min() > AIR)
+    for t, keep in ((np.arange(10.0, 20.5, GRID_MM), np.ones(len(a), bool)),
+                    (np.arange(20.0, 35.5, GRID_MM), np.sin(a) > -0.4)):  # +row: posterior
+        rr = r + np.outer(np.sin(a[keep]), t) / GRID_MM
+        cc = c + np.outer(np.cos(a[keep]), t) / GRID_MM
+        ray = map_coordinates(img, [rr.ravel(), cc.ravel()], order=1, mode="constant")
+        if ray.reshape(int(keep.sum()), -1).mean(axis=1).min() <= AIR:
+            return False
+    return True
 
 
 def _ring_stats(img: np.ndarray, r: int, c: int, canal: tuple[float, float], angle_deg: float,
