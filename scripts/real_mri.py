@@ -147,7 +147,7 @@ def run_table(study: Path, refs: dict[int, np.ndarray], predictor, *, out=sys.st
     stack = axial[0]
     finder = _finder(scan, stack, use_sagittal)
     totals = {"slices": 0, "found": 0, "near": 0, "rois": 0, "side_ok": 0, "ood": []}
-    print("| slice | z mm | canal | off ref mm | score | ROI right | ROI left | OOD/thr |",
+    print("| slice | z mm | canal | off ref mm | score | ROI right | ROI left | OOD/thr (R / L) |",
           file=out)
     print("|---|---|---|---|---|---|---|---|", file=out)
     for i, ref in enumerate(stack.slices):
@@ -165,7 +165,7 @@ def run_table(study: Path, refs: dict[int, np.ndarray], predictor, *, out=sys.st
                 off = f"{dist:.1f}"
                 totals["near"] += dist <= 5.0
         centre = ref_c if ref_c is not None else (canal.centre_mm if canal else None)
-        sides, ood = [], "-"
+        sides, ood = [], []
         for side in ("right", "left"):
             if centre is None:
                 sides.append("-")
@@ -178,16 +178,17 @@ def run_table(study: Path, refs: dict[int, np.ndarray], predictor, *, out=sys.st
             if not gates:
                 totals["side_ok"] += 1
                 sides.append(side)
-                if side == "right" and predictor is not None:
+                if predictor is not None:
                     o = predict_selection(predictor, stack, sel, values=values, canal=canal)
                     p = o.prediction
-                    ood = f"{p.ood_distance / p.ood_threshold:.2f}"
+                    ood.append(f"{p.ood_distance / p.ood_threshold:.2f}")
                     totals["ood"].append(p.ood_distance / p.ood_threshold)
             else:
                 sides.append(gates[0].kind)
         z = float(g.position[2])
+        dist = " / ".join(ood) or "-"
         print(f"| {i + 1} | {z:.1f} | {'found' if canal else 'NOT FOUND'} | {off} | "
-              f"{canal.score if canal else 0:.2f} | {sides[0]} | {sides[1]} | {ood} |", file=out)
+              f"{canal.score if canal else 0:.2f} | {sides[0]} | {sides[1]} | {dist} |", file=out)
     return scan, stack, totals
 
 
@@ -308,7 +309,8 @@ def main(argv=None) -> int:
               + (f" (within 5 mm of the reference {t['near']}/{len(refs)})" if refs else "")
               + f"; ROIs with the right side and no gate {t['side_ok']}/{t['rois']}"
               + (f"; OOD/threshold {min(ood):.2f}-{max(ood):.2f} (median "
-                 f"{float(np.median(ood)):.2f})" if ood else ""))
+                 f"{float(np.median(ood)):.2f}), flagged {sum(v > 1 for v in ood)}/{len(ood)}"
+                 if ood else ""))
         if not args.no_screenshot:
             mid = len(stack.slices) // 2 if args.shot_slice is None else args.shot_slice - 1
             ref = stack.slices[mid]
