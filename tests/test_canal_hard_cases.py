@@ -66,3 +66,19 @@ def test_images_without_a_spine_say_not_found(kind):
            "ramp": np.add.outer(np.arange(256.0), np.arange(256.0))}[kind]
     g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (0.7, 0.7), (256, 256))
     assert find_canal(img.astype(np.float32), g) is None
+
+
+def test_fresh_phantoms_in_any_storage_give_the_canal_or_nothing():
+    """Fresh patients with the cohort's own random storage (flips, tilt, rescale...): the canal
+    within 3 mm, never something else (the old finder took the neck's edge for it on 4 of 40)."""
+    from tfesi_desktop.core.synth.cohort import draw_patient
+
+    found = 0
+    for i in range(8):
+        p = draw_patient(2027, i)
+        values, g = narrowest_slice(p)
+        canal = find_canal(values, g)
+        if canal is not None:
+            found += 1
+            assert np.linalg.norm(np.array(canal.centre_mm) - true_canal_mm(p)) < 3.0, i
+    assert found >= 7
