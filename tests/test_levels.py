@@ -31,6 +31,19 @@ def test_the_nearest_marked_disc_within_half_a_level_gives_the_level():
     assert next_disc(MARKS[:2]) == "C4-5" and next_disc(MARKS) is None
 
 
+def test_the_upper_discs_propose_no_level_the_session_would_refuse():
+    """A real sagittal's marks reach C2-3: a slice there was proposed "C3", which the session
+    refused when the study's state was read back ("Saved level ignored")."""
+    from tfesi_desktop.core.levels import INJECTION_LEVELS
+    from tfesi_desktop.core.session import LEVELS
+
+    assert INJECTION_LEVELS == LEVELS
+    assert disc_at(MARKS, axial(-11.0))[0] == "C2-3"
+    assert propose_level(MARKS, axial(-11.0)) is None
+    assert propose_level(MARKS, axial(-28.0)) is None  # C3-4
+    assert propose_level(MARKS, axial(-45.0)) == "C5"  # C4-5
+
+
 def _demo_session(tmp_path):
     from tfesi_desktop.core.paths import demo_study
 

@@ -27,22 +27,26 @@ def test_canal_found_and_side_right_in_every_orientation_off_centre(dihedral):
             roi = stored_roi(p, side)
             pos = roi_position(g, roi, canal)
             assert pos.side == side and not pos.crosses, (centre, rotation, side, pos)
+            sel = Selection("s", "x", "y", roi, side)
+            assert check_selection(sel, g, canal) == []
     assert max(errors) < 1.5, errors  # mm
 
 
 def test_the_image_centre_would_have_been_wrong():
     """The case of the issue: 30 mm off-centre, a right-side ROI lies left of the image
-    centre; the anatomy says right."""
+    centre; the anatomy says right, and the gate follows the anatomy."""
     p = offcentre_patient(centre=(30.0, 0.0), rotation_deg=10.0, side="right")
     values, g = narrowest_slice(p)
     roi = stored_roi(p, "right")
     x, y, w, h = roi
-    assert g.patient_side(y + (h - 1) / 2, x + (w - 1) / 2) == "left"  # the image centre's
+    centre = g.pixel_to_patient((g.shape[0] - 1) / 2, (g.shape[1] - 1) / 2)
+    roi_mm = g.pixel_to_patient(y + (h - 1) / 2, x + (w - 1) / 2)
+    assert roi_mm[0] > centre[0]  # left of the image centre (LPS: +x is the patient's left)
     canal = find_canal(values, g)
-    assert roi_position(g, roi, canal).side == "right"  # the anatomy's
-    sel = Selection("s", "k", "i", roi, "left")
-    assert [x.kind for x in check_selection(sel, g, canal)] == ["side"]
-    assert check_selection(Selection("s", "k", "i", roi, "right"), g, canal) == []
+    assert roi_position(g, roi, canal).side == "right"
+    gates = check_selection(Selection("s", "x", "y", roi, "left"), g, canal)
+    assert [x.kind for x in gates] == ["side"] and "right side" in gates[0].message
+    assert check_selection(Selection("s", "x", "y", roi, "right"), g, canal) == []
 
 
 def test_roi_across_the_midline_is_refused_and_too_small_is_not_enlarged():

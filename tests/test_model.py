@@ -10,7 +10,7 @@ from tfesi_desktop.core.bundle import load_bundle
 from tfesi_desktop.core.dicom.pixels import modality_values
 from tfesi_desktop.core.errors import ModelError
 from tfesi_desktop.core.gradcam import Head, gradcam, upsample
-from tfesi_desktop.core.preprocess import PREPROCESSING_VERSION, slice_input
+from tfesi_desktop.core.preprocess import PREPROCESSING_VERSION, model_input
 from tfesi_desktop.core.runtime import Predictor, predict
 
 pytest.importorskip("tensorflow")
@@ -31,7 +31,7 @@ def _inputs():
     from tfesi_desktop.core.bench import demo_prediction_inputs
 
     ref, roi, side = demo_prediction_inputs()
-    base = slice_input(ref, roi, side).image
+    base = model_input(modality_values(ref), ref.require_geometry(), roi, side).image
     rng = np.random.default_rng(0)
     noisy = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.float32)
     return [base, noisy, base[::-1].copy()]

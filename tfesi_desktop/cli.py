@@ -197,14 +197,16 @@ def cmd_predict(args) -> int:
     out = prediction_json(predictor, pred)
     if args.heatmap:
         from .core.dicom import default_window, modality_values
-        from .core.render import overlay, save_png, windowed
+        from .core.render import radiological_overlay, save_png
 
         ref = stack.slices[index]
-        grey = windowed(modality_values(ref), *default_window(stack))
         demo = ("; SYNTHETIC DEMO MODEL, NOT FOR CLINICAL USE" if predictor.bundle.synthetic
                 else "")
-        save_png(overlay(grey, pred.cam_roi, pred.provenance.roi), args.heatmap,
-                 labels=ref.geometry.edge_letters(), scale=2 if grey.shape[0] <= 256 else 1,
+        # radiological whatever the storage, as the window and the report (invariant 1)
+        rgb, _, letters = radiological_overlay(modality_values(ref), ref.require_geometry(),
+                                               default_window(stack), pred.provenance.roi,
+                                               pred.cam_roi)
+        save_png(rgb, args.heatmap, labels=letters, scale=2 if rgb.shape[0] <= 256 else 1,
                  caption=f"Grad-CAM, relative attention; P(favourable) = "
                          f"{pred.probability:.2f}{demo}")
         out["heatmap"] = str(args.heatmap)

@@ -100,11 +100,48 @@ def locate(scan, selection: Selection):
 
 # --- the gates -------------------------------------------------------------------------------
 
-def find_anatomy(values: np.ndarray, geometry) -> Canal | None:
-    """The spinal canal on a slice, or None (not found, or not an axial slice)."""
+GUIDE_AGREEMENT_MM = 15.0  # a canal found this far from the sagittal's cord is not believed
+
+
+def find_anatomy(values: np.ndarray, geometry, *, guide=None) -> Canal | None:
+    """The spinal canal on a slice, or None (not found, or not an axial slice).
+
+    ``guide``: the cord's course from a sagittal of the same Frame of Reference
+    (:func:`sagittal_guide`): the canal is looked for where it crosses this slice, then
+    anywhere; a canal found farther than :data:`GUIDE_AGREEMENT_MM` from it is not the canal."""
     if geometry is None or not geometry.is_axial():
         return None
-    return find_canal(values, geometry)
+    expected = guide.at(geometry) if guide is not None else None
+    if expected is None:
+        return find_canal(values, geometry)
+    canal = find_canal(values, geometry, expected_mm=expected) or find_canal(values, geometry)
+    if canal is not None and np.linalg.norm(np.subtract(canal.centre_mm, expected)) > \
+            GUIDE_AGREEMENT_MM:
+        return None
+    return canal
+
+
+def sagittal_guide(scan, stack):
+    """The cord's course (:class:`.cordpath.CordCourse`) from the study's sagittal series that
+    shares ``stack``'s Frame of Reference, or None. Reads headers and decodes the sagittal:
+    run it in a worker."""
+    from .cordpath import cord_course
+    from .crossref import read_frames_of_reference, same_frame
+    from .dicom.pixels import modality_values
+
+    study = [s for s in scan.stacks if s.study_uid == stack.study_uid]
+    sags = [s for s in study if s.geometry is not None
+            and int(np.argmax(np.abs(s.geometry.normal))) == 0]
+    if not sags:
+        return None
+    frames = read_frames_of_reference([stack, *sags])
+    for sag in sorted(sags, key=lambda s: -len(s.slices)):
+        if same_frame(frames[stack.key], frames[sag.key]):
+            try:
+                return cord_course([(modality_values(r), r.geometry) for r in sag.slices])
+            except TfesiError:
+                return None
+    return None
 
 
 def check_selection(selection: Selection, geometry, canal: Canal | None) -> list[Gate]:

@@ -39,10 +39,6 @@ class RoiError(TfesiError):
     """The region of interest is outside the image, too small, or on the wrong side."""
 
 
-class SideMismatchError(RoiError):
-    """The ROI lies on the other side of the patient's midline than the chosen injection side."""
-
-
 class ManifestError(TfesiError):
     """A manifest CSV is missing columns or has unusable rows."""
 

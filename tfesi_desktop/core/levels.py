@@ -5,7 +5,9 @@ any of them); each mark is kept in patient coordinates (LPS, mm) of the study's 
 Reference, so it shows on every series of that frame. The injection level is named by the
 root that exits at a disc (C4-5 -> C5, ..., C7-T1 -> C8, as in :data:`session.LEVELS`); an axial
 slice is proposed the level of the marked disc nearest its plane, if that disc lies within half
-the distance to its neighbouring marks (10 mm with a single mark)."""
+the distance to its neighbouring marks (10 mm with a single mark), and if that level is one the
+program predicts for (C5-C8: the discs C2-3 and C3-4 can be marked, to help place the others,
+but propose nothing)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from .geometry import SliceGeometry
 DISCS = ("C2-3", "C3-4", "C4-5", "C5-6", "C6-7", "C7-T1")
 ROOT_OF_DISC = {"C2-3": "C3", "C3-4": "C4", "C4-5": "C5", "C5-6": "C6", "C6-7": "C7",
                 "C7-T1": "C8"}
+# the levels the program predicts for (session.LEVELS, which tests/test_levels.py checks is the
+# same): a slice at C2-3 or C3-4 is proposed no level, rather than one the session refuses
+INJECTION_LEVELS = ("C5", "C6", "C7", "C8")
 SINGLE_MARK_REACH_MM = 10.0
 
 
@@ -64,4 +69,5 @@ def propose_level(marks, geometry: SliceGeometry | None) -> str | None:
     if geometry is None or not geometry.is_axial():
         return None
     found = disc_at(marks, geometry)
-    return ROOT_OF_DISC[found[0]] if found else None
+    level = ROOT_OF_DISC[found[0]] if found else None
+    return level if level in INJECTION_LEVELS else None

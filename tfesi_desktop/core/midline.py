@@ -17,25 +17,34 @@ it. See docs/architecture.md ("Side from anatomy").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from .errors import RoiError
 from .geometry import SliceGeometry
+from .resample import resample
 
 GRID_MM = 1.0  # the search runs on 1 mm pixels
 SEARCH_LR_MM = 45.0  # the canal is looked for this far left and right of the image centre
 SEARCH_AP_MM = (-40.0, 50.0)  # ... and this far anterior (-) / posterior (+)
-ANGLES_DEG = (-12.0, -6.0, 0.0, 6.0, 12.0)
+GUIDE_MM = 12.0  # ... or this far from where the sagittal's cord says it is
+ANGLES_DEG = (-15.0, -7.5, 0.0, 7.5, 15.0)
 MIN_SCORE = 0.45  # normalised cross-correlation below which the canal counts as not found
+ROOM_MM = 25.0  # a canal must lie this far inside the image: the foramina lie beside it
+RING_CONTRAST = 0.15  # the canal's lead over the rim around it (0..1 intensities)
+MIN_SECTORS = 6  # of 8 around the canal, where it is brighter than its rim
+AIR = 0.1  # 0..1 intensity (percentiles 1-99 of the slice) below which a ray is air
+MIN_SYMMETRY = 0.3  # left-right symmetry of the neighbourhood about the canal (correlation)
+MIN_SPREAD = 0.08  # 10-90 percentile range inside the canal: a real one is not flat
 CROSS_MARGIN_MM = 6.0  # an ROI reaching this far past the canal's centre crosses the midline
-_CANAL = (12.0, 6.5)  # template semi-axes (mm): CSF-filled canal
-_CORD = (6.5, 4.0)  # ... and the cord inside it
-_HALF = (20.0, 13.0)  # template half-size (mm)
-
+# The canal shapes searched (semi-axes, mm, left-right x anterior-posterior): adult cervical
+# canals are 20-27 mm wide and 11-17 mm deep; each with a thick and a thin CSF ring (the cord's
+# semi-axes as a fraction of the canal's). docs/architecture.md ("Side from anatomy").
+CANAL_SHAPES = ((10.0, 5.5), (11.75, 7.0), (13.5, 8.5))
+CORD_FRACTIONS = (0.55, 0.8)
+_MARGIN = (8.0, 6.5)  # template half-size beyond the canal (mm): the bone and ligaments around
 Rect = tuple[int, int, int, int]
-
-
 @dataclass(frozen=True)
 class Canal:
     """Where the spinal canal is on one slice."""
@@ -64,8 +73,12 @@ class RoiPosition:
         return lo < -CROSS_MARGIN_MM and hi > CROSS_MARGIN_MM
 
 
-def _template(angle_deg: float) -> np.ndarray:
-    hu, hv = _HALF
+def _template(canal: tuple[float, float], cord_fraction: float, angle_deg: float) -> np.ndarray:
+    """A canal of semi-axes ``canal`` (mm) filled with CSF (1.0) around a cord (0.45) whose
+    semi-axes are ``cord_fraction`` of the canal's, in darker surroundings (0.25), turned by
+    ``angle_deg``; 1 mm pixels. The cord is uniform: its grey matter may be brighter or darker
+    than its white matter, so the template says nothing about it."""
+    hu, hv = canal[0] + _MARGIN[0], canal[1] + _MARGIN[1]
     u = np.arange(-hu, hu + GRID_MM / 2, GRID_MM)
     v = np.arange(-hv, hv + GRID_MM / 2, GRID_MM)
     vv, uu = np.meshgrid(v, u, indexing="ij")
@@ -77,18 +90,19 @@ def _template(angle_deg: float) -> np.ndarray:
         r = np.sqrt((x / ax) ** 2 + (y / ay) ** 2)
         return 1.0 / (1.0 + np.exp(np.clip((r - 1.0) * min(ax, ay) / 0.5, -30, 30)))
 
-    t = 0.25 + 0.75 * inside(*_CANAL)
-    return (t - 0.55 * inside(*_CORD)).astype(np.float32)
+    t = 0.25 + 0.75 * inside(*canal)
+    return (t - 0.55 * inside(canal[0] * cord_fraction, canal[1] * cord_fraction)
+            ).astype(np.float32)
 
 
-_TEMPLATES = {a: _template(a) for a in ANGLES_DEG}
+@lru_cache(maxsize=64)
+def _templates(angle_deg: float) -> tuple[tuple[tuple[float, float], float, np.ndarray], ...]:
+    return tuple((c, f, _template(c, f, angle_deg)) for c in CANAL_SHAPES for f in CORD_FRACTIONS)
 
 
 def _canonical_grid(values: np.ndarray, geometry: SliceGeometry):
     """The slice in radiological orientation on a 1 mm grid, and how to map its pixels back:
     (image, dihedral, canonical shape, canonical spacing)."""
-    from .preprocess import resample
-
     d = geometry.canonical_transform()
     canon = np.asarray(d.apply(np.asarray(values, np.float32)), np.float32)
     sr, sc = geometry.spacing
@@ -99,10 +113,65 @@ def _canonical_grid(values: np.ndarray, geometry: SliceGeometry):
     return resample(canon, out), d, canon.shape, (sr, sc)
 
 
-def find_canal(values: np.ndarray, geometry: SliceGeometry) -> Canal | None:
+def _peak(score: np.ndarray, window: tuple[int, int, int, int]) -> tuple[float, int, int]:
+    r0, r1, c0, c1 = window
+    w = score[r0:r1, c0:c1]
+    i = int(np.argmax(w))
+    r, c = divmod(i, w.shape[1])
+    return float(w[r, c]), r + r0, c + c0
+
+
+def _peaks(score: np.ndarray, window: tuple[int, int, int, int], n: int = 4,
+           apart: int = 8) -> list[tuple[float, int, int]]:
+    """The ``n`` best local maxima of ``score`` inside ``window``, at least ``apart`` grid
+    pixels from each other, best first."""
+    from scipy.ndimage import maximum_filter
+
+    r0, r1, c0, c1 = window
+    w = score[r0:r1, c0:c1]
+    is_max = (w == maximum_filter(w, size=2 * apart + 1, mode="nearest")) & (w >= MIN_SCORE)
+    rr, cc = np.nonzero(is_max)
+    order = np.argsort(-w[rr, cc])[:n]
+    return [(float(w[rr[i], cc[i]]), int(rr[i]) + r0, int(cc[i]) + c0) for i in order]
+
+
+def _symmetry(img: np.ndarray, r: int, c: int, angle_deg: float) -> float:
+    """Correlation of the 70 x 60 mm neighbourhood of (r, c) with its mirror image about the
+    anatomy's midline through (r, c): the neck is near-symmetric about its spinal canal
+    (vertebra, foramina, muscles), a vessel or a bone elsewhere is not."""
+    from scipy.ndimage import map_coordinates
+
+    x = np.arange(-35.0, 35.5, GRID_MM)
+    y = np.arange(-30.0, 30.5, GRID_MM)
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    a = np.deg2rad(angle_deg)
+    u, v = np.cos(a) * xx - np.sin(a) * yy, np.sin(a) * xx + np.cos(a) * yy
+    p = map_coordinates(img, [r + v / GRID_MM, c + u / GRID_MM], order=1, mode="constant")
+    p = p - p.mean()
+    m = p[:, ::-1]
+    den = np.sqrt((p * p).sum() * (m * m).sum())
+    return float((p * m).sum() / den) if den > 0 else 0.0
+
+
+def _subpixel(s: np.ndarray, r: int, c: int) -> tuple[float, float]:
+    """Parabola through the neighbours of the peak, along rows and columns."""
+    out = []
+    for a, b, e, ok in ((s[r - 1, c] if r > 0 else 0, s[r, c], s[r + 1, c] if r < s.shape[0] - 1
+                         else 0, 0 < r < s.shape[0] - 1),
+                        (s[r, c - 1] if c > 0 else 0, s[r, c], s[r, c + 1] if c < s.shape[1] - 1
+                         else 0, 0 < c < s.shape[1] - 1)):
+        den = a - 2 * b + e
+        out.append(0.5 * (a - e) / den if ok and den < 0 else 0.0)
+    return out[0], out[1]
+
+
+def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
+               expected_mm: tuple[float, float, float] | None = None) -> Canal | None:
     """The spinal canal on an axial slice, or ``None`` where nothing looks enough like it.
 
-    ``values``: (rows, columns) modality values as stored. Raises
+    ``values``: (rows, columns) modality values as stored. ``expected_mm``: where another
+    series of the same frame of reference (the sagittal's cord) puts the canal on this slice,
+    patient coordinates; the search then stays within :data:`GUIDE_MM` of it. Raises
     :class:`~.errors.GeometryError` for a slice that is not axial."""
     from skimage.feature import match_template
 
@@ -114,35 +183,25 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry) -> Canal | None:
         return None
     img = np.clip((img - lo) / (hi - lo), 0, 1).astype(np.float32)
     gr, gc = img.shape
-    # the search window around the image centre, in 1 mm grid pixels
-    r0 = max(0, int((gr - 1) / 2 + SEARCH_AP_MM[0] / GRID_MM))
-    r1 = min(gr, int((gr - 1) / 2 + SEARCH_AP_MM[1] / GRID_MM) + 1)
-    c0 = max(0, int((gc - 1) / 2 - SEARCH_LR_MM / GRID_MM))
-    c1 = min(gc, int((gc - 1) / 2 + SEARCH_LR_MM / GRID_MM) + 1)
-    best = (-2.0, 0.0, 0, 0)
-    for angle, t in _TEMPLATES.items():
-        if t.shape[0] >= gr or t.shape[1] >= gc:
-            return None
-        score = match_template(img, t, pad_input=True, mode="edge")
-        window = score[r0:r1, c0:c1]
-        i = int(np.argmax(window))
-        r, c = divmod(i, window.shape[1])
-        if window[r, c] > best[0]:
-            best = (float(window[r, c]), angle, r + r0, c + c0)
-    score, angle, r, c = best
-    if score < MIN_SCORE:
+    window = _window(img.shape, geometry, d, cshape, (sr, sc), expected_mm)
+    if window is None:
         return None
-    # sub-pixel refinement: parabola through the neighbours of the peak (best angle)
-    s = match_template(img, _TEMPLATES[angle], pad_input=True, mode="edge")
-    dr = dc = 0.0
-    if 0 < r < gr - 1:
-        a, b, e = s[r - 1, c], s[r, c], s[r + 1, c]
-        den = a - 2 * b + e
-        dr = 0.5 * (a - e) / den if den < 0 else 0.0
-    if 0 < c < gc - 1:
-        a, b, e = s[r, c - 1], s[r, c], s[r, c + 1]
-        den = a - 2 * b + e
-        dc = 0.5 * (a - e) / den if den < 0 else 0.0
+    # every shape upright, then the best verified shape turned (the canal's outline is
+    # near-symmetric, so the shape and the rotation can be found one after the other)
+    cands = []
+    for angle in ANGLES_DEG:
+        for canal, fraction, t in _templates(angle):
+            if t.shape[0] >= gr or t.shape[1] >= gc:
+                return None
+            smap = match_template(img, t, pad_input=True, mode="edge")
+            cands += [(v, (canal, fraction), angle, r, c, smap)
+                      for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
+    best = next((x for x in sorted(cands, key=lambda x: -x[0])
+                 if _looks_like_canal(img, x[3], x[4], *x[1], x[2])), None)
+    if best is None:
+        return None
+    score, shape, angle, r, c, smap = best
+    dr, dc = _subpixel(smap, r, c)
     # 1 mm grid -> canonical pixels (pixel-centre convention) -> stored pixels
     rr = ((r + dr + 0.5) * GRID_MM / sr) - 0.5
     cc = ((c + dc + 0.5) * GRID_MM / sc) - 0.5
@@ -154,6 +213,107 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry) -> Canal | None:
     lateral /= np.linalg.norm(lateral)
     return Canal(float(row), float(col), tuple(float(v) for v in centre),
                  tuple(float(v) for v in lateral), float(angle), score)
+
+
+def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float],
+                      fraction: float, angle_deg: float) -> bool:
+    """Is the match at grid pixel (r, c) a canal: room around it for the foramina, and the
+    canal (CSF and cord: on T2* the cord is as bright as the CSF) brighter than the rim of bone
+    and ligament around it, all round (in at least 7 of 8 sectors)? Noise, test patterns and
+    other anatomy that correlate with the template fail this."""
+    stats = _ring_stats(img, r, c, canal, angle_deg, fraction)
+    if stats is None:
+        return False
+    inside, rim, bright, spread, core = stats
+    return (inside > rim + RING_CONTRAST and core > rim and bright >= MIN_SECTORS
+            and spread > MIN_SPREAD and _inside_neck(img, r, c)
+            and _symmetry(img, r, c, angle_deg) > MIN_SYMMETRY)
+
+
+def _inside_neck(img: np.ndarray, r: int, c: int) -> bool:
+    """Tissue all round: along each of 16 directions, 10-20 mm from (r, c), and 10-35 mm to the
+    sides and behind, the image is not air (vertebra, pedicles, pillars, laminae and the
+    paraspinal muscles surround the canal; the airway can lie 20 mm in front of it; the bright
+    fat at the neck's edge has air on one side)."""
+    from scipy.ndimage import map_coordinates
+
+    a = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    for t, keep in ((np.arange(10.0, 20.5, GRID_MM), np.ones(len(a), bool)),
+                    (np.arange(20.0, 35.5, GRID_MM), np.sin(a) > -0.4)):  # +row: posterior
+        rr = r + np.outer(np.sin(a[keep]), t) / GRID_MM
+        cc = c + np.outer(np.cos(a[keep]), t) / GRID_MM
+        ray = map_coordinates(img, [rr.ravel(), cc.ravel()], order=1, mode="constant")
+        if ray.reshape(int(keep.sum()), -1).mean(axis=1).min() <= AIR:
+            return False
+    return True
+
+
+def _ring_stats(img: np.ndarray, r: int, c: int, canal: tuple[float, float], angle_deg: float,
+                fraction: float):
+    """(mean inside the canal, mean of the 1.5-5 mm rim outside it, sectors of 8 where the
+    canal is brighter than its rim, 10-90 percentile range inside, mean of the cord's core), or
+    None where the canal lies too near the image's edge. The cord is tissue: its core is not
+    darker than the bone and ligament around the canal, as the air of the airway is."""
+    gr, gc = img.shape
+    if min(r, c, gr - 1 - r, gc - 1 - c) < ROOM_MM / GRID_MM:
+        return None
+    hu, hv = canal[0] + 5.0, canal[1] + 5.0
+    rows = np.arange(int(r - hu - 1), int(r + hu + 2))
+    cols = np.arange(int(c - hu - 1), int(c + hu + 2))
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    a = np.deg2rad(angle_deg)
+    du, dv = (cc - c) * GRID_MM, (rr - r) * GRID_MM
+    x, y = np.cos(a) * du + np.sin(a) * dv, -np.sin(a) * du + np.cos(a) * dv
+    rad = np.sqrt((x / canal[0]) ** 2 + (y / canal[1]) ** 2)
+    inside = rad < 0.9
+    rim = (np.sqrt((x / (canal[0] + 1.5)) ** 2 + (y / (canal[1] + 1.5)) ** 2) > 1.0) & (
+        np.sqrt((x / hu) ** 2 + (y / hv) ** 2) < 1.0)
+    vals = img[rr, cc]
+    sector = ((np.arctan2(y, x) + np.pi) / (2 * np.pi) * 8).astype(int) % 8
+    bright = 0
+    for k in range(8):
+        in_k, rim_k = vals[inside & (sector == k)], vals[rim & (sector == k)]
+        bright += bool(len(in_k) and len(rim_k) and in_k.mean() > rim_k.mean() + 0.05)
+    # a real canal is not flat: CSF, cord and grey matter, partial volume, noise
+    spread = float(np.percentile(vals[inside], 90) - np.percentile(vals[inside], 10))
+    core = vals[rad < 0.7 * fraction]
+    return (float(vals[inside].mean()), float(vals[rim].mean()), bright, spread,
+            float(core.mean()) if len(core) else 0.0)
+
+
+def _to_canonical(d, row: float, col: float, canonical_shape) -> tuple[float, float]:
+    """Inverse of :meth:`Dihedral.point_from_canonical`: a stored pixel-centre position in the
+    transformed array (of shape ``canonical_shape``)."""
+    if d.transpose:
+        row, col = col, row
+    rows, cols = canonical_shape
+    if d.flip_rows:
+        row = rows - 1 - row
+    if d.flip_cols:
+        col = cols - 1 - col
+    return row, col
+
+
+def _window(grid_shape, geometry: SliceGeometry, d, cshape, spacing, expected_mm):
+    """(r0, r1, c0, c1) of the 1 mm grid where the canal's centre is looked for."""
+    gr, gc = grid_shape
+    sr, sc = spacing
+    if expected_mm is None:
+        cr, cc = (gr - 1) / 2, (gc - 1) / 2
+        ap, lr = SEARCH_AP_MM, (-SEARCH_LR_MM, SEARCH_LR_MM)
+    else:
+        o = np.asarray(geometry.position, float)
+        rows_dir, cols_dir = np.asarray(geometry.row_cos, float), np.asarray(geometry.col_cos,
+                                                                               float)
+        p = np.asarray(expected_mm, float) - o
+        row, col = np.dot(p, cols_dir) / geometry.spacing[0], np.dot(p, rows_dir) / \
+            geometry.spacing[1]
+        crow, ccol = _to_canonical(d, row, col, cshape)
+        cr, cc = (crow + 0.5) * sr / GRID_MM - 0.5, (ccol + 0.5) * sc / GRID_MM - 0.5
+        ap, lr = (-GUIDE_MM, GUIDE_MM), (-GUIDE_MM, GUIDE_MM)
+    r0, r1 = max(0, int(cr + ap[0] / GRID_MM)), min(gr, int(cr + ap[1] / GRID_MM) + 1)
+    c0, c1 = max(0, int(cc + lr[0] / GRID_MM)), min(gc, int(cc + lr[1] / GRID_MM) + 1)
+    return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
 
 def roi_position(geometry: SliceGeometry, roi: Rect, canal: Canal) -> RoiPosition:

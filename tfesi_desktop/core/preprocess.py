@@ -27,12 +27,12 @@ bundles record it and a bundle made with another version is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from .errors import RoiError
 from .geometry import Dihedral, SliceGeometry
+from .resample import resample, resample_matrix  # noqa: F401 - part of this module's API
 
 # 2: own anti-aliased resampling (matrices), test-time augmentation over TTA_CROPS
 PREPROCESSING_VERSION = 2
@@ -84,33 +84,6 @@ def jitter_roi(roi: Rect, crop: Crop, shape: tuple[int, int]) -> Rect:
     nx = int(min(max(round(cx - nw / 2), 0), cols - nw))
     ny = int(min(max(round(cy - nh / 2), 0), rows - nh))
     return nx, ny, nw, nh
-
-
-@lru_cache(maxsize=512)
-def resample_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) linear resampling under the pixel-centre convention (module docstring).
-
-    Enlarging: bilinear between input centres, constant beyond the outermost ones. Shrinking by
-    a factor ``f``: a triangle filter ``f`` input pixels wide (half-width), rows normalised, so
-    detail finer than an output pixel is averaged rather than aliased. Read-only, float32."""
-    f = n_in / n_out
-    pos = (np.arange(n_out) + 0.5) * f - 0.5
-    support = max(f, 1.0)
-    src = np.arange(n_in)
-    wgt = np.maximum(0.0, 1.0 - np.abs(pos[:, None] - src[None, :]) / support)
-    if f <= 1.0:  # enlarging: clamp at the outermost centres, as mode='edge'
-        p = np.clip(pos, 0, n_in - 1)
-        wgt = np.maximum(0.0, 1.0 - np.abs(p[:, None] - src[None, :]))
-    wgt /= wgt.sum(axis=1, keepdims=True)
-    m = wgt.astype(np.float32)
-    m.setflags(write=False)
-    return m
-
-
-def resample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``a`` (rows, columns) resampled to ``shape`` with :func:`resample_matrix`, float32."""
-    a = np.asarray(a, np.float32)
-    return resample_matrix(a.shape[0], shape[0]) @ a @ resample_matrix(a.shape[1], shape[1]).T
 
 
 @dataclass(frozen=True)
@@ -197,10 +170,3 @@ def model_inputs(values: np.ndarray, geometry: SliceGeometry | Dihedral, roi: Re
     d = _orientation(geometry)
     side = _side(side)
     return [_crop_input(values, d, jitter_roi(roi, c, values.shape), side) for c in crops]
-
-
-def slice_input(ref, roi: Rect, side: str) -> ModelInput:
-    """:func:`model_input` for a :class:`~tfesi_desktop.core.dicom.SliceRef` (decodes it)."""
-    from .dicom.pixels import modality_values
-
-    return model_input(modality_values(ref), ref.require_geometry(), roi, side)

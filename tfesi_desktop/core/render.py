@@ -44,6 +44,42 @@ def overlay(grey: np.ndarray, cam: np.ndarray, roi, *, opacity: float = 0.4,
     return out
 
 
+def radiological(geometry):
+    """(dihedral, edge letters) that bring a slice to radiological orientation (the patient's
+    right on the image's left, anterior up), as the viewer and the model input do; the
+    identity (and the stored letters) for a slice that is not axial, no letters without a
+    geometry (docs/architecture.md, invariant 1)."""
+    from .errors import TfesiError
+    from .geometry import Dihedral, SliceGeometry
+
+    if geometry is None:
+        return Dihedral(), {}
+    try:
+        d = geometry.canonical_transform()
+    except TfesiError:
+        return Dihedral(), geometry.edge_letters()
+    r, c = d.directions(geometry.row_cos, geometry.col_cos)
+    return d, SliceGeometry(geometry.position, tuple(r), tuple(c), geometry.spacing,
+                            geometry.shape).edge_letters()
+
+
+def radiological_overlay(values, geometry, window, roi, cam, *, opacity: float = 0.4):
+    """(RGB uint8 picture, ROI in it, edge letters): the slice windowed, in radiological
+    orientation, with the map (kept, like the ROI, in stored pixels) blended inside the ROI and
+    the ROI outlined."""
+    d, letters = radiological(geometry)
+    grey = np.ascontiguousarray(d.apply(windowed(values, *window)))
+    out_roi = d.rect_to_canonical(roi, np.shape(values))
+    cam = None if cam is None else np.ascontiguousarray(d.apply(np.asarray(cam)))
+    return overlay(grey, cam, out_roi, opacity=opacity), out_roi, letters
+
+
+def radiological_letters(geometry) -> dict[str, str]:
+    """The orientation letters of a slice's edges once shown radiologically (keys top, bottom,
+    left, right): "A" at the top, "R" on the left for an axial slice, whatever the storage."""
+    return radiological(geometry)[1]
+
+
 def colour_bar(height: int, width: int = 14) -> np.ndarray:
     """A vertical colour bar, high values at the top, RGB uint8."""
     v = np.linspace(1, 0, height)[:, None] * np.ones((1, width))

@@ -176,8 +176,8 @@ def _png(rgb: np.ndarray):
 
 def _slice_picture(inp: ReportInputs) -> np.ndarray:
     """The key image: the slice in radiological orientation with the ROI outlined and the
-    Grad-CAM map blended inside it (:func:`.results_dicom.radiological_overlay`)."""
-    from .results_dicom import radiological_overlay
+    Grad-CAM map blended inside it (:func:`.render.radiological_overlay`)."""
+    from .render import radiological_overlay
 
     rgb, roi, _ = radiological_overlay(inp.slice_values, inp.stack.slices[inp.index].geometry,
                                        inp.window, inp.prediction.provenance.roi,
@@ -186,9 +186,9 @@ def _slice_picture(inp: ReportInputs) -> np.ndarray:
 
 
 def _slice_letters(inp: ReportInputs) -> dict[str, str]:
-    from .results_dicom import radiological
+    from .render import radiological_letters
 
-    return radiological(inp.stack.slices[inp.index].geometry)[1]
+    return radiological_letters(inp.stack.slices[inp.index].geometry)
 
 
 def _outline(rgb: np.ndarray, roi) -> np.ndarray:

@@ -33,7 +33,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from . import deid
+from . import deid, render
 from .errors import TfesiError
 from .fileio import write_atomically
 from .ledger import next_count
@@ -271,50 +271,19 @@ def structured_report(prediction, stack, index: int, *, anonymize: bool = False)
     return _finish(sr, anonymize=anonymize)
 
 
-def radiological(geometry):
-    """(dihedral, edge letters) that bring a slice to radiological orientation (the patient's
-    right on the image's left, anterior up), as the viewer and the model input do; the
-    identity (and the stored letters) for a slice that is not axial, no letters without a
-    geometry (docs/architecture.md, invariant 1)."""
-    from .geometry import Dihedral, SliceGeometry
-
-    if geometry is None:
-        return Dihedral(), {}
-    try:
-        d = geometry.canonical_transform()
-    except TfesiError:
-        return Dihedral(), geometry.edge_letters()
-    r, c = d.directions(geometry.row_cos, geometry.col_cos)
-    return d, SliceGeometry(geometry.position, tuple(r), tuple(c), geometry.spacing,
-                            geometry.shape).edge_letters()
-
-
-def radiological_overlay(values, geometry, window, roi, cam, *, opacity: float = 0.4):
-    """(RGB uint8 picture, ROI in it, edge letters): the slice windowed, in radiological
-    orientation, with the map (kept, like the ROI, in stored pixels) blended inside the ROI and
-    the ROI outlined."""
-    from . import render
-
-    d, letters = radiological(geometry)
-    grey = np.ascontiguousarray(d.apply(render.windowed(values, *window)))
-    out_roi = d.rect_to_canonical(roi, np.shape(values))
-    cam = None if cam is None else np.ascontiguousarray(d.apply(np.asarray(cam)))
-    return render.overlay(grey, cam, out_roi, opacity=opacity), out_roi, letters
-
-
 def heatmap_picture(prediction, stack, index: int, *, window=None) -> np.ndarray:
-    """The slice windowed, in radiological orientation, with the Grad-CAM map blended in the
-    ROI, the ROI outlined, orientation letters and a caption burned in: RGB uint8 (rows,
-    columns, 3)."""
+    """The slice in radiological orientation (invariant 1), windowed, with the Grad-CAM map
+    blended in the ROI, the ROI outlined, orientation letters and a caption burned in: RGB
+    uint8 (rows, columns, 3)."""
     from PIL import Image, ImageDraw
 
     from .dicom import default_window, modality_values
 
     ref = stack.slices[index]
     prov = prediction.provenance
-    rgb, _, letters = radiological_overlay(modality_values(ref), ref.geometry,
-                                           window or default_window(stack), prov.roi,
-                                           prediction.cam_roi)
+    rgb, _, letters = render.radiological_overlay(modality_values(ref), ref.geometry,
+                                                  window or default_window(stack), prov.roi,
+                                                  prediction.cam_roi)
     scale = 2 if rgb.shape[0] <= 256 else 1
     img = Image.fromarray(rgb)
     if scale != 1:
@@ -348,7 +317,7 @@ def _orientation(ref) -> tuple[str, str]:
     if ref.geometry is None:
         raise TfesiError("The source image has no orientation; no heat map picture is made.",
                          ref.path)
-    letters = radiological(ref.geometry)[1]
+    letters = render.radiological_letters(ref.geometry)  # as heatmap_picture shows it
     return letters["right"][:1], letters["bottom"][:1]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..core.commands import find_anatomy, predict_selection
 from ..core.dicom import default_window, modality_values
 from ..core.errors import TfesiError
-from ..core.preprocess import resample
+from ..core.resample import resample
 from ..core.runtime import Predictor
 from .viewer import display_transform
 

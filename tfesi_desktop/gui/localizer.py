@@ -17,7 +17,7 @@ from ..core.crossref import cross_reference, nearest_slice, read_frames_of_refer
 from ..core.dicom import cached_values, modality_values
 from ..core.levels import LevelMark, next_disc
 from .context import AppContext
-from .viewer import SliceView
+from .viewer import SliceView, display_letters, display_transform
 from .workers import Worker
 
 
@@ -116,7 +116,7 @@ class Localizer(QObject):
             self.update()
             return
         self.index = len(stack.slices) // 2
-        self.view.set_letters(stack.geometry.edge_letters())
+        self.view.set_letters(display_letters(stack.geometry, display_transform(stack.geometry)))
         self.request_frames()
         self._show()
 
@@ -170,7 +170,7 @@ class Localizer(QObject):
             levels = (float(lo), float(hi))
         g = ref.geometry
         self.view.set_image(values, g.spacing if g else (1.0, 1.0), levels=levels,
-                            reset_view=self._first)
+                            reset_view=self._first, transform=display_transform(g))
         self.view._show_wl()
         self._first = False
         self._shown = ref.key

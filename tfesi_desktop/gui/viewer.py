@@ -17,6 +17,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
+from ..core.cordpath import upright_transform
 from ..core.geometry import Dihedral, SliceGeometry
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
@@ -52,10 +53,14 @@ def point_to_stored(d: Dihedral, stored_shape, x: float, y: float) -> tuple[floa
 
 
 def display_transform(geometry: SliceGeometry | None) -> Dihedral:
-    """Radiological orientation for an axial slice; as stored for anything else."""
-    if geometry is None or not geometry.is_axial():
+    """Radiological orientation for an axial slice; for a sagittal or coronal one the head up
+    and, across, anterior on the left (sagittal) or the patient's right on the left (coronal),
+    whatever the storage (docs/architecture.md, invariant 1)."""
+    if geometry is None:
         return Dihedral()
-    return geometry.canonical_transform()
+    if geometry.is_axial():
+        return geometry.canonical_transform()
+    return upright_transform(geometry)
 
 
 def display_letters(geometry: SliceGeometry | None, d: Dihedral) -> dict[str, str] | None:

@@ -43,7 +43,7 @@ CANAL_Y = 9.0  # mm, the canal's centre behind the anatomy frame's origin
 SLICE_THICKNESS = 3.0  # mm
 SUB_SLICES = 4  # thin sub-slices averaged into one slice (partial volume)
 CORTEX = 0.7  # mm, the cortical line lining a foramen
-CONTRASTS = ("T2", "T1")
+CONTRASTS = ("T2", "T1", "T2*")
 # the part of the anatomy frame that changes from slice to slice (body/disc, canal, foramina,
 # transverse foramina); everything outside it is drawn once per series
 _BOX = (-42.0, 42.0, -24.0, 28.0)  # x0, x1, y0, y1 (mm)
@@ -95,26 +95,43 @@ class Anatomy:
     texture_seed: int = 0
     texture: float = 1.0  # texture strength
     contrast: str = "T2"
+    # the cord's grey matter against its white matter (cord) in 0..1 intensity: None is the
+    # contrast's own (T2 TSE: 0.07 darker; T2* gradient echo: 0.15 brighter). Real cords show
+    # both, so the canal tests render both (the canal finder must not rely on either)
+    grey_matter: float | None = None
 
 
 def tissue_values(a: Anatomy) -> dict[str, float]:
     """Intensity (0..1) of each tissue for this anatomy's contrast."""
     if a.contrast == "T2":
-        return dict(fat=a.fat, muscle=a.muscle, paraspinal=a.muscle - 0.04,
+        return _grey(dict(fat=a.fat, muscle=a.muscle, paraspinal=a.muscle - 0.04,
                     fat_plane=0.73 * a.fat, air=0.02, oesophagus=0.35, flow_void=0.04,
                     thyroid=0.42, prevertebral_fat=0.8 * a.fat, cortex=0.08, marrow=a.marrow,
                     annulus=0.42, nucleus=0.68, csf=a.csf, cord=0.45, grey_matter=0.38,
                     foramen_fat=a.foramen_fat, root=0.42, ligamentum_flavum=0.13,
-                    facet_fluid=0.72, venous_plexus=0.55)
+                    facet_fluid=0.72, venous_plexus=0.55), a)
     if a.contrast == "T1":
-        return dict(fat=0.9 + 0.4 * (a.fat - 0.75), muscle=a.muscle + 0.1,
+        return _grey(dict(fat=0.9 + 0.4 * (a.fat - 0.75), muscle=a.muscle + 0.1,
                     paraspinal=a.muscle + 0.07, fat_plane=0.8, air=0.02, oesophagus=0.3,
                     flow_void=0.04, thyroid=0.5, prevertebral_fat=0.82, cortex=0.06,
                     marrow=min(a.marrow + 0.3, 0.9), annulus=0.3, nucleus=0.33,
                     csf=0.12 + 0.1 * (a.csf - 0.94), cord=0.44, grey_matter=0.4,
                     foramen_fat=a.foramen_fat + 0.08, root=0.38, ligamentum_flavum=0.34,
-                    facet_fluid=0.14, venous_plexus=0.3)
+                    facet_fluid=0.14, venous_plexus=0.3), a)
+    if a.contrast == "T2*":  # gradient echo: the cord and its grey matter near CSF, fat grey
+        t = dict(fat=0.45, muscle=a.muscle + 0.05, paraspinal=a.muscle + 0.01, fat_plane=0.35,
+                 air=0.02, oesophagus=0.3, flow_void=0.9, thyroid=0.45, prevertebral_fat=0.4,
+                 cortex=0.05, marrow=0.22, annulus=0.35, nucleus=0.5, csf=a.csf, cord=0.62,
+                 grey_matter=0.77, foramen_fat=0.45, root=0.5, ligamentum_flavum=0.12,
+                 facet_fluid=0.7, venous_plexus=0.7)
+        return _grey(t, a)
     raise ValueError(f"unknown contrast {a.contrast!r}; expected one of {CONTRASTS}")
+
+
+def _grey(t: dict[str, float], a: Anatomy) -> dict[str, float]:
+    if a.grey_matter is not None:
+        t["grey_matter"] = float(np.clip(t["cord"] + a.grey_matter, 0.0, 1.0))
+    return t
 
 
 def _smooth(d: np.ndarray, edge: float) -> np.ndarray:
