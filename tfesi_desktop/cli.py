@@ -352,9 +352,13 @@ def cmd_model_info(args) -> int:
 
 
 def cmd_model_install(args) -> int:
-    from .core.bundle import install_bundle
+    from .core.model_gate import install_checked  # the install floor (issue 24)
 
-    dest = install_bundle(args.bundle, make_default=not args.no_default)
+    dest, gate = install_checked(args.bundle, make_default=not args.no_default,
+                                 min_auc_lower=args.min_auc_lower, force=args.force)
+    if not gate.passed:
+        print(f"warning: installed with --force although {gate.sentence()}; its card says so",
+              file=sys.stderr)
     print(f"installed {dest}" + ("" if args.no_default else " (now the default model)"))
     return 0
 
@@ -634,6 +638,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("bundle")
     m.add_argument("--no-default", action="store_true", help="install without making it "
                    "the default")
+    m.add_argument("--min-auc-lower", type=float, default=0.6, metavar="AUC",
+                   help="refuse a bundle whose validated AUC's lower 95 %% bound is not above "
+                        "this (default 0.6)")
+    m.add_argument("--force", action="store_true", help="install a bundle below the floor or "
+                   "with degenerate calibration anyway; its card records that it was forced")
     m.set_defaults(func=cmd_model_install)
     m = msub.add_parser("list", help="list installed models")
     m.add_argument("--json", action="store_true")
