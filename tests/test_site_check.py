@@ -83,3 +83,38 @@ def test_acquisition_outside_the_range_needs_more_than_a_tenth_of_the_patients()
 def test_binomial_tail():
     assert binomial_sf(0, 10, 0.02) == pytest.approx(1.0)
     assert binomial_sf(3, 100, 0.01) == pytest.approx(0.0794, abs=1e-3)
+
+
+def test_a_phantom_site_changes_the_images_and_headers_site_check_reads(cohort, tmp_path):
+    """tfesi synth --site (core/synth/sites.py): fat suppressed, 4.5 mm slices, 1.0 T."""
+    import numpy as np
+
+    from tfesi_desktop.core.manifest import case_region, read_manifest
+    from tfesi_desktop.core.site_check import acquisition
+    from tfesi_desktop.core.synth.sites import SITES, Site
+
+    assert main(["synth", str(tmp_path / "ref"), "--patients", "1", "--seed", "5",
+                 "--jobs", "1", "--storage", "plain"]) == 0
+    assert main(["synth", str(tmp_path / "b"), "--patients", "1", "--seed", "5",
+                 "--jobs", "1", "--storage", "plain", "--site", "hospital-b"]) == 0
+    assert main(["synth", str(tmp_path / "x"), "--site", "nowhere"]) == 2
+    (ref,), (b,) = (read_manifest(tmp_path / d / "manifest.csv") for d in ("ref", "b"))
+    assert acquisition(ref) | {"pixel_mm": 0} == {"pixel_mm": 0, "slice_thickness_mm": 3.0,
+                                                  "field_strength_t": 1.5,
+                                                  "fat_suppressed": None}
+    assert acquisition(b)["slice_thickness_mm"] == 4.5
+    assert acquisition(b)["field_strength_t"] == 1.0
+    x_ref, x_b = (case_region(c).values for c in (ref, b))
+    assert x_ref.shape == x_b.shape and not np.array_equal(x_ref, x_b)
+    # each change on its own: blur smooths, thicker slices mix neighbours, the scale scales
+    from tfesi_desktop.core.synth.cohort import draw_patient, render_axial
+
+    p = draw_patient(5, 0, matrix=256)
+    v = render_axial(p)
+    rough = np.abs(np.diff(v, axis=2)).mean()
+    assert np.abs(np.diff(Site("s", "", blur_mm=2.0).transform(v, p), axis=2)).mean() < rough
+    thick = Site("s", "", slice_thickness_mm=6.0).transform(v, p)
+    assert np.abs(np.diff(thick, axis=0)).mean() < np.abs(np.diff(v, axis=0)).mean()
+    np.testing.assert_allclose(Site("s", "", scale=2.0).transform(v, p), 2 * v)
+    fat = SITES["fatsat"].patient(p).anatomy
+    assert fat.fat == pytest.approx(0.2 * p.anatomy.fat)
