@@ -153,6 +153,8 @@ def test_three_sites_on_loopback_make_a_bundle_and_no_pixel_crosses_the_wire(sit
                for s in card["training"]["sites"])
     assert card["metrics"]["validation"]["n"] == 6
     assert card["calibration"]["temperature"] > 0 and card["ood"]["feature_threshold"] > 0
+    # the acquisition range site-check compares a new site with (ranges, not patients)
+    assert card["training"]["acquisition"]["slice_thickness_mm"] == [3.0, 3.0]
     assert main(["model", "info", str(out)]) == 0
     assert "federated over 3 sites" in capsys.readouterr().out
     study = sites[0].parent
@@ -171,8 +173,10 @@ def test_three_sites_on_loopback_make_a_bundle_and_no_pixel_crosses_the_wire(sit
             assert msg["shapes"] == weights
         else:
             assert set(msg["shapes"]) <= stats, msg
-        assert set(msg["keys"]) <= {"site", "auc", "loss", "train", "validation", "synthetic",
-                                    "flagged"}
+        assert set(msg["keys"]) <= set(fed.METRIC_KEYS[msg["task"]])
+        assert all(k.endswith(("_min", "_max")) for k in msg["keys"]
+                   if k not in {"site", "auc", "loss", "train", "validation", "synthetic",
+                                "flagged"})
     assert len(coord.messages) == 3 * len(fed.schedule(1))
     # and no stored pixels or model inputs of any site's patients are in the bytes received
     wire = b"".join(coord.payloads)

@@ -61,6 +61,7 @@ DIST_BINS, DIST_LOG = 2000, (-3.0, 6.0)  # distance histograms: log10 range
 NEWTON_STEPS = 10
 PLATT_BOUNDS = ((-12.0, 5.0), (-20.0, 20.0))  # log(1/T) and b, as stats.fit_platt
 TASKS = ("train", "moments", "distances", "platt", "evaluate")
+ACQUISITION_KEYS = ("pixel_mm", "slice_thickness_mm", "field_strength_t")
 
 
 def _flower():
@@ -196,6 +197,20 @@ class Site:
     synthetic: bool
     seed: int = 0
     cache: dict = field(default_factory=dict)
+    cases: list = field(default_factory=list)
+
+    def acquisition_range(self) -> dict:
+        """Min and max of pixel size, slice thickness and field strength over the site's
+        patients (scalars for the card's training range, :mod:`..site_check`)."""
+        from ..site_check import acquisition
+
+        out = {}
+        rows = [acquisition(c) for c in self.cases]
+        for k in ACQUISITION_KEYS:
+            vals = [r[k] for r in rows if r.get(k) is not None]
+            if vals:
+                out[f"{k}_min"], out[f"{k}_max"] = float(min(vals)), float(max(vals))
+        return out
 
     @classmethod
     def load(cls, name: str, manifest: str | Path, *, validation_fraction: float = 0.2,
@@ -204,13 +219,13 @@ class Site:
         from .train import split
 
         manifest = Path(manifest)
-        regions, y, _ = load_regions(manifest)
+        regions, y, cases = load_regions(manifest)
         tr, va = split(y, validation_fraction, seed)
         if len(set(y[va])) < 2 or len(set(y[tr])) < 2:
             raise TfesiError(f"Site {name}: too few patients of one outcome for a held-out "
                              "part with both outcomes.", manifest)
         return cls(name, manifest, regions, y, tr, va,
-                   (manifest.parent / "cohort.json").exists(), seed)
+                   (manifest.parent / "cohort.json").exists(), seed, cases=cases)
 
 
 class _KerasScorer:
@@ -268,7 +283,8 @@ def client_step(site: Site, arrays: list[np.ndarray], config: dict
         site.cache.update(z_va=z_va, f_va=f_va, h_va=h_va, f_tr=f_tr, h_tr=h_tr)
         return ([*moments(f_tr), *moments(h_tr)], len(site.train_idx),
                 {"site": site.name, "train": len(site.train_idx),
-                 "validation": len(site.val_idx), "synthetic": site.synthetic})
+                 "validation": len(site.val_idx), "synthetic": site.synthetic,
+                 **site.acquisition_range()})
     c = site.cache
     if task == "distances":
         from ..ood import FeatureDistribution
@@ -377,6 +393,7 @@ class Coordinator:
         self.features = self.intensities = None
         self.thresholds = (1.0, 1.0)
         self.sites: dict[str, dict] = {}
+        self.acquisition: list[dict] = []  # per site: min/max of the acquisition parameters
         self.log: list[dict] = []  # one entry per round: task, per site metrics and bytes
         self.messages: list[dict] = []  # every message received: site, task, shapes, keys
         self.payloads: list[bytes] = []  # raw bytes received (kept only when asked: tests)
@@ -452,6 +469,8 @@ class Coordinator:
                                           "train": int(m["train"]),
                                           "validation": int(m["validation"]),
                                           "synthetic": bool(m["synthetic"])}
+            self.acquisition.append({k: float(v) for k, v in m.items()
+                                     if k.endswith(("_min", "_max"))})
         from ..ood import COMPONENTS, HISTOGRAM_COMPONENTS
 
         s = [sum(a[0][i] for a in answers) for i in range(6)]
@@ -543,7 +562,9 @@ class Coordinator:
 
 
 METRIC_KEYS = {"train": ("site", "auc", "loss"),
-               "moments": ("site", "train", "validation", "synthetic"),
+               "moments": ("site", "train", "validation", "synthetic",
+                           *(f"{k}_{e}" for k in ("pixel_mm", "slice_thickness_mm",
+                                                  "field_strength_t") for e in ("min", "max"))),
                "distances": ("site",), "platt": ("site",), "evaluate": ("site", "flagged")}
 
 
@@ -671,6 +692,7 @@ def write_federated_bundle(model, info: dict, coord: Coordinator, out: Path, *, 
                           "per-bin outcome counts of held-out probabilities. No images, "
                           "outcomes per patient or identifiers."},
             "targets": "the 0/1 outcome",
+            "acquisition": _acquisition_range(coord.acquisition),
         },
         "tta": {"crops": [list(c) for c in TTA_CROPS],
                 "description": "the ROI as drawn, shifted by 10 % of its size (3x3 grid) and "
@@ -709,6 +731,17 @@ def write_federated_bundle(model, info: dict, coord: Coordinator, out: Path, *, 
     write_atomically(out / CARD, json.dumps(full, indent=1).encode(), private=False)
     load_bundle(out)
     return full
+
+
+def _acquisition_range(per_site: list[dict]) -> dict:
+    """The training range over all sites, as :func:`..site_check.acquisition_range` gives it."""
+    out = {}
+    for k in ACQUISITION_KEYS:
+        lo = [s[f"{k}_min"] for s in per_site if f"{k}_min" in s]
+        hi = [s[f"{k}_max"] for s in per_site if f"{k}_max" in s]
+        if lo and hi:
+            out[k] = [min(lo), max(hi)]
+    return out
 
 
 # --- one command for a local trial: a coordinator and one process per site -------------------
