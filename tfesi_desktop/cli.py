@@ -112,8 +112,14 @@ def cmd_synth(args) -> int:
         raise TfesiError("This folder is not empty; choose another or add --force.", out)
     storage = None if args.storage == "random" else Storage(
         transfer_syntax=RLELossless if args.storage == "rle" else ExplicitVRLittleEndian)
+    site = None
+    if args.site:  # issue 24: a hospital's scanner (core/synth/sites.py)
+        from .core.synth.sites import get_site
+
+        site = get_site(args.site)
     summary = make_cohort(out, patients=args.patients, seed=args.seed, jobs=args.jobs,
                           matrix=args.matrix, storage=storage, clinical=args.clinical,
+                          site=site,
                           progress=_progress("writing patients"))
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -371,9 +377,13 @@ def cmd_model_info(args) -> int:
 
 
 def cmd_model_install(args) -> int:
-    from .core.bundle import install_bundle
+    from .core.model_gate import install_checked  # the install floor (issue 24)
 
-    dest = install_bundle(args.bundle, make_default=not args.no_default)
+    dest, gate = install_checked(args.bundle, make_default=not args.no_default,
+                                 min_auc_lower=args.min_auc_lower, force=args.force)
+    if not gate.passed:
+        print(f"warning: installed with --force although {gate.sentence()}; its card says so",
+              file=sys.stderr)
     print(f"installed {dest}" + ("" if args.no_default else " (now the default model)"))
     return 0
 
@@ -583,6 +593,93 @@ def cmd_cache(args) -> int:
     return 0
 
 
+# --- tfesi federate and site-check (issue 24) ---------------------------------------------------
+
+def cmd_federate(args) -> int:
+    from .core.training import federated as fed
+
+    def say(message):
+        print(message, file=sys.stderr, flush=True)
+
+    if args.mode == "client":
+        if not args.manifest or len(args.manifest) != 1:
+            raise TfesiError("A client reads one manifest: its own site's (--manifest).")
+        site = fed.Site.load((args.site_name or ["site"])[0], args.manifest[0], seed=args.seed)
+        say(f"site {site.name}: {len(site.train_idx)} training and {len(site.val_idx)} "
+            f"held-out patients; connecting to {args.address}")
+        fed.run_client(site, args.address)
+        return 0
+    cfg = fed.FederatedConfig(sites=args.sites or len(args.manifest or []), rounds=args.rounds,
+                              local_epochs=args.local_epochs, batch_size=args.batch_size,
+                              learning_rate=args.learning_rate, seed=args.seed,
+                              init_from=args.init_from)
+    if not args.out:
+        raise TfesiError("--out (the bundle folder to write) is needed.")
+    name = args.name or Path(args.out).name
+    if args.mode == "coordinator":
+        if not args.sites:
+            raise TfesiError("--sites (how many sites to wait for) is needed.")
+        result = fed.run_coordinator(cfg, args.out, address=args.address, name=name,
+                                     log_file=args.log, overwrite=args.force, progress=say)
+        log = result["log"]
+    else:
+        if not args.manifest or len(args.manifest) < 2:
+            raise TfesiError("A local trial needs two or more --manifest (one per site).")
+        log = fed.run_local(args.manifest, args.out, cfg, name=name, site_names=args.site_name,
+                            timeout_s=args.timeout, overwrite=args.force, progress=say)
+    print(json.dumps({"bundle": str(args.out), "sites": log["sites"],
+                      "validation": log["validation"]}, indent=1))
+    return 0
+
+
+def cmd_site_check(args) -> int:
+    from .core.site_check import site_check, site_check_text
+
+    predictor = _load_predictor(args.model)
+    result = site_check(args.path, predictor, training_manifest=args.training_manifest,
+                        progress=_progress("scoring patients"))
+    print(json.dumps(_finite(result), indent=1) if args.json else site_check_text(result),
+          end="\n" if args.json else "")
+    return 0
+
+
+def _site_check_parser(sub) -> None:
+    s = sub.add_parser("site-check", help="does a site's batch of images resemble the "
+                       "training images? With outcomes: local AUC and calibration")
+    s.add_argument("path", help="the site's manifest CSV (labels optional), or a folder with "
+                   "manifest.csv")
+    s.add_argument("--model", help="bundle (default: the model in use)")
+    s.add_argument("--training-manifest", metavar="CSV", help="the training manifest, for the "
+                   "acquisition range when the card records none")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_site_check)
+
+
+def _federate_parser(sub) -> None:
+    s = sub.add_parser("federate", help="train one model across sites without sharing images "
+                       "(Flower): a coordinator and one client per site, or a local trial")
+    s.add_argument("mode", choices=("local", "coordinator", "client"),
+                   help="local: start a coordinator and one client per --manifest here")
+    s.add_argument("--manifest", action="append", help="a site's manifest (client: its own)")
+    s.add_argument("--site-name", action="append",
+                   help="the site's name on the card (default site1, site2, ...)")
+    s.add_argument("--out", help="bundle folder the coordinator writes")
+    s.add_argument("--address", default="127.0.0.1:8080", help="coordinator HOST:PORT")
+    s.add_argument("--sites", type=int, help="coordinator: number of sites to wait for")
+    s.add_argument("--rounds", type=int, default=5, help="training rounds")
+    s.add_argument("--local-epochs", type=int, default=2, help="epochs at each site per round")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--learning-rate", type=float, default=1e-3)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--init-from", metavar="BUNDLE", help="start from this bundle's network "
+                   "(e.g. the shipped model) instead of random weights")
+    s.add_argument("--name", help="model name on the card (default: the folder's name)")
+    s.add_argument("--log", metavar="JSON", help="run log (default: beside the bundle)")
+    s.add_argument("--timeout", type=float, default=1800, help="local: stop after this many s")
+    s.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    s.set_defaults(func=cmd_federate)
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -605,6 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     s.add_argument("--matrix", type=int, choices=(256, 512), default=None,
                    help="image matrix for every study (default: mostly 256, some 512)")
+    s.add_argument("--site", help="write the images as this site's scanner would: reference, "
+                   "fatsat, fatsat-half, hospital-b, highfield (core/synth/sites.py)")
     s.add_argument("--storage", choices=("random", "plain", "rle"), default="random",
                    help="random: vary orientation, MONOCHROME1, rescale, compression, multi-frame"
                    " and file names as scanners do (default); plain or rle: standard axial "
@@ -705,6 +804,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("bundle")
     m.add_argument("--no-default", action="store_true", help="install without making it "
                    "the default")
+    m.add_argument("--min-auc-lower", type=float, default=0.6, metavar="AUC",
+                   help="refuse a bundle whose validated AUC's lower 95 %% bound is not above "
+                        "this (default 0.6)")
+    m.add_argument("--force", action="store_true", help="install a bundle below the floor or "
+                   "with degenerate calibration anyway; its card records that it was forced")
     m.set_defaults(func=cmd_model_install)
     m = msub.add_parser("list", help="list installed models")
     m.add_argument("--json", action="store_true")
@@ -765,6 +869,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="fewer repeats, no training figure")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_bench)
+    _federate_parser(sub)
+    _site_check_parser(sub)
     from .cli_pacs import add_pacs_commands
 
     add_pacs_commands(sub)

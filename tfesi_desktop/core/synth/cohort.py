@@ -430,14 +430,16 @@ def _set_pixels(ds: Dataset, arr: np.ndarray, ts: str) -> None:
         ds.PixelData = arr.tobytes()
 
 
-def write_study(p: Patient, out_dir: Path) -> dict:
+def write_study(p: Patient, out_dir: Path, site=None) -> dict:
     """Write one patient's study into ``out_dir`` and return its manifest row (without the
-    study path)."""
+    study path). ``site``: a :class:`.sites.Site` whose scanner shows it (default: the
+    protocol's)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     st = p.storage
     study_uid = _uid(p.seed, p.index, "study")
     series_uid = _uid(p.seed, p.index, "axial")
-    volume = render_axial(p)
+    p = site.patient(p) if site else p  # hook: sites.py (fat suppression)
+    volume = site.transform(render_axial(p), p) if site else render_axial(p)
     n = p.matrix
     r_c, c_c = _canonical_directions(st.tilt_deg)
     normal = np.cross(r_c, c_c)
@@ -532,6 +534,8 @@ def write_study(p: Patient, out_dir: Path) -> dict:
             files.append((ds, names[k]))
     files.extend(_sagittal_localizer(p, study_uid, names[-SAG_SLICES:]))
     for ds, name in files:
+        if site:
+            site.stamp(ds)
         ds.save_as(out_dir / name, enforce_file_format=True)
     x, y, w, h = _roi_to_stored(p)
     waist = _point_to_stored(p, p.waist_canonical)
@@ -722,12 +726,12 @@ MANIFEST_COLUMNS = ("patient_id", "study_path", "study_uid", "series_uid", "sop_
 
 
 def _one(args) -> dict:
-    seed, index, out, storage, matrix, contrast, *clinical = args
+    seed, index, out, storage, matrix, contrast, site, clinical = args
     p = draw_patient(seed, index, storage=storage, matrix=matrix, contrast=contrast)
     folder = f"P{index:05d}"
-    row = write_study(p, Path(out) / folder)
+    row = write_study(p, Path(out) / folder, site)
     row["study_path"] = folder
-    if clinical and clinical[0]:  # issue 25: clinical variables, outcome from image + clinic
+    if clinical:  # clinical variables, the outcome from image + clinic (synth/clinical.py)
         from .clinical import add_clinical
 
         add_clinical(row, p)
@@ -736,7 +740,8 @@ def _one(args) -> dict:
 
 def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: int | None = None,
                 storage: Storage | None = None, matrix: int | None = None,
-                contrast: str = "T2", progress=None, clinical: bool = False) -> dict:
+                contrast: str = "T2", progress=None, clinical: bool = False,
+                site=None) -> dict:
     """Write ``patients`` studies, ``manifest.csv`` and ``cohort.json`` into ``out``.
 
     Returns the cohort summary (also in cohort.json): counts, outcome model, and the best
@@ -745,7 +750,8 @@ def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: i
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = jobs or os.cpu_count() or 1
-    tasks = [(seed, i, str(out), storage, matrix, contrast, clinical) for i in range(patients)]
+    tasks = [(seed, i, str(out), storage, matrix, contrast, site, clinical)
+             for i in range(patients)]
     rows: list[dict] = []
     if jobs == 1 or patients == 1:
         for i, t in enumerate(tasks):
@@ -767,7 +773,7 @@ def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: i
     summary = dict(
         generator_version=GENERATOR_VERSION, seed=seed, patients=patients,
         favourable=int(labels.sum()), poor=int((1 - labels).sum()),
-        contrast=contrast,
+        contrast=contrast, **({"site": site.describe()} if site else {}),
         outcome_model=(
             f"P(favourable) = 1 / (1 + exp(-({B_WIDTH} * (w - {W_CENTRE}) - {B_COMPRESSION} * "
             f"(c - {C_MEAN}) - {B_LENGTH} * (L - {L_MEAN})))), all on the narrowest slice of the "
