@@ -442,7 +442,10 @@ def cmd_evaluate(args) -> int:
             result["pointing_game"] = game
         gen = generator_probabilities(cases)
         if gen is not None:  # a synthetic cohort: the best any model can reach on it
+            from .core.evaluation import best_auc_comparison
+
             result["best_achievable_auc"] = round(auc_delong(labels, gen).auc, 4)
+            result["best_auc_gap"] = best_auc_comparison(labels, probs, gen)
     if args.out:
         write_report(args.out, result, labels, scores, title=source)
         if not args.predictions:

@@ -593,7 +593,8 @@ def record_evaluation(bundle: Bundle, result: dict, *, manifest: str | Path,
               "auc_ci95": [round(v, 6) for v in entry["auc"]["ci95"]],
               "accuracy": round(entry["table"]["accuracy"], 4),
               "brier": round(entry["brier"], 4) if "brier" in entry else None}
-    for key in ("calibration", "stable_prediction", "pointing_game", "best_achievable_auc"):
+    for key in ("calibration", "stable_prediction", "pointing_game", "best_achievable_auc",
+                "best_auc_gap"):
         if key in result:
             record[key] = result[key]
     # calibrated on these patients: its AUC is no longer an independent check of the program
