@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
         p.level_chosen.connect(self.set_level)
         p.override_confirmed.connect(self.confirm_override)
         p.predict_button.clicked.connect(self.predict)
+        p.slice_strip.go_to_slice.connect(self.set_slice)  # the proposed (narrowest) slice
         p.overlay_check.toggled.connect(self._show_overlay)
         p.opacity.valueChanged.connect(self._show_overlay)
         p.measurement_selected.connect(self._measurement_selected)
@@ -977,6 +978,7 @@ class MainWindow(QMainWindow):
         p.stale_label.setText("The result no longer matches the ROI, slice or side: "
                               + ("correct the ROI or the side." if block else "predict again."))
         p.stale_label.setVisible(stale)
+        p.slice_strip.show_neighbourhood(None if r is None or stale else r.prediction.neighbourhood)
         self._show_overlay()
         self.comparison.show()
         self._update_actions()
