@@ -233,6 +233,14 @@ def cmd_predict(args) -> int:
           f"{format_probability(lo)} to {format_probability(hi)}"
           + ("  BORDERLINE: the label depends on where the ROI is drawn" if pred.borderline
              else ""))
+    nb = pred.neighbourhood
+    if nb is not None and len(nb.slice_indices) > 1:
+        print("neighbouring slices: " + ", ".join(
+            f"{i + 1}{'*' if i == nb.chosen else ''} {format_probability(q)}"
+            for i, q in zip(nb.slice_indices, nb.probabilities, strict=True))
+            + f" (* chosen; the result rests on slice {nb.based_on + 1})")
+        if nb.message():
+            print(f"SLICE: {nb.message()}")
     if not pred.reliable:
         print("NOT RELIABLE: this image is unlike the images this model was trained on "
               f"(feature distance {pred.ood_distance:.2f}, limit {pred.ood_threshold:.2f}).")
