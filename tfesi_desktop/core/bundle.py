@@ -48,7 +48,7 @@ DEMO_BUNDLE = ("models", "demo-synthetic")
 # The SHA-256 (bundle_digest) of the demonstration bundle shipped in resources/models/
 # demo-synthetic. Retraining or re-exporting the demo model changes it: update this one value
 # (tests/test_bundle.py prints the new one).
-DEMO_BUNDLE_SHA256 = "2b616f329d638149f1a45e3751262a14bec01a40864c501f2018c69d53bd0ac8"
+DEMO_BUNDLE_SHA256 = "e088b2eaefe98f7e47d97d4bbbf1440dd82c782658313680602f5faf092b1e40"
 INSTALLED_RECORD = "installed.json"
 MAX_CARD_BYTES = 1 << 20
 _HEX = set("0123456789abcdef")
