@@ -7,7 +7,7 @@ there. A view of the result only: the logic is in ``core/neighbourhood.py``."""
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 FAVOURABLE, POOR, GRID = QColor("#2e7d32"), QColor("#c62828"), QColor("#9e9e9e")
@@ -28,6 +28,7 @@ class _Bars(QWidget):
             return
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        ink = self.palette().color(QPalette.ColorRole.WindowText)  # light or dark theme
         w, h = self.width(), self.height()
         label_h, top = self.fontMetrics().height() + 4, 4
         plot_h = h - label_h - top
@@ -43,9 +44,9 @@ class _Bars(QWidget):
             else:
                 p.fillRect(bar, colour.lighter(170))
             if index == nb.chosen:
-                p.setPen(QPen(QColor("black"), 2))
+                p.setPen(QPen(ink, 2))
                 p.drawRect(QRectF(x0 - 2, top, slot * 0.6 + 4, plot_h))
-            p.setPen(QColor("black"))
+            p.setPen(ink)
             p.drawText(QRectF(k * slot, h - label_h, slot, label_h),
                        Qt.AlignmentFlag.AlignCenter,
                        f"{index + 1}{' *' if index == nb.chosen else ''}  {100 * prob:.0f}%")
