@@ -172,3 +172,23 @@ def test_region_neighbourhood_equals_the_stack_neighbourhood(narrowest_bundle):
         assert a.probability == pytest.approx(b.probability, abs=1e-6)
         assert a.neighbourhood.based_on + n == b.neighbourhood.based_on
     assert np.allclose(region.at(1).values.shape, region.values.shape)
+
+
+def test_regions_keep_their_neighbours_through_the_cache(cohort, tmp_path):
+    from tfesi_desktop.core.manifest import load_regions
+
+    manifest = tmp_path / "manifest.csv"
+    shutil.copy(cohort[0] / "manifest.csv", manifest)
+    (tmp_path / "P00000").symlink_to(cohort[0] / "P00000")
+    (tmp_path / "P00001").symlink_to(cohort[0] / "P00001")
+    manifest.write_text("".join(manifest.read_text().splitlines(True)[:3]))
+    fresh, _, _ = load_regions(manifest, around=1)
+    cached, _, _ = load_regions(manifest, around=1)
+    assert list(tmp_path.glob(".manifest.regions-*around1*.npz"))
+    for a, b in zip(fresh, cached, strict=True):
+        assert a.offsets == b.offsets == (-1, 0, 1)
+        for o in a.offsets:
+            assert np.array_equal(a.at(o).values, b.at(o).values) and a.at(o).roi == b.at(o).roi
+        assert not np.array_equal(a.at(1).values, a.values)  # another slice, same window
+        assert a.at(1).values.shape == a.values.shape
+    assert load_regions(manifest)[0][0].offsets == (0,)  # without neighbours: its own cache

@@ -191,8 +191,8 @@ def load_regions(path: str | Path, *, progress=None, cache: bool = True, around:
             near = z["near"] if "near" in z else np.zeros((0, 6))
             regions = []
             for i, m in enumerate(meta):
-                nb = tuple((int(o), z[f"n{i}_{int(o)}"], tuple(int(v) for v in n[2:6]))
-                           for n in near[near[:, 0] == i] for o in [n[1]])
+                nb = tuple((int(n[1]), z[f"n{i}_{int(n[1])}"], tuple(int(v) for v in n[2:6]))
+                           for n in near[near[:, 0] == i])
                 regions.append(Region(z[f"v{i}"], Dihedral(*(bool(b) for b in m[4:7])),
                                       tuple(int(v) for v in m[:4]), "left" if m[7] else "right",
                                       (int(m[8]), int(m[9])), (float(m[10]), float(m[11])), nb))
