@@ -17,6 +17,10 @@ def test_bench_prints_every_figure_as_json(capsys):
         assert f[key] > 0, key
     assert f["predict_gradcam_ms_median"] <= f["predict_gradcam_ms_p90"]
     assert f["stable_prediction_rois"] == 13
+    # the stable prediction looks at the chosen slice and one on each side (issue 22): 13 ROIs
+    # on the chosen one, 5 on each neighbour, in one call; the single slice is measured beside
+    assert f["stable_prediction_slices"] == 3 and f["stable_prediction_inputs"] == 23
+    assert f["single_slice_prediction_ms_median"] <= f["single_slice_prediction_ms_p90"]
     assert f["runtime_process_imported_tensorflow"] is False
     # the runtime the program uses is faster than Keras on the same input, in the same run
     assert f["speedup_vs_keras_predict"] > 1

@@ -265,3 +265,61 @@ def test_learning_curve_on_nested_subsets(cohort, tmp_path, capsys, monkeypatch)
     assert {(c.optimizer, c.learning_rate, c.epochs) for c in paper} == {("rmsprop", 1e-5, 3)}
     assert main(["study", str(cohort[0] / "manifest.csv"), "--out", str(tmp_path / "lc3"),
                  "--learning-curve", "4", "--folds", "2", "--arms", "resnet"]) == 2
+
+
+def test_slice_stability_counts_flips_and_auc_one_slice_off():
+    from tfesi_desktop.core.evaluation import slice_stability
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    y[:2] = (0, 1)
+    exact = np.clip(0.5 + 0.35 * (2 * y - 1) + rng.normal(0, 0.2, 200), 0.01, 0.99)
+    rows = []
+    for i in range(200):
+        off = exact[i] + 0.25  # as the single slice did: one off looks wider, more optimistic
+        rows.append({"label": int(y[i]), "probability": exact[i], "p_slice-1": exact[i],
+                     "p_slice+1": exact[i] if i % 10 else 1 - exact[i], "p_single": exact[i],
+                     "p_single-1": min(off, 0.99), "p_single+1": min(off, 0.99),
+                     "p_pick": exact[i], "p_single_pick": exact[i], "pick_offset": i % 3 - 1,
+                     "based_on_offset": 0, "slices_disagree": False})
+    s = slice_stability(rows, 0.5)
+    nb, single = s["neighbourhood"], s["single_slice"]
+    flipped = np.mean([(1 - e >= 0.5) != (e >= 0.5) for e in exact[::10]])
+    assert nb["label_flips"] == pytest.approx(flipped * 20 / 400, abs=1e-4)
+    assert single["flips_to_favourable"] == single["label_flips"] > nb["label_flips"]
+    assert single["median_change"] == pytest.approx(0.25, abs=0.02)
+    assert nb["auc_exact"] == single["auc_exact"] == pytest.approx(auc_delong(y, exact).auc,
+                                                                  abs=1e-4)
+    assert single["auc_one_off_pooled"] < single["auc_exact"]
+    assert nb["auc_one_off"][0] == nb["auc_exact"]
+    assert {"offset", "difference", "p"} <= set(nb["paired_delong_exact_vs_one_off"][0])
+    assert s["physician_picked_a_neighbour"] == pytest.approx(2 / 3, abs=0.01)
+    assert slice_stability([{k: v for k, v in r.items() if k != "p_slice+1"} for r in rows],
+                           0.5) == {}
+
+
+def test_gap_to_the_best_auc_comes_with_a_paired_test():
+    from tfesi_desktop.core.evaluation import best_auc_comparison
+    from tfesi_desktop.core.stats import delong_paired
+
+    rng = np.random.default_rng(2)
+    best = rng.uniform(0, 1, 300)
+    y = (rng.random(300) < best).astype(int)
+    model = np.clip(best + rng.normal(0, 0.3, 300), 0, 1)
+    g = best_auc_comparison(y, model, best)
+    ref = delong_paired(y, best, model)
+    assert g["gap"] == pytest.approx(ref.difference, abs=1e-4) and g["gap"] > 0
+    assert g["p"] == ref.p and g["gap_ci95"][0] < g["gap"] < g["gap_ci95"][1]
+
+
+def test_pointing_game_chance_includes_a_map_peaking_at_the_roi_centre():
+    from tfesi_desktop.core.evaluation import pointing_game
+
+    rows = [{"hit": i < 18, "chance": 0.1, "centre_hit": i < 15, "hit_shifted": i < 5,
+             "chance_shifted": 0.1, "centre_hit_shifted": i < 2} for i in range(20)]
+    g = pointing_game(rows)
+    assert g["as_placed"]["centre_map_rate"] == 0.75
+    assert g["as_placed"]["rate"] == 0.9
+    # 3 patients where only the model hits, none where only the centre map does: p = 1/8
+    assert g["as_placed"]["p_vs_centre_map"] == pytest.approx(0.125)
+    assert g["shifted_quarter"]["centre_map_rate"] == 0.1

@@ -254,3 +254,24 @@ def test_new_manifest_columns(cohort):
         assert 0 <= float(r["compression"]) <= 1 and 2.5 <= float(r["narrowing_mm"]) <= 7.5
         assert r["contrast"] == "T2"
         assert float(r["canal_x"]) >= 0 and float(r["canal_y"]) >= 0
+
+
+def test_the_physician_picks_the_narrowest_or_a_neighbour_at_the_documented_rate(cohort):
+    from tfesi_desktop.core.synth.cohort import PICK_NEIGHBOUR_RATE, physician_pick
+
+    picks = np.array([physician_pick(77, i) for i in range(4000)])
+    assert set(picks) == {-1, 0, 1}
+    assert np.mean(picks != 0) == pytest.approx(PICK_NEIGHBOUR_RATE, abs=0.025)
+    assert np.mean(picks == 1) == pytest.approx(PICK_NEIGHBOUR_RATE / 2, abs=0.025)
+    # the pick does not change the patient: images and outcome come from their own streams
+    assert draw_patient(77, 5) == draw_patient(77, 5)
+    out, _ = cohort
+    with open(out / "manifest.csv") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        stack = scan(out / r["study_path"]).find_stack(r["series_uid"])
+        key = r["sop_instance_uid"] + (f":{r['frame']}" if r["frame"] != "" else "")
+        pick = r["pick_sop_instance_uid"] + (f":{r['pick_frame']}" if r["pick_frame"] != ""
+                                             else "")
+        assert stack.find_slice(pick) - stack.find_slice(key) == int(r["pick_offset"])
+        assert int(r["pick_offset"]) == physician_pick(13, int(r["study_path"][1:]))

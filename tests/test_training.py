@@ -188,3 +188,36 @@ def test_the_command_line_offers_every_network():
     from tfesi_desktop.core.training.network import ARCHITECTURES
 
     assert TRAIN_VARIANTS == ARCHITECTURES
+
+
+def test_training_shows_the_neighbouring_slice_at_the_recorded_rate():
+    """Augmentation (issue 22): at ``neighbour_slices`` rate the input is made from the slice
+    above or below (the ROI carried there), with the patient's outcome; the rate is on the
+    card's augmentation record."""
+    import numpy as np
+
+    from tfesi_desktop.core.geometry import Dihedral
+    from tfesi_desktop.core.manifest import Region
+    from tfesi_desktop.core.training.augment import Augmentation, augmented_input
+
+    rng = np.random.default_rng(0)
+    own, up, down = (rng.uniform(0, 255, (70, 70)).astype(np.float32) for _ in range(3))
+    region = Region(own, Dihedral(), (10, 10, 40, 40), "right",
+                    neighbours=((-1, down, (10, 10, 40, 40)), (1, up, (12, 10, 40, 40))))
+    assert region.offsets == (-1, 0, 1) and region.at(1).roi == (12, 10, 40, 40)
+    assert Augmentation().neighbour_slices == 0.0  # off by default: it measured worse
+    plain = Augmentation(shift=0.0, scale=(1.0, 1.0), rotation_deg=0.0, log_gamma=0.0,
+                         bias=0.0, noise=0.0, neighbour_slices=0.3)
+    assert plain.describe()["neighbour_slices"] == 0.3
+    ref = {o: region.at(o).input().image for o in (-1, 0, 1)}
+    seen = []
+    for k in range(300):
+        img = augmented_input(region, np.random.default_rng([5, k]), plain)
+        (o,) = [o for o, r in ref.items() if np.allclose(img, r, atol=1e-3)]
+        seen.append(o)
+    seen = np.array(seen)
+    assert np.mean(seen != 0) == pytest.approx(0.3, abs=0.07)
+    assert (seen == 1).sum() > 20 and (seen == -1).sum() > 20
+    # a region without neighbours (a clinic's manifest read without them) is unchanged
+    alone = Region(own, Dihedral(), (10, 10, 40, 40), "right")
+    assert np.allclose(augmented_input(alone, np.random.default_rng(1), plain), ref[0])

@@ -233,6 +233,14 @@ def cmd_predict(args) -> int:
           f"{format_probability(lo)} to {format_probability(hi)}"
           + ("  BORDERLINE: the label depends on where the ROI is drawn" if pred.borderline
              else ""))
+    nb = pred.neighbourhood
+    if nb is not None and len(nb.slice_indices) > 1:
+        print("neighbouring slices: " + ", ".join(
+            f"{i + 1}{'*' if i == nb.chosen else ''} {format_probability(q)}"
+            for i, q in zip(nb.slice_indices, nb.probabilities, strict=True))
+            + f" (* chosen; the result rests on slice {nb.based_on + 1})")
+        if nb.message():
+            print(f"SLICE: {nb.message()}")
     if not pred.reliable:
         print("NOT RELIABLE: this image is unlike the images this model was trained on "
               f"(feature distance {pred.ood_distance:.2f}, limit {pred.ood_threshold:.2f}).")
@@ -471,7 +479,10 @@ def cmd_evaluate(args) -> int:
             result["pointing_game"] = game
         gen = generator_probabilities(cases)
         if gen is not None:  # a synthetic cohort: the best any model can reach on it
+            from .core.evaluation import best_auc_comparison
+
             result["best_achievable_auc"] = round(auc_delong(labels, gen).auc, 4)
+            result["best_auc_gap"] = best_auc_comparison(labels, probs, gen)
     if args.out:
         write_report(args.out, result, labels, scores, title=source)
         if not args.predictions:

@@ -54,7 +54,7 @@ DEMO_BUNDLE = ("models", "demo-synthetic")
 # The SHA-256 (bundle_digest) of the demonstration bundle shipped in resources/models/
 # demo-synthetic. Retraining or re-exporting the demo model changes it: update this one value
 # (tests/test_bundle.py prints the new one).
-DEMO_BUNDLE_SHA256 = "2b616f329d638149f1a45e3751262a14bec01a40864c501f2018c69d53bd0ac8"
+DEMO_BUNDLE_SHA256 = "e088b2eaefe98f7e47d97d4bbbf1440dd82c782658313680602f5faf092b1e40"
 INSTALLED_RECORD = "installed.json"
 MAX_CARD_BYTES = 1 << 20
 MAX_TTA_CROPS = 64  # the card's ROI set (tta.crops): each costs one network run per prediction
@@ -697,7 +697,8 @@ def record_evaluation(bundle: Bundle, result: dict, *, manifest: str | Path,
               "auc_ci95": [round(v, 6) for v in entry["auc"]["ci95"]],
               "accuracy": round(entry["table"]["accuracy"], 4),
               "brier": round(entry["brier"], 4) if "brier" in entry else None}
-    for key in ("calibration", "stable_prediction", "pointing_game", "best_achievable_auc"):
+    for key in ("calibration", "stable_prediction", "pointing_game", "best_achievable_auc",
+                "best_auc_gap"):
         if key in result:
             record[key] = result[key]
     # calibrated on these patients: its AUC is no longer an independent check of the program

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import RoiError, TfesiError
 from .midline import Canal, find_canal, roi_position
-from .preprocess import MIN_ROI_PIXELS, check_roi, model_inputs
+from .preprocess import MIN_ROI_PIXELS, ModelInput, check_roi, model_inputs
 from .selection import Result, Selection
 
 _SEARCH = object()  # "find the canal" (as opposed to None: searched, not found)
@@ -184,12 +184,14 @@ def override_text(gates: list[Gate], selection: Selection) -> str | None:
 
 def predict_selection(predictor, stack, selection: Selection, *, values=None,
                       canal=_SEARCH) -> Outcome:
-    """Check the gates and make the stable prediction for a selection on a scanned stack.
+    """Check the gates and make the stable prediction for a selection on a scanned stack,
+    over the chosen slice and its neighbours (``predictor.slice_offsets``, the ROI carried
+    there by geometry; :func:`.runtime.predict_slices`).
 
     ``values``: the slice's modality values if already decoded; ``canal``: the canal if already
     found (None: searched and not found). Raises :class:`GateError` when a gate blocks."""
     from .dicom.pixels import modality_values
-    from .runtime import predict_inputs
+    from .runtime import predict_slices
 
     index = stack.find_slice(selection.slice_key)
     ref = stack.slices[index]
@@ -206,14 +208,45 @@ def predict_selection(predictor, stack, selection: Selection, *, values=None,
     if block:
         raise GateError(block)
     found = roi_position(geometry, selection.roi, canal).side if canal is not None else None
-    inputs = model_inputs(values, geometry, selection.roi, selection.side,
-                          crops=predictor.crops)
-    pred = predict_inputs(
-        predictor, inputs, side=selection.side, study_uid=stack.study_uid,
+    indices, inputs = neighbourhood_inputs(predictor, stack, index, values, selection.roi,
+                                           selection.side)
+    pred = predict_slices(
+        predictor, inputs, indices, index, side=selection.side, study_uid=stack.study_uid,
         series_uid=stack.series_uid, sop_instance_uid=ref.sop_instance_uid, frame=ref.frame,
         slice_index=index, level=selection.level, roi_side=found,
         override=override_text(gates, selection))
-    return Result(selection, pred, inputs[0], canal, found)
+    return Result(selection, pred, inputs[indices.index(index)][0], canal, found)
+
+
+def neighbourhood_inputs(predictor, stack, index: int, values, roi, side: str
+                         ) -> tuple[list[int], list[list[ModelInput]]]:
+    """(stack indices, model inputs per slice) of the chosen slice (the full ROI set) and its
+    neighbours (``predictor.neighbour_crops``), the ROI carried to each by geometry. A
+    neighbour that is missing, not parallel in the same orientation, or too small for the
+    carried ROI is left out: the prediction then rests on fewer slices."""
+    from .dicom.pixels import modality_values
+    from .neighbourhood import carry_roi, neighbour_indices
+
+    geometry = stack.slices[index].require_geometry()
+    d = geometry.canonical_transform()
+    indices, inputs = [], []
+    for j in neighbour_indices(len(stack.slices), index, predictor.slice_offsets):
+        if j == index:
+            indices.append(j)
+            inputs.append(model_inputs(values, d, roi, side, crops=predictor.crops))
+            continue
+        g = stack.slices[j].geometry
+        if g is None or not g.is_axial() or g.canonical_transform() != d or abs(
+                abs(float(np.dot(g.normal, geometry.normal))) - 1) > 1e-3:
+            continue
+        try:
+            v = modality_values(stack.slices[j])
+            r = check_roi(carry_roi(roi, geometry, g), v.shape)
+            inputs.append(model_inputs(v, d, r, side, crops=predictor.neighbour_crops))
+        except TfesiError:
+            continue  # an unreadable or blank neighbour: not part of the neighbourhood
+        indices.append(j)
+    return indices, inputs
 
 
 # --- the report ------------------------------------------------------------------------------

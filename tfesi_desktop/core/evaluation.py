@@ -100,6 +100,11 @@ def table2_text(result: dict, title: str = "") -> str:
         lines.append(f"paired DeLong {p['a']} vs {p['b']}: difference {p['difference']:+.3f} "
                      f"(95 % CI {p['ci95'][0]:+.3f} to {p['ci95'][1]:+.3f}), z {p['z']:.2f}, "
                      f"p {p['p']:.4f}")
+    gap = result.get("best_auc_gap")
+    if gap:
+        lines.append(f"gap to the best achievable AUC: {gap['gap']:+.3f} (95 % CI "
+                     f"{gap['gap_ci95'][0]:+.3f} to {gap['gap_ci95'][1]:+.3f}), paired DeLong "
+                     f"z {gap['z']:.2f}, p {gap['p']:.3g}")
     lines += _prediction_quality_lines(result)
     return "\n".join(lines) + "\n"
 
@@ -112,7 +117,9 @@ def _prediction_quality_lines(result: dict) -> list[str]:
         def ci(k):
             return f"{cal[k]:.3f} (95 % CI {cal[k + '_ci95'][0]:.3f}-{cal[k + '_ci95'][1]:.3f})"
         lines += ["", f"calibration: slope {ci('slope')}, intercept {ci('intercept')}, "
-                      f"ECE {ci('ece')}, Brier {ci('brier')}; "
+                      f"ECE {ci('ece')} (a perfectly calibrated score on as many patients: "
+                      f"{cal['ece_floor_median']:.3f}, 95th percentile "
+                      f"{cal['ece_floor_p95']:.3f}), Brier {ci('brier')}; "
                       f"{100 * cal['share_below_0.1_or_above_0.9']:.0f} % of probabilities "
                       "below 0.1 or above 0.9"]
     st = result.get("stable_prediction")
@@ -123,13 +130,28 @@ def _prediction_quality_lines(result: dict) -> list[str]:
                      f"SD median {st['sd_median']:.3f}, 90th percentile {st['sd_p90']:.3f}; "
                      f"borderline {100 * st['borderline']:.1f} %; flagged as unlike the "
                      f"training images {100 * st['flagged_out_of_distribution']:.1f} %")
+    sl = (st or {}).get("slice_choice")
+    if sl:
+        for name, words in (("neighbourhood", "as the program predicts (with the neighbours)"),
+                            ("single_slice", "from the chosen slice alone")):
+            e = sl[name]
+            lines.append(f"slice chosen one off the narrowest, {words}: labels flip in "
+                         f"{100 * e['label_flips']:.1f} % of predictions (median change "
+                         f"{e['median_change']:+.3f}); AUC {e['auc_exact']:.3f} on the exact "
+                         f"slice, {e['auc_one_off_pooled']:.3f} one off"
+                         + (f", {e['auc_physician_pick']:.3f} on the physician's picks"
+                            if "auc_physician_pick" in e else ""))
     game = result.get("pointing_game")
     if game:
         for key in ("as_placed", "shifted_quarter"):
             g = game[key]
             lines.append(f"pointing game ({key.replace('_', ' ')}): {g['hits']}/{g['n']} "
                          f"= {100 * g['rate']:.0f} % within {game['radius_mm']:.0f} mm of the "
-                         f"waist, chance {100 * g['chance']:.0f} %, binomial p {g['p']:.2g}")
+                         f"waist, chance {100 * g['chance']:.0f} %, binomial p {g['p']:.2g}"
+                         + (f"; a map peaking at the ROI's centre "
+                            f"{100 * g['centre_map_rate']:.0f} %, model vs it p "
+                            f"{g['p_vs_centre_map']:.2g} (McNemar)"
+                            if "centre_map_rate" in g else ""))
     return lines
 
 
@@ -237,52 +259,142 @@ def peak_hit(cam_roi, roi, region, waist) -> tuple[bool, float]:
     return bool(near[peak]), float(near.mean())
 
 
+SLICE_CHOICES = (-1, 1)  # a physician one slice off the narrowest, up or down
+
+
+def _centre_hit(roi, region, waist) -> bool:
+    """Is the ROI's centre within 6 mm of the waist: what a map that always peaks at the ROI's
+    centre scores (the foramen lies near the ROI's centre by construction)."""
+    x, y, w, h = roi
+    wx, wy = waist[0] - region.origin[0] - x, waist[1] - region.origin[1] - y
+    return bool(np.hypot(((h - 1) / 2 - wy) * region.spacing[0],
+                         ((w - 1) / 2 - wx) * region.spacing[1]) <= POINTING_RADIUS_MM)
+
+
 def score_cases(predictor, cases, *, progress=None, perturb: bool = True) -> list[dict]:
     """One row per patient with the stable prediction the window would show (probability,
-    interval, OOD), the probabilities of the ROI moved/scaled (:data:`PERTURBATIONS`), and, when
-    the manifest gives the foramen's waist (``waist_x``, ``waist_y`` in stored pixels), the
-    pointing game with the ROI as placed and shifted by a quarter of its size."""
+    interval, OOD) on the case's slice with its neighbours (:func:`..runtime.predict_region`),
+    the probabilities of the ROI moved/scaled (:data:`PERTURBATIONS`), of the slice chosen one
+    off (:data:`SLICE_CHOICES`: ``p_slice-1``, ``p_slice+1``) and of the physician's pick
+    (``p_pick``, where the manifest has one), each also from the chosen slice alone
+    (``p_single*``, as before issue 22), and, when the manifest gives the foramen's waist
+    (``waist_x``, ``waist_y`` in stored pixels), the pointing game with the ROI as placed and
+    shifted by a quarter of its size, beside a map that always peaks at the ROI's centre."""
     from .manifest import case_region
-    from .runtime import predict
+    from .runtime import predict, predict_region
 
     rows = []
+    reach = max(abs(o) for o in predictor.slice_offsets) + max(map(abs, SLICE_CHOICES))
     for i, c in enumerate(cases):
         try:
-            r = case_region(c)
-            pred = predict(predictor, r.values, r.dihedral, r.roi, c.side)
+            r = case_region(c, around=reach)
+            pred = predict_region(predictor, r)
         except TfesiError as e:
             raise TfesiError(f"Patient {c.patient_id}: {e.message}", c.study_path) from e
+        nb = pred.neighbourhood
         row = {"patient_id": c.patient_id, "label": c.label,
                "probability": pred.probability, "interval_low": pred.interval[0],
                "interval_high": pred.interval[1], "in_distribution": pred.in_distribution,
                "ood_distance": pred.ood_distance, "borderline": pred.borderline,
-               "raw_logit": (pred.logit - predictor.calibration.intercept)
-               * predictor.calibration.temperature}
+               "raw_logit": pred.raw_logit, "based_on_offset": nb.based_on,
+               "slices_disagree": nb.disagree, "pick_offset": c.pick_offset}
+
+        def single(o, r=r):
+            q = r.at(o)
+            return predict(predictor, q.values, r.dihedral, q.roi, r.side).probability
+
         if perturb:
             for name, dx, dy, s in PERTURBATIONS:
                 roi = _moved(r.roi, dx, dy, s, r.values.shape)
-                row[f"p_{name}"] = predict(predictor, r.values, r.dihedral, roi,
-                                           c.side).probability
+                row[f"p_{name}"] = predict_region(predictor, r, roi=roi).probability
+            row["p_single"] = single(0)
+            for o in SLICE_CHOICES:
+                if o in r.offsets:
+                    row[f"p_slice{o:+d}"] = predict_region(predictor, r, at=o).probability
+                    row[f"p_single{o:+d}"] = single(o)
+            if c.pick_offset in r.offsets:
+                row["p_pick"] = (pred.probability if c.pick_offset == 0 else
+                                 row.get(f"p_slice{c.pick_offset:+d}"))
+                row["p_single_pick"] = (row["p_single"] if c.pick_offset == 0 else
+                                        row.get(f"p_single{c.pick_offset:+d}"))
         try:
             waist = (float(c.row["waist_x"]), float(c.row["waist_y"]))
         except (KeyError, TypeError, ValueError):
             waist = None
         if waist is not None:
             row["hit"], row["chance"] = peak_hit(pred.cam_roi, r.roi, r, waist)
+            row["centre_hit"] = _centre_hit(r.roi, r, waist)
             x, y, w, h = r.roi
             sx, sy = (1 if i % 2 else -1), (1 if (i // 2) % 2 else -1)
             shifted = _moved(r.roi, sx * w / 4, sy * h / 4, 1.0, r.values.shape)
-            sp = predict(predictor, r.values, r.dihedral, shifted, c.side)
+            sp = predict_region(predictor, r, roi=shifted)
             row["hit_shifted"], row["chance_shifted"] = peak_hit(sp.cam_roi, shifted, r, waist)
+            row["centre_hit_shifted"] = _centre_hit(shifted, r, waist)
         rows.append(row)
         if progress:
             progress(i + 1, len(cases))
     return rows
 
 
+def slice_stability(rows: list[dict], threshold: float) -> dict:
+    """How much the shown result moves when the slice is chosen one off the narrowest, beside
+    the same from the chosen slice alone (as before issue 22): label flips against the exact
+    slice, the median change in probability, the AUC on the exact slice, one off (each way and
+    pooled) and on the physician's picks, with the paired DeLong test exact vs one off."""
+    keys = [f"p_slice{o:+d}" for o in SLICE_CHOICES]
+    if not rows or not all(k in rows[0] for k in keys):
+        return {}
+    y = np.array([r["label"] for r in rows])
+    if y.min() == y.max():
+        return {}
+    out = {"offsets": list(SLICE_CHOICES), "patients": len(rows)}
+    for name, p0key, prefix, pick in (("neighbourhood", "probability", "p_slice", "p_pick"),
+                                      ("single_slice", "p_single", "p_single", "p_single_pick")):
+        p0 = np.array([r[p0key] for r in rows])
+        pp = np.array([[r[f"{prefix}{o:+d}"] for o in SLICE_CHOICES] for r in rows])
+        flips = (pp >= threshold) != (p0[:, None] >= threshold)
+        exact = auc_delong(y, p0).auc
+        one_off = [auc_delong(y, pp[:, j]).auc for j in range(len(SLICE_CHOICES))]
+        pooled_y = np.tile(y, len(SLICE_CHOICES))
+        pooled = auc_delong(pooled_y, pp.T.reshape(-1)).auc
+        tests = [delong_paired(y, p0, pp[:, j]).as_dict() for j in range(len(SLICE_CHOICES))]
+        entry = {"label_flips": round(float(flips.mean()), 4),
+                 "flips_to_favourable": round(float((flips & (pp >= threshold)).mean()), 4),
+                 "median_change": round(float(np.median(pp - p0[:, None])), 4),
+                 "auc_exact": round(exact, 4),
+                 "auc_one_off": [round(a, 4) for a in one_off],
+                 "auc_one_off_pooled": round(pooled, 4),
+                 "auc_gap": round(exact - pooled, 4),
+                 "paired_delong_exact_vs_one_off": [
+                     {"offset": o, "difference": round(t["difference"], 4),
+                      "p": round(t["p"], 4)} for o, t in zip(SLICE_CHOICES, tests, strict=True)]}
+        if pick in rows[0] and all(r.get(pick) is not None for r in rows):
+            entry["auc_physician_pick"] = round(auc_delong(
+                y, np.array([r[pick] for r in rows])).auc, 4)
+        out[name] = entry
+    if "pick_offset" in rows[0]:
+        out["physician_picked_a_neighbour"] = round(float(np.mean(
+            [r["pick_offset"] != 0 for r in rows])), 4)
+    out["rests_on_a_neighbour"] = round(float(np.mean(
+        [r.get("based_on_offset", 0) != 0 for r in rows])), 4)
+    out["neighbours_disagree"] = round(float(np.mean(
+        [bool(r.get("slices_disagree")) for r in rows])), 4)
+    return out
+
+
+def best_auc_comparison(labels, probs, best) -> dict:
+    """The gap between a model's AUC and the best achievable one (the generator's own
+    probability) on the same patients, with the paired DeLong test."""
+    r = delong_paired(labels, best, probs)
+    return {"best_achievable_auc": round(r.auc1, 4), "model_auc": round(r.auc2, 4),
+            "gap": round(r.difference, 4), "gap_ci95": [round(v, 4) for v in r.ci95],
+            "z": round(r.z, 3), "p": float(r.p), "test": "paired DeLong"}
+
+
 def stability(rows: list[dict], threshold: float) -> dict:
     """How much the shown result moves with the ROI: label flips over all perturbations, and
-    the per-patient SD of the probability (as drawn and perturbed)."""
+    the per-patient SD of the probability (as drawn and perturbed); beside it, with the slice
+    chosen one off the narrowest (:func:`slice_stability`)."""
     keys = [f"p_{n}" for n, *_ in PERTURBATIONS]
     if not rows or keys[0] not in rows[0]:
         return {}
@@ -297,7 +409,8 @@ def stability(rows: list[dict], threshold: float) -> dict:
             "sd_p90": round(float(np.percentile(sd, 90)), 4),
             "borderline": round(float(np.mean([r["borderline"] for r in rows])), 4),
             "flagged_out_of_distribution": round(float(np.mean(
-                [r["in_distribution"] is False for r in rows])), 4)}
+                [r["in_distribution"] is False for r in rows])), 4),
+            **({"slice_choice": sl} if (sl := slice_stability(rows, threshold)) else {})}
 
 
 def pointing_game(rows: list[dict]) -> dict:
@@ -308,14 +421,25 @@ def pointing_game(rows: list[dict]) -> dict:
     if not rows or "hit" not in rows[0]:
         return {}
     out = {"radius_mm": POINTING_RADIUS_MM}
-    for key, chance in (("hit", "chance"), ("hit_shifted", "chance_shifted")):
+    for key, chance, centre in (("hit", "chance", "centre_hit"),
+                                ("hit_shifted", "chance_shifted", "centre_hit_shifted")):
         hits = int(sum(r[key] for r in rows))
         base = float(np.mean([r[chance] for r in rows]))
-        out["as_placed" if key == "hit" else "shifted_quarter"] = {
-            "hits": hits, "n": len(rows), "rate": round(hits / len(rows), 4),
-            "chance": round(base, 4),
-            "p": float(binomtest(hits, len(rows), min(max(base, 1e-9), 1.0),
-                                 alternative="greater").pvalue)}
+        g = {"hits": hits, "n": len(rows), "rate": round(hits / len(rows), 4),
+             "chance": round(base, 4),
+             "p": float(binomtest(hits, len(rows), min(max(base, 1e-9), 1.0),
+                                  alternative="greater").pvalue)}
+        if centre in rows[0]:
+            # a map that always peaks at the ROI's centre, and the exact McNemar test of the
+            # model against it on the same patients (the discordant pairs)
+            m, c = np.array([r[key] for r in rows], bool), np.array([r[centre] for r in rows],
+                                                                     bool)
+            better, worse = int(np.sum(m & ~c)), int(np.sum(~m & c))
+            g["centre_map_rate"] = round(float(c.mean()), 4)
+            g["p_vs_centre_map"] = (float(binomtest(better, better + worse, 0.5,
+                                                    alternative="greater").pvalue)
+                                    if better + worse else 1.0)
+        out["as_placed" if key == "hit" else "shifted_quarter"] = g
     return out
 
 

@@ -30,6 +30,9 @@ class Case:
     level: str
     label: int  # 1 favourable, 0 poor
     row: dict
+    # the slice a physician picked (synthetic cohorts: the narrowest or a neighbour), as an
+    # offset along the stack from slice_key; 0 where the manifest does not say
+    pick_offset: int = 0
 
 
 def read_csv_rows(path: Path, what: str, columns, error=ManifestError) -> list[dict]:
@@ -65,8 +68,12 @@ def read_manifest(path: str | Path) -> list[Case]:
             raise ManifestError(f"Line {i}: side must be 'left' or 'right'.", path)
         key = r["sop_instance_uid"] + (f":{r['frame']}" if r.get("frame") not in (None, "")
                                        else "")
+        try:
+            pick = int(r.get("pick_offset") or 0)
+        except ValueError:
+            raise ManifestError(f"Line {i}: pick_offset must be an integer.", path) from None
         cases.append(Case(r["patient_id"], path.parent / r["study_path"], r["series_uid"], key,
-                          roi, r["side"], r.get("level", ""), label, r))
+                          roi, r["side"], r.get("level", ""), label, r, pick))
     return cases
 
 
@@ -100,6 +107,23 @@ class Region:
     side: str
     origin: tuple[int, int] = (0, 0)  # (x, y) of this part's first pixel in the slice
     spacing: tuple[float, float] = (1.0, 1.0)  # mm between rows, between columns
+    # the neighbouring slices of the same series: (offset along the stack, their stored part,
+    # the ROI carried there by geometry in that part's pixels), offset 0 excluded
+    neighbours: tuple[tuple[int, np.ndarray, tuple[int, int, int, int]], ...] = ()
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """The stack offsets this region holds, 0 (the case's slice) included, sorted."""
+        return tuple(sorted({0, *(o for o, _, _ in self.neighbours)}))
+
+    def at(self, offset: int) -> Region:
+        """The region on the slice ``offset`` along the stack (0: this one)."""
+        if offset == 0:
+            return self
+        for o, values, roi in self.neighbours:
+            if o == offset:
+                return Region(values, self.dihedral, roi, self.side, self.origin, self.spacing)
+        raise KeyError(offset)
 
     def input(self, crop=None):
         return model_input(self.values, self.dihedral, self.roi, self.side, crop=crop)
@@ -108,45 +132,75 @@ class Region:
         return model_inputs(self.values, self.dihedral, self.roi, self.side, crops=crops)
 
 
-def case_region(case: Case) -> Region:
+def _window(roi, shape) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the part of a slice kept around an ROI (:data:`MARGIN`)."""
+    x, y, w, h = roi
+    mx, my = int(np.ceil(MARGIN * w)), int(np.ceil(MARGIN * h))
+    return (max(x - mx, 0), max(y - my, 0), min(x + w + mx, shape[1]),
+            min(y + h + my, shape[0]))
+
+
+def case_region(case: Case, *, around: int = 0) -> Region:
+    """The case's region, with the ``around`` slices on each side of it along the stack (those
+    that exist), the ROI carried to each by geometry (:func:`..neighbourhood.carry_roi`)."""
     from .dicom import scan
     from .dicom.pixels import modality_values
+    from .neighbourhood import carry_roi
 
     stack = scan(case.study_path).find_stack(case.series_uid)
-    ref = stack.slices[stack.find_slice(case.slice_key)]
+    index = stack.find_slice(case.slice_key)
+    ref = stack.slices[index]
     values = modality_values(ref)
     x, y, w, h = check_roi(case.roi, values.shape)
-    d = ref.require_geometry().canonical_transform()
-    mx, my = int(np.ceil(MARGIN * w)), int(np.ceil(MARGIN * h))
-    x0, y0 = max(x - mx, 0), max(y - my, 0)
-    x1, y1 = min(x + w + mx, values.shape[1]), min(y + h + my, values.shape[0])
     g = ref.require_geometry()
+    d = g.canonical_transform()
+    x0, y0, x1, y1 = _window((x, y, w, h), values.shape)
+    neighbours = []
+    for o in range(-around, around + 1):
+        if o == 0 or not 0 <= index + o < len(stack.slices):
+            continue
+        other = stack.slices[index + o]
+        og = other.require_geometry()
+        if og.canonical_transform() != d:
+            continue  # not the same orientation: not a neighbour of this ROI
+        ov = modality_values(other)
+        nx, ny, nw, nh = carry_roi((x, y, w, h), g, og)
+        a0, b0, a1, b1 = _window((nx, ny, nw, nh), ov.shape)
+        neighbours.append((o, np.ascontiguousarray(ov[b0:b1, a0:a1], np.float32),
+                           (nx - a0, ny - b0, nw, nh)))
     return Region(np.ascontiguousarray(values[y0:y1, x0:x1], np.float32), d,
                   (x - x0, y - y0, w, h), case.side, (x0, y0),
-                  (float(g.spacing[0]), float(g.spacing[1])))
+                  (float(g.spacing[0]), float(g.spacing[1])), tuple(neighbours))
 
 
-def load_regions(path: str | Path, *, progress=None, cache: bool = True
+def load_regions(path: str | Path, *, progress=None, cache: bool = True, around: int = 0
                  ) -> tuple[list[Region], np.ndarray, list[Case]]:
-    """(regions, labels (n,), cases) for a manifest. Cached beside the manifest
+    """(regions, labels (n,), cases) for a manifest, each region with ``around`` slices on each
+    side (:func:`case_region`). Cached beside the manifest
     (``.<name>.regions-<hash>.npz``), keyed by its content, since this reads every study."""
     path = Path(path)
     cases = read_manifest(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    cache_file = path.with_name(f".{path.stem}.regions-v{PREPROCESSING_VERSION}-{digest}.npz")
+    ring = f"-around{around}" if around else ""
+    cache_file = path.with_name(
+        f".{path.stem}.regions-v{PREPROCESSING_VERSION}{ring}-{digest}.npz")
     labels = np.array([c.label for c in cases], np.int64)
     if cache and cache_file.exists():
         with np.load(cache_file, allow_pickle=False) as z:
             meta = z["meta"]
-            regions = [Region(z[f"v{i}"], Dihedral(*(bool(b) for b in m[4:7])),
-                              tuple(int(v) for v in m[:4]), "left" if m[7] else "right",
-                              (int(m[8]), int(m[9])), (float(m[10]), float(m[11])))
-                       for i, m in enumerate(meta)]
+            near = z["near"] if "near" in z else np.zeros((0, 6))
+            regions = []
+            for i, m in enumerate(meta):
+                nb = tuple((int(n[1]), z[f"n{i}_{int(n[1])}"], tuple(int(v) for v in n[2:6]))
+                           for n in near[near[:, 0] == i])
+                regions.append(Region(z[f"v{i}"], Dihedral(*(bool(b) for b in m[4:7])),
+                                      tuple(int(v) for v in m[:4]), "left" if m[7] else "right",
+                                      (int(m[8]), int(m[9])), (float(m[10]), float(m[11])), nb))
         return regions, labels, cases
     regions = []
     for i, c in enumerate(cases):
         try:
-            regions.append(case_region(c))
+            regions.append(case_region(c, around=around))
         except TfesiError as e:
             raise ManifestError(f"Patient {c.patient_id} (line {i + 2}): {e}", path) from e
         if progress:
@@ -155,10 +209,13 @@ def load_regions(path: str | Path, *, progress=None, cache: bool = True
         meta = np.array([[*r.roi, r.dihedral.transpose, r.dihedral.flip_rows,
                           r.dihedral.flip_cols, r.side == "left", *r.origin, *r.spacing]
                          for r in regions], np.float64)
+        near = np.array([[i, o, *roi] for i, r in enumerate(regions)
+                         for o, _, roi in r.neighbours], np.int64).reshape(-1, 6)
+        arrays = {f"v{i}": r.values for i, r in enumerate(regions)}
+        arrays.update({f"n{i}_{o}": v for i, r in enumerate(regions) for o, v, _ in r.neighbours})
         try:  # image data: private
-            write_atomically(cache_file, lambda f: np.savez(
-                f, meta=meta, **{f"v{i}": r.values for i, r in enumerate(regions)}),
-                private=True)
+            write_atomically(cache_file, lambda f: np.savez(f, meta=meta, near=near, **arrays),
+                             private=True)
         except TfesiError:
             pass  # a read-only folder: no cache, same result
     return regions, labels, cases

@@ -5,7 +5,10 @@ the model inputs of the bundle's fixed set of ROIs around the one drawn (test-ti
 :data:`..preprocess.TTA_CROPS`), one batched LiteRT call, the mean logit calibrated with the
 card's scaling, the range of the per-ROI probabilities as an interval, a distance to the training
 images' features (out-of-distribution flag), and Grad-CAM of the predicted class averaged over
-the ROIs in stored pixels (finer than the network's own map). See docs/architecture.md.
+the ROIs in stored pixels (finer than the network's own map). :func:`predict_slices` does the
+same over the slices around the chosen one in the same batched call (the ROI carried there by
+geometry, :mod:`.neighbourhood`) and rests the result on the narrowest-looking one where the card
+says so. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import datetime as _dt
 import os
 import sys
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +26,23 @@ import numpy as np
 from .bundle import HEAD_FILE, LITERT_FILE, Bundle, load_bundle
 from .errors import ModelError
 from .gradcam import Head, gradcam_batch, upsample
+from .neighbourhood import DEFAULT_OFFSETS, RULES, Neighbourhood, based_on
 from .ood import OOD_FILE, TrainingDistribution, intensity_histogram
 from .preprocess import (
     PREPROCESSING_VERSION,
     TTA_CROPS,
     ModelInput,
     RoiTransform,
+    jitter_roi,
     model_inputs,
 )
 
 NUM_THREADS = 2
+# The ROIs scored on each neighbouring slice (a subset of the ROI set, to keep the prediction
+# within its time budget: 13 + 2 x 5 inputs in one call): the ROI as drawn, two diagonal shifts
+# and the two outer scales. A card's ``tta.slices.crops`` overrides it.
+NEIGHBOUR_CROPS: tuple[tuple[float, float, float], ...] = (
+    (0.0, 0.0, 1.0), (-0.1, -0.1, 1.0), (0.1, 0.1, 1.0), (0.0, 0.0, 0.88), (0.0, 0.0, 1.12))
 
 
 def sigmoid(x):
@@ -140,6 +150,24 @@ class Predictor:
                              "(0, 0, 1).", self.bundle.file("card.json"))
         self.ood = (TrainingDistribution.load(self.bundle.file(OOD_FILE))
                     if OOD_FILE in card.get("files", {}) else None)
+        # the slices around the chosen one (docs/architecture.md, invariant 8): a card made
+        # before issue 22 was calibrated on the chosen slice alone, so its result stays there
+        # (rule "chosen") and the neighbours only warn; a newer card says "narrowest"
+        sl = tta.get("slices") or {}
+        try:
+            self.slice_offsets = tuple(int(o) for o in sl.get("offsets", DEFAULT_OFFSETS))
+            self.slice_rule = str(sl.get("rule", "chosen"))
+            self.neighbour_crops = tuple(tuple(float(v) for v in c)
+                                         for c in sl.get("crops", NEIGHBOUR_CROPS))
+        except (TypeError, ValueError):
+            self.slice_offsets, self.slice_rule, self.neighbour_crops = (), "", ()
+        if (0 not in self.slice_offsets or self.slice_rule not in RULES
+                or not self.neighbour_crops or self.neighbour_crops[0] != (0.0, 0.0, 1.0)
+                or any(len(c) != 3 or c[2] <= 0 for c in self.neighbour_crops)):
+            raise ModelError("The model card's slice neighbourhood (tta.slices) is invalid: "
+                             "offsets must include 0, the rule be 'narrowest' or 'chosen', "
+                             "the crops start with the ROI as drawn.",
+                             self.bundle.file("card.json"))
 
     @property
     def temperature(self) -> float:
@@ -196,6 +224,9 @@ class Provenance:
     level: str | None = None
     roi_side: str | None = None
     override: str | None = None  # a safety gate the user overrode, in words
+    # the slice the result rests on (0-based stack index) when the neighbourhood rule moved it
+    # off the chosen slice_index (the ROI carried there by geometry); None: the chosen slice
+    based_on_slice_index: int | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -216,6 +247,8 @@ class Prediction:
     cam_roi: np.ndarray = field(repr=False)  # (h, w) on the ROI, stored pixels, 0..1
     cam_input: np.ndarray = field(repr=False)  # the same map on the ROI's 100x100 input
     provenance: Provenance | None = None
+    neighbourhood: Neighbourhood | None = None  # the slices around the chosen one
+    raw_logit: float | None = None  # the mean logit before calibration (for refitting it)
 
     @property
     def label(self) -> str:
@@ -250,6 +283,7 @@ class Prediction:
                               else round(self.ood_threshold, 4)),
             "gradcam_class": self.cam_target,
             **(self.provenance.as_dict() if self.provenance else {}),
+            **({"neighbourhood": self.neighbourhood.as_dict()} if self.neighbourhood else {}),
         }
 
 
@@ -291,6 +325,106 @@ def predict_inputs(predictor: Predictor, inputs: list[ModelInput], *, side: str,
     """:func:`predict` from the model inputs of the ROI set (the first is the ROI as drawn)."""
     images = np.stack([m.image for m in inputs])
     features, raw = predictor.infer_batch(images)
+    return _assemble(predictor, inputs, images, features, raw, side=side,
+                     gradcam_target=gradcam_target, identity=identity)
+
+
+def slice_logits(raw: np.ndarray, sizes) -> np.ndarray:
+    """The mean raw logit of each slice's inputs, ``raw`` laid out slice after slice."""
+    ends = np.cumsum(sizes)
+    return np.array([raw[e - n:e].mean() for n, e in zip(sizes, ends, strict=True)])
+
+
+@dataclass(frozen=True)
+class SliceRun:
+    """One batched call over a neighbourhood: the inputs laid out slice after slice."""
+
+    images: np.ndarray  # (n, 100, 100, 3)
+    features: np.ndarray  # (n, rows, cols, channels)
+    raw: np.ndarray  # (n,) raw logits
+    sizes: tuple[int, ...]  # inputs per slice
+    indices: tuple[int, ...]  # the slices (stack indices or offsets)
+    logits: np.ndarray  # (slices,) raw mean logit per slice
+    chosen: int
+    based_on: int
+
+    def part(self, index: int) -> slice:
+        """The rows of slice ``index`` (one of :attr:`indices`)."""
+        k = self.indices.index(index)
+        a = int(np.sum(self.sizes[:k]))
+        return slice(a, a + self.sizes[k])
+
+
+def run_slices(predictor: Predictor, slice_inputs: list[list[ModelInput]], indices,
+               chosen: int) -> SliceRun:
+    """The network over every slice's inputs in one LiteRT call, and the slice the result
+    rests on under the card's rule (:func:`..neighbourhood.based_on`)."""
+    images = np.stack([m.image for inputs in slice_inputs for m in inputs])
+    features, raw = predictor.infer_batch(images)
+    sizes = tuple(len(x) for x in slice_inputs)
+    z = slice_logits(raw, sizes)
+    indices = tuple(int(i) for i in indices)
+    return SliceRun(images, features, raw, sizes, indices, z, int(chosen),
+                    based_on(chosen, indices, z, predictor.slice_rule))
+
+
+def region_inputs(predictor: Predictor, region, *, at: int = 0, roi=None
+                  ) -> tuple[list[int], list[list[ModelInput]]]:
+    """(offsets, inputs per slice) of a :class:`..manifest.Region`'s neighbourhood around its
+    slice ``at`` (an offset from the region's own), as :func:`..commands.neighbourhood_inputs`
+    makes them from a stack. ``roi``: another ROI on that slice (a moved one); the
+    neighbours' ROIs move with it."""
+    centre = region.at(at)
+    roi = centre.roi if roi is None else tuple(roi)
+    offsets, inputs = [], []
+    for o in predictor.slice_offsets:
+        if at + o not in region.offsets:
+            continue
+        r = region.at(at + o)
+        x, y = r.roi[0] + roi[0] - centre.roi[0], r.roi[1] + roi[1] - centre.roi[1]
+        carried = jitter_roi((x, y, roi[2], roi[3]), (0.0, 0.0, 1.0), r.values.shape)
+        inputs.append(model_inputs(r.values, region.dihedral, carried, region.side,
+                                   crops=predictor.crops if o == 0 else
+                                   predictor.neighbour_crops))
+        offsets.append(at + o)
+    return offsets, inputs
+
+
+def predict_region(predictor: Predictor, region, *, at: int = 0, roi=None) -> Prediction:
+    """The stable prediction the program makes on a region's slice ``at`` with its neighbours
+    (the slice indices in the result are offsets from the region's own slice)."""
+    offsets, inputs = region_inputs(predictor, region, at=at, roi=roi)
+    return predict_slices(predictor, inputs, offsets, at, side=region.side)
+
+
+def predict_slices(predictor: Predictor, slice_inputs: list[list[ModelInput]],
+                   indices: list[int], chosen: int, *, side: str,
+                   gradcam_target: str | None = None, **identity) -> Prediction:
+    """The stable prediction over a neighbourhood of slices, in one batched LiteRT call.
+
+    ``slice_inputs[k]``: the model inputs of the ROI (carried by geometry) on stack slice
+    ``indices[k]``, the chosen slice's with the full ROI set, the others with
+    ``predictor.neighbour_crops``. Each slice gets its own stable probability (the mean logit,
+    calibrated); the result rests on the chosen slice, or under the card's rule "narrowest" on
+    the one scored lowest (:func:`..neighbourhood.based_on`), and carries the strip
+    (:class:`..neighbourhood.Neighbourhood`)."""
+    run = run_slices(predictor, slice_inputs, indices, chosen)
+    if run.based_on != chosen:
+        identity = {**identity, "based_on_slice_index": run.based_on}
+    part = run.part(run.based_on)
+    pred = _assemble(predictor, slice_inputs[run.indices.index(run.based_on)],
+                     run.images[part], run.features[part], run.raw[part], side=side,
+                     gradcam_target=gradcam_target, identity=identity)
+    nb = Neighbourhood(run.indices, tuple(float(v) for v in predictor.probability(run.logits)),
+                       run.chosen, run.based_on, predictor.slice_rule,
+                       predictor.bundle.threshold)
+    return replace(pred, neighbourhood=nb)
+
+
+def _assemble(predictor: Predictor, inputs: list[ModelInput], images: np.ndarray,
+              features: np.ndarray, raw: np.ndarray, *, side: str, gradcam_target: str | None,
+              identity: dict) -> Prediction:
+    """The :class:`Prediction` of one slice's ROI set from its network outputs."""
     cal = predictor.calibration
     logit = float(cal.logit(raw.mean()))
     probability = sigmoid(logit)
@@ -316,7 +450,8 @@ def predict_inputs(predictor: Predictor, inputs: list[ModelInput], *, side: str,
         gradcam_target=target, **identity)
     return Prediction(probability, (float(per_crop.min()), float(per_crop.max())), logit,
                       threshold, tuple(float(v) for v in per_crop), *ood, cam_roi,
-                      transforms[0].to_canonical(cam_roi), prov)
+                      transforms[0].to_canonical(cam_roi), prov,
+                      raw_logit=float(raw.mean()))
 
 
 def single_pass(predictor: Predictor, model_input: ModelInput, *,

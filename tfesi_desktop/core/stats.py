@@ -236,9 +236,29 @@ def expected_calibration_error(labels, probs, bins: int = 10) -> float:
                      for b in reliability_curve(y, p, bins)) / len(y))
 
 
+def ece_sampling_floor(probs, *, bins: int = 10, draws: int = 1000, seed: int = 0
+                       ) -> tuple[float, float]:
+    """(median, 95th percentile) of the ECE that a perfectly calibrated score gets on as many
+    patients as ``probs`` from sampling alone: outcomes drawn as Bernoulli(p) for these very
+    probabilities, ``draws`` times with a fixed seed. An ECE near this floor is as good as the
+    number of patients can show."""
+    p = np.clip(np.asarray(probs, float), 0.0, 1.0)
+    if p.ndim != 1 or len(p) == 0:
+        raise TfesiError("The sampling floor of the ECE needs a non-empty list of probabilities.")
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    sums = np.bincount(idx, weights=p, minlength=bins)
+    y = rng.random((draws, len(p))) < p
+    observed = np.stack([np.bincount(idx, weights=row, minlength=bins) for row in y])
+    ece = np.abs(sums - observed).sum(axis=1) / len(p)  # sum over bins of n_b |mean_p - obs|
+    return float(np.median(ece)), float(np.percentile(ece, 95))
+
+
 def calibration_summary(labels, probs, *, bins: int = 10, bootstrap: int = 1000,
                         seed: int = 0) -> dict:
-    """Slope, intercept, ECE and Brier score with percentile-bootstrap 95 % CIs."""
+    """Slope, intercept, ECE and Brier score with percentile-bootstrap 95 % CIs, and the ECE's
+    sampling floor on this many patients (:func:`ece_sampling_floor`)."""
     y, (p,) = _check(labels, probs)
     rng = np.random.default_rng(seed)
 
@@ -258,4 +278,6 @@ def calibration_summary(labels, probs, *, bins: int = 10, bootstrap: int = 1000,
         out[name] = round(point[j], 4)
         out[f"{name}_ci95"] = [round(float(v), 4) for v in np.percentile(d[:, j], [2.5, 97.5])]
     out["share_below_0.1_or_above_0.9"] = round(float(np.mean((p < 0.1) | (p > 0.9))), 4)
+    floor = ece_sampling_floor(p, bins=bins, seed=seed)
+    out["ece_floor_median"], out["ece_floor_p95"] = (round(v, 4) for v in floor)
     return out

@@ -110,6 +110,7 @@ class MainWindow(QMainWindow):
         p.level_chosen.connect(self.set_level)
         p.override_confirmed.connect(self.confirm_override)
         p.predict_button.clicked.connect(self.predict)
+        p.slice_strip.go_to_slice.connect(self.set_slice)  # the proposed (narrowest) slice
         p.overlay_check.toggled.connect(self._show_overlay)
         p.opacity.valueChanged.connect(self._show_overlay)
         p.measurement_selected.connect(self._measurement_selected)
@@ -703,6 +704,8 @@ class MainWindow(QMainWindow):
         s = self.session
         self.panel.show_result(s.result, stale=s.is_stale(),
                                blocking=s.assessment().blocking if s.selection else ())
+        self.panel.slice_strip.show_neighbourhood(  # the neighbouring slices (gui/slice_strip.py)
+            None if s.result is None or s.is_stale() else s.result.prediction.neighbourhood)
         self._show_overlay()
         self._update_actions()
 

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from ..core.render import display_name
 from ..core.selection import LEVELS
 from .result_view import NO_RESULT, provenance_html, result_html
+from .slice_strip import SliceStrip
 from .viewer import colour_bar_pixmap, grey_pixmap
 
 KEY = Qt.ItemDataRole.UserRole
@@ -391,6 +392,8 @@ class SidePanel(QWidget):
         lay.addLayout(row)
         self.result_label = _wrapped("No prediction yet.", rich=True, style=RESULT_STYLE)
         lay.addWidget(self.result_label)
+        self.slice_strip = SliceStrip()  # the neighbouring slices (gui/slice_strip.py)
+        lay.addWidget(self.slice_strip)
         self.kim_label = _wrapped()
         self.kim_label.setObjectName("kim_label")
         lay.addWidget(self.kim_label)

@@ -85,6 +85,10 @@ MAX_OFFCENTRE = 30.0  # mm, the canal's centre from the image centre
 MAX_ROTATION = 10.0  # degrees
 ROI_SIZE_RANGE = (22.0, 38.0)  # mm, each side
 ROI_OFFSET_SD = 0.15  # of the ROI's size, each axis: where the waist lies from the ROI's centre
+# the slice a physician picks as "the narrowest" by eye: the narrowest one, or (at this rate, half
+# up, half down) its neighbour along the stack, 3-3.5 mm away (issue 22). Drawn from a stream of
+# its own, so the images and outcomes of a seed do not depend on it.
+PICK_NEIGHBOUR_RATE = 0.4
 
 _FIRST = ("Alba", "Bruno", "Carmen", "Dario", "Elin", "Farid", "Greta", "Hugo", "Ines", "Jonas",
           "Kaori", "Luca", "Mira", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tilde")
@@ -247,6 +251,15 @@ def _place_roi(anatomy: Anatomy, side: str, matrix: int, pixel: float,
         x0 = left_edge
     x0, y0 = min(max(x0, 0), matrix - w), min(max(y0, 0), matrix - h)
     return x0, y0, w, h
+
+
+def physician_pick(seed: int, index: int) -> int:
+    """The offset (along the sorted stack: -1, 0 or +1) of the slice the physician picks from
+    the narrowest one: 0 at ``1 - PICK_NEIGHBOUR_RATE``, each neighbour at half the rate."""
+    u = np.random.default_rng([seed, index, 4]).random()
+    if u >= PICK_NEIGHBOUR_RATE:
+        return 0
+    return -1 if u < PICK_NEIGHBOUR_RATE / 2 else 1
 
 
 def draw_patient(seed: int, index: int, *, storage: Storage | None = None,
@@ -446,7 +459,8 @@ def write_study(p: Patient, out_dir: Path, site=None) -> dict:
     centre0 = np.array([0.0, 0.0, LEVEL_Z[p.level]])
     files: list[tuple[Dataset, str]] = []
     names = _file_names(p, p.n_slices + SAG_SLICES)
-    narrowest_sop = ""
+    narrowest_sop = pick_sop = ""
+    pick = p.narrowest_index + physician_pick(p.seed, p.index)
     frames, positions = [], []
     for k in range(p.n_slices):
         centre = centre0 + (k - p.narrowest_index) * p.slice_gap_mm * normal
@@ -461,7 +475,7 @@ def write_study(p: Patient, out_dir: Path, site=None) -> dict:
     te, tr = (100.0, 3500.0) if p.contrast == "T2" else (10.0, 600.0)
     if st.multiframe:
         sop = _uid(p.seed, p.index, "mf")
-        narrowest_sop = sop
+        narrowest_sop = pick_sop = sop
         ds = _base_dataset(p, study_uid, series_uid, sop, ENHANCED_MR_IMAGE, st.transfer_syntax)
         ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = desc, 3, 1
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
@@ -506,12 +520,15 @@ def write_study(p: Patient, out_dir: Path, site=None) -> dict:
         _set_pixels(ds, np.stack([frames[k] for k in order]), st.transfer_syntax)
         files.append((ds, names[0]))
         narrowest_frame = order.index(p.narrowest_index)
+        pick_frame = order.index(pick)
     else:
-        narrowest_frame = None
+        narrowest_frame = pick_frame = None
         for k in range(p.n_slices):
             sop = _uid(p.seed, p.index, "ax", k)
             if k == p.narrowest_index:
                 narrowest_sop = sop
+            if k == pick:
+                pick_sop = sop
             ds = _base_dataset(p, study_uid, series_uid, sop, MR_IMAGE, st.transfer_syntax)
             ds.SeriesDescription, ds.SeriesNumber = desc, 3
             ds.InstanceNumber = (p.n_slices - k) if st.reverse_instance_numbers else k + 1
@@ -543,6 +560,8 @@ def write_study(p: Patient, out_dir: Path, site=None) -> dict:
     return dict(
         patient_id=p.patient_id, study_uid=study_uid, series_uid=series_uid,
         sop_instance_uid=narrowest_sop, frame="" if narrowest_frame is None else narrowest_frame,
+        pick_offset=pick - p.narrowest_index, pick_sop_instance_uid=pick_sop,
+        pick_frame="" if pick_frame is None else pick_frame,
         roi_x=x, roi_y=y, roi_w=w, roi_h=h, side=p.side, level=p.level,
         nrs_before=p.nrs_before, nrs_after=p.nrs_after, label=p.label,
         width_mm=round(p.width_mm, 3), grade=kim_grade(p.width_mm),
@@ -717,12 +736,15 @@ def _sagittal_localizer(p: Patient, study_uid: str, names: list[str]):
 # centres at integers) of the narrowest slice; offcentre_mm how far the canal's centre lies from
 # the image centre; rotation_deg the in-plane rotation of the anatomy; compression (0..1) and
 # narrowing_mm (half-length along the channel) the findings that with width_mm make p_favourable;
-# contrast the series' contrast ("T2", or "T1" for out-of-distribution tests).
+# contrast the series' contrast ("T2", or "T1" for out-of-distribution tests). sop_instance_uid/
+# frame name the narrowest slice; pick_sop_instance_uid/pick_frame the slice a physician picked
+# (pick_offset slices from the narrowest along the stack, at PICK_NEIGHBOUR_RATE a neighbour).
 MANIFEST_COLUMNS = ("patient_id", "study_path", "study_uid", "series_uid", "sop_instance_uid",
                     "frame", "roi_x", "roi_y", "roi_w", "roi_h", "side", "level", "nrs_before",
                     "nrs_after", "label", "width_mm", "grade", "other_side_grade",
                     "p_favourable", "storage", "waist_x", "waist_y", "canal_x", "canal_y",
-                    "offcentre_mm", "rotation_deg", "compression", "narrowing_mm", "contrast")
+                    "offcentre_mm", "rotation_deg", "compression", "narrowing_mm", "contrast",
+                    "pick_offset", "pick_sop_instance_uid", "pick_frame")
 
 
 def _one(args) -> dict:
@@ -784,6 +806,8 @@ def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: i
         best_achievable_auc_expected=round(best_achievable_auc(), 4),
         best_achievable_auc_this_cohort=(round(auc(probs, labels), 4)
                                          if 0 < labels.sum() < len(labels) else None),
+        physician_pick=(f"pick_*: the narrowest slice, or at a rate of {PICK_NEIGHBOUR_RATE} "
+                        "(half up, half down) its neighbour, as a physician picks by eye"),
         note="Synthetic images from a phantom; made-up names; not patient data.")
     if clinical:  # issue 25 (core/synth/clinical.py)
         from .clinical import cohort_summary
@@ -799,6 +823,7 @@ def _clinical_columns() -> tuple[str, ...]:
     return CLINICAL_COLUMNS
 
 
-__all__ = ["MANIFEST_COLUMNS", "Patient", "Storage", "auc", "best_achievable_auc",
-           "draw_patient", "favourable_probability", "make_cohort",
+__all__ = ["MANIFEST_COLUMNS", "PICK_NEIGHBOUR_RATE", "Patient", "Storage", "auc",
+           "best_achievable_auc",
+           "draw_patient", "favourable_probability", "make_cohort", "physician_pick",
            "random_storage", "render_axial", "write_study"]

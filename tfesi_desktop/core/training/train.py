@@ -29,8 +29,10 @@ import numpy as np
 from ..bundle import CARD, load_bundle, sha256_file
 from ..fileio import write_atomically
 from ..manifest import load_regions
+from ..neighbourhood import DEFAULT_OFFSETS
 from ..ood import OOD_FILE, fit_training_distribution, intensity_histogram
 from ..preprocess import TTA_CROPS
+from ..runtime import NEIGHBOUR_CROPS
 from ..stats import auc_delong, calibration_summary, fit_platt
 from .augment import Augmentation, make_sequence
 
@@ -274,14 +276,18 @@ def card_fields(manifest: Path, record: dict, *, name: str, version: str,
 def ensemble_scores(predictor, regions, *, progress=None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(raw mean logits (n,), pooled features (n, channels), intensity histograms (n, 16)) of each
-    region's ROI set, as the program computes them (LiteRT, one batch per patient)."""
+    region's ROI set on the slice its neighbourhood rule rests on, as the program computes them
+    (LiteRT, one batch per patient over the region's slice and its neighbours)."""
+    from ..runtime import region_inputs, run_slices
+
     logits, pooled, hists = np.empty(len(regions)), [], []
     for i, r in enumerate(regions):
-        images = np.stack([m.image for m in r.inputs(predictor.crops)])
-        f, z = predictor.infer_batch(images)
-        logits[i] = z.mean()
-        pooled.append(f.mean(axis=(0, 1, 2)))
-        hists.append(intensity_histogram(images))
+        offsets, inputs = region_inputs(predictor, r)
+        run = run_slices(predictor, inputs, offsets, 0)
+        part = run.part(run.based_on)
+        logits[i] = run.raw[part].mean()
+        pooled.append(run.features[part].mean(axis=(0, 1, 2)))
+        hists.append(intensity_histogram(run.images[part]))
         if progress and (i + 1) % 100 == 0:
             progress(f"scoring the ROI sets {i + 1}/{len(regions)}")
     return logits, np.array(pooled), np.array(hists)
@@ -305,7 +311,13 @@ def bundle_from_trained(model, record: dict, regions, y: np.ndarray, manifest: P
     card = card_fields(manifest, record, name=name, version=version, synthetic=synthetic)
     card["tta"] = {"crops": [list(c) for c in TTA_CROPS],
                    "description": "the ROI as drawn, shifted by 10 % of its size (3x3 grid) and "
-                                  "scaled 0.88-1.12; mean logit, range as the interval"}
+                                  "scaled 0.88-1.12; mean logit, range as the interval",
+                   "slices": {"offsets": list(DEFAULT_OFFSETS), "rule": "narrowest",
+                              "crops": [list(c) for c in NEIGHBOUR_CROPS],
+                              "description": "the chosen slice and one on each side, the ROI "
+                                             "carried by geometry (the neighbours with these "
+                                             "ROIs); the result rests on the slice scored "
+                                             "lowest, where the foramen looks narrowest"}}
     write_bundle(model, out, card=card, precision=precision,
                  check_inputs=np.stack([regions[i].input().image for i in va[:8]]),
                  overwrite=overwrite)
@@ -319,7 +331,8 @@ def bundle_from_trained(model, record: dict, regions, y: np.ndarray, manifest: P
     dist.save(out / OOD_FILE)
     val = binary_metrics(y[va], probs)
     val["calibration"] = calibration_summary(y[va], probs)
-    val["runtime"] = (f"LiteRT export in this bundle, {len(TTA_CROPS)} ROIs, Platt scaling "
+    val["runtime"] = (f"LiteRT export in this bundle, {len(TTA_CROPS)} ROIs on the narrowest "
+                      "slice and its neighbours (the slice rule 'narrowest'), Platt scaling "
                       "fitted on these patients")
     if cohort:
         val["best_achievable_auc"] = _best_auc_on(cohort, manifest, va)
@@ -357,7 +370,9 @@ def train(manifest: str | Path, out: str | Path, config: TrainConfig, *, name: s
           version: str = "1.0.0", precision: str = "float32", progress=None,
           overwrite: bool = False) -> dict:
     manifest, out = Path(manifest), Path(out)
-    regions, y, cases = load_regions(manifest, progress=(
+    # with one slice on each side: augmentation (the neighbouring slice) and the card's
+    # calibration under the slice rule
+    regions, y, cases = load_regions(manifest, around=1, progress=(
         lambda d, t: progress(f"reading studies {d}/{t}") if progress and (d % 50 == 0 or d == t)
         else None))
     targets = None
@@ -388,7 +403,7 @@ def bundle_from_directory(trained: str | Path, manifest: str | Path, out: str | 
     trained, manifest = Path(trained), Path(manifest)
     record = json.loads((trained / "record.json").read_text())
     model = keras.saving.load_model(trained / "model.keras", safe_mode=True)
-    regions, y, _ = load_regions(manifest)
+    regions, y, _ = load_regions(manifest, around=1)
     return bundle_from_trained(model, record, regions, y, manifest, Path(out), name=name,
                                version=version, precision=precision, overwrite=overwrite,
                                progress=progress)
