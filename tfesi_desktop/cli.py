@@ -242,8 +242,7 @@ def cmd_predict(args) -> int:
         if nb.message():
             print(f"SLICE: {nb.message()}")
     if not pred.reliable:
-        print("NOT RELIABLE: this image is unlike the images this model was trained on "
-              f"(feature distance {pred.ood_distance:.2f}, limit {pred.ood_threshold:.2f}).")
+        print(f"NOT RELIABLE: {pred.unreliable_text()}")
     if combined is not None:
         from .core.clinical import combined_lines
 

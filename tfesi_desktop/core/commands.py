@@ -12,7 +12,7 @@ midline, or on a slice where the spinal canal was not found, unless the user con
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from .errors import RoiError, TfesiError
 from .midline import Canal, find_canal, roi_position
 from .preprocess import MIN_ROI_PIXELS, ModelInput, check_roi, model_inputs
 from .selection import Result, Selection
+from .source import source_note
 
 _SEARCH = object()  # "find the canal" (as opposed to None: searched, not found)
 
@@ -215,6 +216,9 @@ def predict_selection(predictor, stack, selection: Selection, *, values=None,
         series_uid=stack.series_uid, sop_instance_uid=ref.sop_instance_uid, frame=ref.frame,
         slice_index=index, level=selection.level, roi_side=found,
         override=override_text(gates, selection))
+    note = source_note(predictor.bundle.synthetic, stack.manufacturer)
+    if note:  # a synthetic-only model on an image its generator did not make
+        pred = replace(pred, source_note=note)
     return Result(selection, pred, inputs[indices.index(index)][0], canal, found)
 
 

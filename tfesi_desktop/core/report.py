@@ -463,9 +463,8 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                  + (" BORDERLINE: the label depends on where the ROI is drawn."
                     if pred.borderline else ""), size=8)
         if not pred.reliable:
-            doc.para("NOT RELIABLE: this image is unlike the images this model was trained on "
-                     f"(feature distance {pred.ood_distance:.2f}, limit "
-                     f"{pred.ood_threshold:.2f}).", colour=colors.HexColor("#8d1c1c"))
+            doc.para(f"NOT RELIABLE: {pred.unreliable_text()}",
+                     colour=colors.HexColor("#8d1c1c"))
         if inp.comparison:
             doc.para(inp.comparison, size=8)
         if inp.kim or inp.measurements:

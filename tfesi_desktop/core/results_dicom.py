@@ -227,10 +227,10 @@ def structured_report(prediction, stack, index: int, *, anonymize: bool = False)
         evaluations.append(QualitativeEvaluation(
             _code("TFESI-LEVEL", "Injected cervical level"),
             _code(f"TFESI-{prov.level}", f"Cervical level {prov.level}")))
-    if prediction.in_distribution is not None:
-        evaluations.append(QualitativeEvaluation(
+    if prediction.in_distribution is not None or prediction.source_note:
+        evaluations.append(QualitativeEvaluation(  # its features and its source (core/source.py)
             _code("TFESI-INDIST", "Image within the model's training distribution"),
-            codes.SCT.Yes if prediction.in_distribution else codes.SCT.No))
+            codes.SCT.Yes if prediction.reliable else codes.SCT.No))
     if prov.synthetic_model:
         evaluations.append(QualitativeEvaluation(
             _code("TFESI-DEMO", "Demo model (synthetic images), not for clinical use"),

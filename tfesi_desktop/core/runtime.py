@@ -249,6 +249,8 @@ class Prediction:
     provenance: Provenance | None = None
     neighbourhood: Neighbourhood | None = None  # the slices around the chosen one
     raw_logit: float | None = None  # the mean logit before calibration (for refitting it)
+    # why the result is not reliable whatever the features (core/source.py), or None
+    source_note: str | None = None
 
     @property
     def label(self) -> str:
@@ -267,7 +269,20 @@ class Prediction:
 
     @property
     def reliable(self) -> bool:
-        return self.in_distribution is not False
+        return self.in_distribution is not False and self.source_note is None
+
+    def unreliable_text(self) -> str:
+        """Why the result is not reliable, in words for the panel, the report and the CLI (empty
+        when it is)."""
+        if self.reliable:
+            return ""
+        why = []
+        if self.in_distribution is False:
+            why.append(f"its features lie {self.ood_distance:.2f} from the training images "
+                       f"(limit {self.ood_threshold:.2f})")
+        text = "This image is unlike the images this model was trained on" + (
+            f" ({'; '.join(why)})" if why else "") + "; the prediction is not reliable."
+        return text + (f" {self.source_note}" if self.source_note else "")
 
     def as_dict(self) -> dict:
         """The result for JSON output (CLI), provenance included."""
@@ -277,7 +292,8 @@ class Prediction:
             "interval": [round(v, 6) for v in self.interval],
             "label": self.label, "threshold": self.threshold,
             "borderline": self.borderline, "logit": round(self.logit, 6),
-            "in_distribution": self.in_distribution,
+            "in_distribution": self.in_distribution, "reliable": self.reliable,
+            "source_note": self.source_note,
             "ood_distance": None if self.ood_distance is None else round(self.ood_distance, 4),
             "ood_threshold": (None if self.ood_threshold is None
                               else round(self.ood_threshold, 4)),

@@ -40,8 +40,7 @@ def result_html(pred, *, stale: bool = False, blocked: bool = False) -> str:
         html += ("<br><b style='color:#a05a00'>Borderline: it depends on where the ROI is "
                  "drawn.</b>")
     if not pred.reliable:
-        html += ("<br><b style='color:#8d1c1c'>This image is unlike the images this model was "
-                 "trained on; the prediction is not reliable.</b>")
+        html += f"<br><b style='color:#8d1c1c'>{escape(pred.unreliable_text(), quote=False)}</b>"
     prov = pred.provenance
     if prov is not None and prov.override:
         html += f"<br><b style='color:#b00020'>{escape(prov.override, quote=False)}</b>"

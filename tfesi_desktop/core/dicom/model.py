@@ -78,6 +78,7 @@ class Stack:
     slices: list[SliceRef]
     warnings: list[str] = field(default_factory=list)
     split: bool = False  # True when its series was split into several stacks
+    manufacturer: str = ""  # the series' Manufacturer (core/source.py)
 
     @property
     def key(self) -> str:

@@ -759,7 +759,7 @@ def _header_info(ds: Dataset) -> dict:
         series_uid=_text(ds, "SeriesInstanceUID", "unknown series"),
         description=_text(ds, "SeriesDescription") or _text(ds, "ProtocolName"),
         modality=_text(ds, "Modality", "?"), echo=_echo_time(ds),
-        number=_int(ds, "SeriesNumber", None))
+        number=_int(ds, "SeriesNumber", None), manufacturer=_text(ds, "Manufacturer"))
 
 
 def read_header(path: Path) -> Dataset:
@@ -901,6 +901,7 @@ def _group(found: list[tuple[dict, SliceRef, list[str]]]) -> list[Study]:
         if key not in series:
             series[key] = dict(description=info["description"], modality=info["modality"],
                                modalities=set(), echo=info["echo"], number=info["number"],
+                               manufacturer=info["manufacturer"],
                                stacks={})
         series[key]["modalities"].add(info["modality"])
         geom = ref.geometry
@@ -913,7 +914,8 @@ def _group(found: list[tuple[dict, SliceRef, list[str]]]) -> list[Study]:
         parts = list(info["stacks"].values())
         for n, (refs, notes) in enumerate(parts, start=1):
             stack = Stack(study_uid, series_uid, n, info["number"], info["description"],
-                          info["modality"], info["echo"], [], split=len(parts) > 1)
+                          info["modality"], info["echo"], [], split=len(parts) > 1,
+                          manufacturer=info["manufacturer"])
             stack.slices, stack.warnings = _sort_slices(refs)
             if stack.split:
                 stack.warnings.insert(0, f"Series split into {len(parts)} stacks because its "

@@ -35,6 +35,7 @@ from pydicom.uid import (
 )
 
 from ..geometry import Dihedral
+from ..source import GENERATOR_MANUFACTURER
 from .outcome import (  # noqa: F401 - re-exported: the outcome model was defined here
     B_COMPRESSION,
     B_LENGTH,
@@ -407,7 +408,7 @@ def _base_dataset(p: Patient, study_uid: str, series_uid: str, sop_uid: str, sop
     ds.StudyID = str(p.index)
     ds.AccessionNumber = f"SYN{p.index:06d}"
     ds.Modality = "MR"
-    ds.Manufacturer = "TFESI Desktop synthetic generator"
+    ds.Manufacturer = GENERATOR_MANUFACTURER
     ds.InstitutionName = "Synthetic data - no real patient"
     ds.BodyPartExamined = "CSPINE"
     ds.FrameOfReferenceUID = _uid(p.seed, p.index, "for")
