@@ -146,7 +146,8 @@ def run_table(study: Path, refs: dict[int, np.ndarray], predictor, *, out=sys.st
     axial = [s for s in scan.stacks if s.slices[0].geometry.is_axial()]
     stack = axial[0]
     finder = _finder(scan, stack, use_sagittal)
-    totals = {"slices": 0, "found": 0, "near": 0, "rois": 0, "side_ok": 0, "ood": []}
+    totals = {"slices": 0, "found": 0, "near": 0, "rois": 0, "side_ok": 0, "ood": [],
+              "unreliable": 0}
     print("| slice | z mm | canal | off ref mm | score | ROI right | ROI left | OOD/thr (R / L) |",
           file=out)
     print("|---|---|---|---|---|---|---|---|", file=out)
@@ -183,6 +184,7 @@ def run_table(study: Path, refs: dict[int, np.ndarray], predictor, *, out=sys.st
                     p = o.prediction
                     ood.append(f"{p.ood_distance / p.ood_threshold:.2f}")
                     totals["ood"].append(p.ood_distance / p.ood_threshold)
+                    totals["unreliable"] += not p.reliable  # by distance or source
             else:
                 sides.append(gates[0].kind)
         z = float(g.position[2])
@@ -269,6 +271,8 @@ def phantom_distances(predictor, n: int, seed: int, folder: Path) -> list[float]
         if o.prediction.provenance.override:
             gated.append((i, o.prediction.provenance.override))
         out.append(o.prediction.ood_distance / o.prediction.ood_threshold)
+        if o.prediction.source_note:  # the generator's own images: never flagged for it
+            gated.append((i, o.prediction.source_note))
     for i, why in gated:
         print(f"phantom {i}: {why}")
     return out
@@ -310,7 +314,8 @@ def main(argv=None) -> int:
               + f"; ROIs with the right side and no gate {t['side_ok']}/{t['rois']}"
               + (f"; OOD/threshold {min(ood):.2f}-{max(ood):.2f} (median "
                  f"{float(np.median(ood)):.2f}), flagged {sum(v > 1 for v in ood)}/{len(ood)}"
-                 if ood else ""))
+                 f" by distance, {t['unreliable']}/{len(ood)} not reliable (distance or source,"
+                 " core/source.py)" if ood else ""))
         if not args.no_screenshot:
             mid = len(stack.slices) // 2 if args.shot_slice is None else args.shot_slice - 1
             ref = stack.slices[mid]
