@@ -555,6 +555,10 @@ def _clinical_section(doc, inp: ReportInputs, colors) -> None:
              + (" BORDERLINE." if c.borderline else ""), font="Sans-Bold")
     doc.para(f"Contribution of each input to the logit (+ towards favourable), from a patient "
              f"at the training means ({c.base_logit:+.2f}):", size=8)
+    doc.need(11)
+    for x, head in ((8, "Input"), (190, "Value used"), (372, "Contribution")):
+        doc.text(doc.M + x, doc.y, head, 8, "Sans-Bold")
+    doc.y -= 10.5
     for name, shown, value, outside in contribution_rows(c):
         doc.need(11)
         doc.text(doc.M + 8, doc.y, name, 8)

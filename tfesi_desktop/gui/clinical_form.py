@@ -13,7 +13,7 @@ from __future__ import annotations
 from html import escape
 
 from PySide6.QtCore import QObject, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from ..core.clinical import (
@@ -27,7 +27,7 @@ from ..core.runtime import format_probability
 from .context import AppContext
 
 IMAGE_ONLY = "This model uses the image only: it takes no clinical data."
-FAVOURABLE, POOR, AXIS = "#1b5e20", "#8d1c1c", "#555555"
+FAVOURABLE, POOR = "#2e7d32", "#c62828"  # readable on the light and the dark theme
 
 
 def _label(text: str = "", style: str = "") -> QLabel:
@@ -66,36 +66,41 @@ class ContributionBars(QWidget):
         if not self.rows:
             return
         p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         f = p.font()
         f.setPointSizeF(7.5)
         p.setFont(f)
+        fm = p.fontMetrics()
+        ink = self.palette().color(QPalette.ColorRole.WindowText)  # light or dark theme
         w = self.width()
-        text_w, num_w = int(w * 0.52), 40
-        bar_x0, bar_x1 = text_w + 4, w - num_w - 4
+        text_w, num_w = int(w * 0.56), 36
+        bar_x0, bar_x1 = text_w + 4, w - num_w - 2
         mid = (bar_x0 + bar_x1) / 2
         half = (bar_x1 - bar_x0) / 2
         scale = max(0.5, max(abs(r[2]) for r in self.rows))
-        p.setPen(QColor(AXIS))
-        p.drawText(QRectF(bar_x0, 0, half, self.ROW), Qt.AlignmentFlag.AlignLeft
-                   | Qt.AlignmentFlag.AlignVCenter, "\u2190 poor")
-        p.drawText(QRectF(mid, 0, half, self.ROW), Qt.AlignmentFlag.AlignRight
-                   | Qt.AlignmentFlag.AlignVCenter, "favourable \u2192")
+        left, right = Qt.AlignmentFlag.AlignLeft, Qt.AlignmentFlag.AlignRight
+        middle = Qt.AlignmentFlag.AlignVCenter
+        p.setPen(QColor(POOR))
+        p.drawText(QRectF(bar_x0, 0, w - bar_x0, self.ROW), left | middle, "\u2212 poor")
+        p.setPen(QColor(FAVOURABLE))
+        p.drawText(QRectF(bar_x0, 0, w - bar_x0, self.ROW), right | middle, "favourable +")
+        p.setPen(ink)
+        p.drawText(QRectF(0, 0, text_w, self.ROW), left | middle, "logit contributions")
         for i, (name, shown, c, outside) in enumerate(self.rows):
             y = self.ROW * (i + 1)
-            p.setPen(QColor("#000000"))
-            p.drawText(QRectF(0, y, text_w, self.ROW), Qt.AlignmentFlag.AlignLeft
-                       | Qt.AlignmentFlag.AlignVCenter,
-                       p.fontMetrics().elidedText(f"{name}: {shown}" + (" *" if outside else ""),
-                                                  Qt.TextElideMode.ElideMiddle, text_w))
+            value = ("imputed" if shown.startswith("imputed") else shown) + (" *" if outside
+                                                                             else "")
+            tail = f": {value}"
+            p.setPen(ink)
+            p.drawText(QRectF(0, y, text_w, self.ROW), left | middle,
+                       fm.elidedText(name, Qt.TextElideMode.ElideRight,
+                                     max(20, text_w - fm.horizontalAdvance(tail))) + tail)
             length = half * abs(c) / scale
             colour = QColor(FAVOURABLE if c >= 0 else POOR)
             p.fillRect(QRectF(mid if c >= 0 else mid - length, y + 4, length, self.ROW - 8),
                        colour)
-            p.setPen(colour)
-            p.drawText(QRectF(bar_x1 + 2, y, num_w, self.ROW), Qt.AlignmentFlag.AlignRight
-                       | Qt.AlignmentFlag.AlignVCenter, f"{c:+.2f}")
-        p.setPen(QPen(QColor(AXIS), 1))
+            p.setPen(ink)
+            p.drawText(QRectF(bar_x1 + 2, y, num_w - 2, self.ROW), right | middle, f"{c:+.2f}")
+        p.setPen(QPen(ink, 1))
         p.drawLine(int(mid), self.ROW, int(mid), self.height() - 2)
         p.end()
 
@@ -166,18 +171,20 @@ class ClinicalForm(QGroupBox):
         if m is None:
             return
         for v in m.variables:
-            edit, message = self.fields[v.name], self.messages[v.name]
+            edit = self.fields[v.name]
             text = values.get(v.name, "")
             if not edit.hasFocus() and edit.text() != text:
                 edit.setText(text)
             edit.setReadOnly(not editable)
+            self._say(v.name, "")
             try:
                 value = v.parse(text)
             except ClinicalError as e:
-                message.setText(f"<b style='color:#b00020'>{escape(e.message, quote=False)}</b>")
+                self._say(v.name, f"<b style='color:#b00020'>{escape(e.message, quote=False)}"
+                                  "</b>")
                 continue
             if value is None:
-                message.setText(
+                self._say(v.name,
                     f"<span style='color:#a05a00'>missing: imputed as the training mean "
                     f"({escape(_mean(m, v))}), contribution 0</span>" if v.missing == "impute"
                     else "<span style='color:#a05a00'>missing: needed for the combined "
@@ -185,9 +192,14 @@ class ClinicalForm(QGroupBox):
             else:
                 lo, hi = m.minima.get(v.name), m.maxima.get(v.name)
                 outside = lo is not None and hi is not None and not lo <= value <= hi
-                message.setText(f"<span style='color:#a05a00'>outside the training range "
-                                f"({lo:g}-{hi:g}): its contribution is extrapolated</span>"
-                                if outside else "")
+                self._say(v.name, f"<span style='color:#a05a00'>outside the training range "
+                                  f"({lo:g}-{hi:g}): its contribution is extrapolated</span>"
+                                  if outside else "")
+
+    def _say(self, name: str, html: str) -> None:
+        """What a field's value means, under it (hidden when there is nothing to say)."""
+        self.messages[name].setText(html)
+        self.messages[name].setVisible(bool(html))
 
     def show_combined(self, combined, why: str | None, *, has_result: bool) -> None:
         """The combined probability beside the image-only one, the inputs used and imputed,
@@ -208,7 +220,7 @@ class ClinicalForm(QGroupBox):
                 "<i>The combined result follows the prediction.</i>" if not has_result else "")
             self.result.setVisible(bool(why) or not has_result)
             return
-        self.result.setText(combined_html(combined))
+        self.result.hide()  # the probability itself: the Prediction group (always in view)
         self.bars.set_rows(contribution_rows(combined))
         self.used.setText(
             f"Contributions on the logit scale from a patient at the training means "
