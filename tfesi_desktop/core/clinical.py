@@ -477,6 +477,13 @@ def combined_lines(c: CombinedPrediction) -> list[str]:
     return lines
 
 
+def contribution_rows(c: CombinedPrediction) -> list[tuple[str, str, float, bool]]:
+    """(input, value as shown, contribution on the logit scale, outside the training range)
+    for the image and each variable: the table of the window's panel and of the report."""
+    return [("Image (network logit)", f"{c.image_logit:+.2f}", c.image_contribution, False)] + [
+        (k.label, k.shown, k.contribution, k.outside_training) for k in c.contributions]
+
+
 def validated_text(fitted_on: dict) -> str:
     """One line on how far the combined probability was validated (from the model file)."""
     v = fitted_on.get("validation")
@@ -872,5 +879,6 @@ def run_clinical_study(manifest, out, *, model=None, scores_file=None,
 
 __all__ = ["ALIASES", "CLINICAL_FILE", "VARIABLES", "ClinicalError", "ClinicalModel",
            "CombinedPrediction", "Contribution", "Variable", "attach_clinical_model",
-           "clinical_study", "combine", "combined_lines", "fit_clinical_model", "fuse_bundle",
-           "load_clinical_model", "parse_clinical_arg", "run_clinical_study"]
+           "clinical_study", "combine", "combined_lines", "contribution_rows",
+           "fit_clinical_model", "fuse_bundle", "load_clinical_model", "parse_clinical_arg",
+           "run_clinical_study"]

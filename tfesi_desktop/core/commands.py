@@ -258,10 +258,13 @@ def neighbourhood_inputs(predictor, stack, index: int, values, roi, side: str
 def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
                  physician: str = "", anonymize: bool = True, paper: str = "a4",
                  dicom: bool = False, comparison: str | None = None, kim=_SEARCH,
-                 impression: str | None = None) -> tuple[Path, Path | None, float]:
+                 impression: str | None = None, clinical=None,
+                 clinical_note: str | None = None) -> tuple[Path, Path | None, float]:
     """Write the PDF (atomically) for a prediction, from the model input it was made from;
     (pdf, DICOM copy or None, seconds). The level is the selection's (one place); ``kim``: the
-    Kim grade line exactly as the window shows it (None: none), else computed from the tags."""
+    Kim grade line exactly as the window shows it (None: none), else computed from the tags;
+    ``clinical``: the result combined with the clinical data (core/clinical.py
+    ``CombinedPrediction``), or ``clinical_note``: why there is none."""
     from .measure import kim_from, kim_text, measurement_lines
     from .report import encapsulate_pdf, report_inputs
     from .report import write_report as _write
@@ -280,7 +283,8 @@ def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
                         physician=physician, anonymize=anonymize, paper=paper,
                         level_source=sel.level_source,
                         measurements=measurement_lines(sel.measurements, spacing),
-                        kim=kim, comparison=comparison, impression=impression)
+                        kim=kim, comparison=comparison, impression=impression,
+                        clinical=clinical, clinical_note=clinical_note)
     out = _write(inp, path)
     dcm = (encapsulate_pdf(out, study, stack, anonymize=anonymize, index=index,
                            provenance=outcome.prediction.provenance) if dicom else None)

@@ -67,6 +67,9 @@ class ReportInputs:
     comment: str = ""
     physician: str = ""
     impression: str | None = None  # the physician's impression / plan (None: not asked)
+    # with the clinical data (issue 25): clinical.CombinedPrediction, or why there is none
+    clinical: object = None
+    clinical_note: str | None = None
     anonymize: bool = True
     paper: str = "a4"
     when: _dt.datetime = field(default_factory=lambda: _dt.datetime.now().astimezone())
@@ -467,6 +470,8 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                      colour=colors.HexColor("#8d1c1c"))
         if inp.comparison:
             doc.para(inp.comparison, size=8)
+        if inp.clinical is not None or inp.clinical_note:
+            _clinical_section(doc, inp, colors)
         if inp.kim or inp.measurements:
             doc.y -= 2
             doc.para("Measurements (on the slices of this series)", font="Sans-Bold")
@@ -527,9 +532,53 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
                                 private=True)
 
 
+def _clinical_section(doc, inp: ReportInputs, colors) -> None:
+    """The result with the clinical data: the combined probability beside the image-only
+    one, each input's contribution (the panel's table), what was used and imputed, and the
+    validated performance. The values are kept in an anonymized report (not identifiers; no
+    dates among them)."""
+    from .clinical import contribution_rows, validated_text
+
+    c = inp.clinical
+    doc.y -= 2
+    doc.para("With the clinical data", font="Sans-Bold")
+    if c is None:
+        doc.para(f"No combined result: {inp.clinical_note} The image-only result above stands.",
+                 size=8, colour=colors.HexColor("#8d1c1c"))
+        return
+    lo, hi = c.interval
+    doc.para(f"Probability of a favourable outcome with the clinical data: "
+             f"{format_probability(c.probability)}, {c.label.upper()} (image alone "
+             f"{format_probability(c.image_probability)}; range over the ROIs "
+             f"{format_probability(lo)} to {format_probability(hi)})."
+             + (" BORDERLINE." if c.borderline else ""), font="Sans-Bold")
+    doc.para(f"Contribution of each input to the logit (+ towards favourable), from a patient "
+             f"at the training means ({c.base_logit:+.2f}):", size=8)
+    doc.need(11)
+    for x, head in ((8, "Input"), (190, "Value used"), (372, "Contribution")):
+        doc.text(doc.M + x, doc.y, head, 8, "Sans-Bold")
+    doc.y -= 10.5
+    for name, shown, value, outside in contribution_rows(c):
+        doc.need(11)
+        doc.text(doc.M + 8, doc.y, name, 8)
+        doc.text(doc.M + 190, doc.y, shown, 8)
+        doc.text(doc.M + 380, doc.y, f"{value:+.2f}", 8, "Sans-Bold",
+                 colour=colors.HexColor("#1b5e20" if value >= 0 else "#8d1c1c"))
+        if outside:
+            doc.text(doc.M + 415, doc.y, "outside the training range", 7)
+        doc.y -= 10.5
+    doc.para(f"Used: {', '.join(c.used) or 'none'}; imputed (training mean, contribution 0): "
+             f"{', '.join(c.imputed) or 'none'}.", size=8)
+    doc.para(validated_text(c.fitted_on), size=8)
+    if not c.reliable:
+        doc.para("NOT RELIABLE: the image is unlike the training images; the clinical data do "
+                 "not make it reliable.", colour=colors.HexColor("#8d1c1c"))
+
+
 def report_inputs(prediction, bundle, study, stack, index, model_input, *, level=None,
                   comment="", physician="", anonymize=True, paper="a4", level_source=None,
-                  measurements=(), kim=None, comparison=None, impression=None) -> ReportInputs:
+                  measurements=(), kim=None, comparison=None, impression=None, clinical=None,
+                  clinical_note=None) -> ReportInputs:
     from .dicom import default_window, modality_values
 
     ref = stack.slices[index]
@@ -537,7 +586,8 @@ def report_inputs(prediction, bundle, study, stack, index, model_input, *, level
                         default_window(stack), model_input.image[..., 0], level=level,
                         level_source=level_source, measurements=tuple(measurements), kim=kim,
                         comparison=comparison, comment=comment, physician=physician,
-                        anonymize=anonymize, paper=paper, impression=impression)
+                        anonymize=anonymize, paper=paper, impression=impression,
+                        clinical=clinical, clinical_note=clinical_note)
 
 
 def encapsulate_pdf(pdf: str | Path, study, stack, *, anonymize: bool = True,

@@ -405,6 +405,49 @@ class Session:
     def clear_marks(self) -> bool:
         return self._edit_work("Clear disc marks", marks=())
 
+    # --- the clinical values (issue 25; docs/architecture.md, "Clinical data") ---------------
+
+    @property
+    def clinical_values(self) -> dict[str, str]:
+        """The clinical values typed for the current study ({variable: text}; absent =
+        missing). They belong to the study (patient), not to one series."""
+        w = self.work
+        return dict(w.clinical) if w else {}
+
+    def set_clinical(self, name: str, text: str, label: str | None = None) -> bool:
+        """Type one clinical value (empty: missing) as one undo step, saved with this study
+        only (invariant 9). Stored as typed, so that a wrong value comes back with its sentence
+        rather than vanishing."""
+        from .state_store import CLINICAL_TEXT_MAX
+
+        text = (text or "").strip()[:CLINICAL_TEXT_MAX]
+        values = self.clinical_values
+        if values.get(name, "") == text:
+            return False
+        if text:
+            values[name] = text
+        else:
+            values.pop(name, None)
+        return self._edit_work(f"{label or name} {text or 'cleared'}",
+                               clinical=tuple(sorted(values.items())))
+
+    def combined(self, model):
+        """(the current result combined with the study's clinical values by ``model``, or
+        None; the sentence why there is none, or None). No result, no combined result."""
+        from .clinical import ClinicalError, canonical_name, combine
+
+        r = self.current_result()
+        if model is None or r is None:
+            return None, None
+        # values of variables this model does not use (typed for another model) are kept in
+        # the study, not used
+        values = {k: v for k, v in self.clinical_values.items()
+                  if canonical_name(k) in model.names}
+        try:
+            return combine(r.prediction, values, model), None
+        except ClinicalError as e:
+            return None, e.message
+
     def add_measurement(self, m: Measurement) -> bool:
         sel = self.selection
         return sel is not None and self.edit("Add measurement",

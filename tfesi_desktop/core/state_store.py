@@ -43,6 +43,9 @@ class StudyWork:
     # slice finds its result again (the result stays with its slice)
     results: dict = field(default_factory=dict)
     marks: tuple[LevelMark, ...] = ()  # disc levels marked on the sagittal (patient mm)
+    # the clinical values typed for this study (issue 25), as typed: ((variable, text), ...),
+    # sorted, no empty texts (empty = missing); checked against a model only when combined
+    clinical: tuple[tuple[str, str], ...] = ()
     comparison: Comparison | None = None  # the other side's prediction (never saved)
     read_only: bool = False  # open in another window or program (module docstring)
 
@@ -133,6 +136,29 @@ def marks_from_json(v, notes: list[str]) -> tuple[LevelMark, ...]:
             continue
         marks = with_mark(marks, LevelMark(d["disc"], tuple(float(x) for x in p)))
     return marks
+
+
+CLINICAL_TEXT_MAX = 40  # characters of one typed clinical value
+
+
+def clinical_from_json(v, notes: list[str]) -> tuple[tuple[str, str], ...]:
+    """The saved clinical values ({variable: text}); entries of the wrong shape are dropped
+    with a note (their checks against a model's ranges come later, with the model)."""
+    if v is None:
+        return ()
+    if not isinstance(v, dict):
+        notes.append("The saved clinical values were ignored: they have not the expected "
+                     "shape.")
+        return ()
+    out = {}
+    for k, t in v.items():
+        if (not isinstance(k, str) or not k.isidentifier() or len(k) > 40
+                or not isinstance(t, str) or len(t) > CLINICAL_TEXT_MAX):
+            notes.append("A saved clinical value was ignored: it has not the expected shape.")
+            continue
+        if t.strip():
+            out[k] = t.strip()
+    return tuple(sorted(out.items()))
 
 
 def _try_lock(fd: int) -> bool:
@@ -233,6 +259,7 @@ class StateStore:
                 work.selections[s.series_key] = s
             work.current_series = current if current in work.selections else None
             work.marks = marks_from_json(d.get("marks"), notes)
+            work.clinical = clinical_from_json(d.get("clinical"), notes)
         except (ValueError, TypeError, AttributeError) as e:
             notes.append(f"The saved work of this study was ignored: {e}.")
             return StudyWork(study_uid), notes
@@ -245,6 +272,7 @@ class StateStore:
         d = {"schema": STATE_SCHEMA, "version": STATE_VERSION, "study_uid": work.study_uid,
              "current_series": work.current_series,
              "selections": [selection_to_json(s) for s in work.selections.values()],
-             "marks": [{"disc": m.disc, "point": list(m.point)} for m in work.marks]}
+             "marks": [{"disc": m.disc, "point": list(m.point)} for m in work.marks],
+             "clinical": dict(work.clinical)}
         write_atomically(self.file(work.study_uid), json.dumps(d, indent=1).encode(),
                          private=True)

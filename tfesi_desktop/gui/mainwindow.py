@@ -40,6 +40,7 @@ from . import jobs
 from .actions import build_menus
 from .anatomy import CanalSearch
 from .axial import AxialViewport
+from .clinical_form import ClinicalController, ClinicalForm
 from .comparison import SideComparison
 from .context import AppContext
 from .localizer import Localizer
@@ -84,7 +85,11 @@ class MainWindow(QMainWindow):
         self.predictions = PredictController(self.ctx, self.panel, self.values_of,
                                              lambda: self.loading_model or not self._warm)
         self.comparison = SideComparison(self.ctx, self.view, self.panel, self.values_of)
-        self.report = ReportController(self.ctx, self.comparison.text)
+        self.clinical_form = ClinicalForm()  # issue 25: clinical data beside the image
+        self.panel.add_clinical_form(self.clinical_form)
+        self.clinical = ClinicalController(self.ctx, self.clinical_form,
+                                           self.panel.clinical_label)
+        self.report = ReportController(self.ctx, self.comparison.text, self.clinical.combined)
         self.actions_by_name = build_menus(self)
         self._refresh_recent()
         self._restore_geometry()
@@ -382,6 +387,7 @@ class MainWindow(QMainWindow):
                                   (" (synthetic demo)" if b.synthetic else ""))
         self.panel.performance_label.setText(b.validated_performance())
         self.panel.disclaimer_label.setText(b.disclaimer())
+        self.clinical.model_loaded(b)
         self.view.set_banner("DEMONSTRATION MODEL - synthetic training data - not for "
                              "clinical use" if b.synthetic else "")
         if self.messages.kind == "info" and "still loading" in self.messages.text():
@@ -401,6 +407,7 @@ class MainWindow(QMainWindow):
     def _model_failed(self, message: str):
         self._started()
         self.model_status.setText("Model: not available")
+        self.clinical.model_loaded(None)
         self.show_message(f"The model could not be loaded: {message}")
         self._refresh()
 

@@ -19,10 +19,12 @@ from .workers import Worker
 
 
 class ReportController(QObject):
-    def __init__(self, ctx: AppContext, comparison_text):
+    def __init__(self, ctx: AppContext, comparison_text, clinical=lambda: (None, None)):
         super().__init__(ctx.parent)
         self.ctx = ctx
         self._comparison_text = comparison_text  # () -> str | None
+        # () -> (CombinedPrediction or None, why none): the clinical data as the panel shows
+        self._clinical_of = clinical
         self.dialog: ReportDialog | None = None
         self.last_report: Path | None = None
         self._result: Result | None = None
@@ -55,6 +57,7 @@ class ReportController(QObject):
         self._result = self.ctx.session.current_result()
         self._kim = self.ctx.session.kim()[1] if self.ctx.session.kim()[0] else None
         self._comparison = self._comparison_text()
+        self._clinical = self._clinical_of()
         st = self.ctx.settings()
         folder = Path(str(st.value("report_folder", "") or Path.home()))
         if not folder.is_dir():
@@ -83,7 +86,8 @@ class ReportController(QObject):
                               anonymize=d.anonymize.isChecked(),
                               paper=d.paper.currentText().lower(), dicom=d.dicom.isChecked(),
                               comparison=self._comparison, kim=self._kim,
-                              impression=d.impression.toPlainText().strip() or None),
+                              impression=d.impression.toPlainText().strip() or None,
+                              clinical=self._clinical[0], clinical_note=self._clinical[1]),
                        self._written, self._failed)
 
     @Slot(object)

@@ -394,6 +394,10 @@ class SidePanel(QWidget):
         lay.addWidget(self.result_label)
         self.slice_strip = SliceStrip()  # the neighbouring slices (gui/slice_strip.py)
         lay.addWidget(self.slice_strip)
+        # the result with the clinical data (gui/clinical_form.py), when the model has them
+        self.clinical_label = _wrapped(rich=True, style=RESULT_STYLE, hidden=True)
+        self.clinical_label.setObjectName("clinical_label")
+        lay.addWidget(self.clinical_label)
         self.kim_label = _wrapped()
         self.kim_label.setObjectName("kim_label")
         lay.addWidget(self.kim_label)
@@ -408,7 +412,9 @@ class SidePanel(QWidget):
         self.disclaimer_label = _wrapped(style="color: #b00020; font-weight: bold; "
                                          "font-size: 8pt;")
         lay.addWidget(self.disclaimer_label)
-        # below: details that scroll with the panel
+        # below: details that scroll with the panel; the clinical form goes here
+        # (add_clinical_form), just above the heat map
+        self._clinical_at = col.count()
         g = QGroupBox("Heat map and provenance")
         lay = QVBoxLayout(g)
         over = QHBoxLayout()
@@ -477,6 +483,11 @@ class SidePanel(QWidget):
         for box in self.fixed_groups:
             box.setFixedWidth(self.WIDTH)
             guard_wheel(box)
+
+    def add_clinical_form(self, form: QWidget) -> None:
+        """The clinical data form (gui/clinical_form.py), above the heat map."""
+        form.setFixedWidth(self.WIDTH - 12)
+        self.layout().insertWidget(self._clinical_at, form)
 
     def _measure_button(self, key):
         i = self.measure_list.currentRow()
