@@ -55,6 +55,7 @@ import numpy as np
 
 from ..errors import TfesiError
 from ..preprocess import TTA_CROPS
+from ..runtime import NEIGHBOUR_CROPS
 
 PROB_BINS = 100  # evaluation histograms: whole percent
 DIST_BINS, DIST_LOG = 2000, (-3.0, 6.0)  # distance histograms: log10 range
@@ -229,9 +230,15 @@ class Site:
 
 
 class _KerasScorer:
-    """What :func:`.train.ensemble_scores` needs of a predictor, from the Keras network."""
+    """What :func:`.train.ensemble_scores` needs of a predictor, from the Keras network. The
+    sites score the chosen slice alone: the federated card carries no slice rule (``tta.slices``),
+    so the program keeps its results on the chosen slice ("chosen", runtime.py) and calibration
+    must be fitted there too."""
 
     crops = TTA_CROPS
+    slice_offsets = (0,)
+    slice_rule = "chosen"
+    neighbour_crops = NEIGHBOUR_CROPS
 
     def __init__(self, model):
         from .network import feature_and_logit_model
