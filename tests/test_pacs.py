@@ -172,8 +172,8 @@ def test_nodes_are_private_settings(orthanc, capsys):
     assert rc == 0
     f = Path(os.environ["TFESI_HOME"]) / "config" / "pacs_nodes.json"
     assert f.stat().st_mode & 0o777 == 0o600
-    rc, out, _ = _cli(capsys, "pacs", "echo", "--pacs", "hospital")
-    assert rc == 0
+    rc, out, _ = _cli(capsys, "pacs", "echo", "--pacs", "hospital", "--json")
+    assert rc == 0 and json.loads(out)["ok"] is True
     rc, out, _ = _cli(capsys, "pacs", "nodes", "list", "--json")
     assert json.loads(out)[0]["port"] == orthanc.port
     rc, _, err = _cli(capsys, "pacs", "nodes", "add", "hospital", orthanc.address)
@@ -222,8 +222,8 @@ def test_get_into_the_cache_gives_the_same_images_and_prediction(orthanc, demo_c
 def test_get_one_series_by_cli_and_move(orthanc, demo_case, tmp_path, capsys):
     out = tmp_path / "one"
     rc, stdout, _ = _cli(capsys, "pacs", "get", demo_case.study_uid, "--pacs", orthanc.address,
-                         "--out", out, "--series", demo_case.series_uid)
-    assert rc == 0 and "12 instances" in stdout
+                         "--out", out, "--series", demo_case.series_uid, "--json")
+    assert rc == 0 and json.loads(stdout)["instances"] == 12
     assert {p.name for p in out.iterdir()} == {demo_case.series_uid}
     moved = pacs.retrieve(orthanc.address, demo_case.study_uid, tmp_path / "moved",
                           method="move", move_port=orthanc.move_port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from .cli_common import Parser as _Parser
 from .cli_common import progress_printer as _progress
@@ -29,10 +30,15 @@ def cmd_pacs_echo(args) -> int:
 
     node = _node(args)
     if node.dimse:
-        print(f"C-ECHO to {node}: OK in {1000 * echo(node, calling_aet=args.aet):.0f} ms")
+        ms = 1000 * echo(node, calling_aet=args.aet)
+        text = f"C-ECHO to {node}: OK in {ms:.0f} ms"
     else:
+        t0 = time.perf_counter()
         pacs.find_studies(node, study_uid="0")
-        print(f"DICOMweb service {node.url}: OK")
+        ms = 1000 * (time.perf_counter() - t0)
+        text = f"DICOMweb service {node.url}: OK"
+    print(json.dumps({"node": str(node), "ok": True, "milliseconds": round(ms, 1)}, indent=1)
+          if args.json else text)
     return 0
 
 
@@ -74,7 +80,11 @@ def cmd_pacs_get(args) -> int:
                         progress=_progress("retrieving"))
     for note in got.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"{got.instances} instances retrieved into {got.path} in {got.seconds:.2f} s")
+    if args.json:
+        print(json.dumps({"instances": got.instances, "path": str(got.path),
+                          "seconds": round(got.seconds, 3), "notes": list(got.notes)}, indent=1))
+    else:
+        print(f"{got.instances} instances retrieved into {got.path} in {got.seconds:.2f} s")
     return 0
 
 
@@ -83,7 +93,8 @@ def cmd_pacs_store(args) -> int:
 
     node = _node(args)
     n = pacs.send_to_pacs(args.files, node, calling_aet=args.aet, progress=_progress("sending"))
-    print(f"{n} files stored on {node}")
+    print(json.dumps({"stored": n, "node": str(node)}, indent=1) if args.json
+          else f"{n} files stored on {node}")
     return 0
 
 
@@ -130,6 +141,7 @@ def add_pacs_commands(sub) -> None:
 
     q = psub.add_parser("echo", help="check that the PACS answers (C-ECHO)")
     node_args(q)
+    q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=cmd_pacs_echo)
     q = psub.add_parser("find", help="search studies (C-FIND or QIDO-RS)")
     node_args(q)
@@ -154,10 +166,12 @@ def add_pacs_commands(sub) -> None:
                    help="port on which this program receives the images of a C-MOVE")
     q.add_argument("--move-host", metavar="ADDRESS", help="local address on which it listens "
                    "(default: that of the interface that reaches the PACS; never all)")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=cmd_pacs_get)
     q = psub.add_parser("store", help="send DICOM files to the PACS (C-STORE or STOW-RS)")
     q.add_argument("files", nargs="+", metavar="FILE")
     node_args(q)
+    q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=cmd_pacs_store)
     q = psub.add_parser("nodes", help="the PACS nodes in your settings")
     nsub = q.add_subparsers(dest="nodes_command", required=True, parser_class=_Parser)
