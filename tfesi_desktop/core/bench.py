@@ -164,30 +164,45 @@ def run_bench(*, model: str | None = None, repeat: int = 200, quick: bool = Fals
 
     if importlib.util.find_spec("PySide6") and importlib.util.find_spec("pyqtgraph"):
         say("desktop window (offscreen) ...")
-        figures.update(_gui_figures())
+        figures.update(_gui_figures(runs=2 if quick else GUI_RUNS))
 
     say("DICOM header scan and decode ...")
     figures.update(_dicom_figures(50 if quick else 200))
     return figures
 
 
-def _gui_figures() -> dict:
+GUI_RUNS = 3  # fresh window processes: a stall is a worst case, so the worst run is reported
+
+
+def _gui_figures(runs: int = GUI_RUNS) -> dict:
     """Process start to shown window, the GUI thread's longest stall, click to shown result:
-    measured in a fresh process (``tfesi_desktop.gui.timing``), offscreen."""
+    measured in ``runs`` fresh processes (``tfesi_desktop.gui.timing``), offscreen. Times are the
+    worst run's (a stall that happens once in three openings is the physician's experience);
+    ``*_runs_ms`` lists every run's longest stall."""
     import json
     import os
 
     env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
-    with tempfile.TemporaryDirectory(prefix="tfesi-bench-home-") as home:
-        env["TFESI_HOME"] = home  # a fresh user: no saved ROI, no window geometry
-        t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "tfesi_desktop.gui.timing"],
-                           capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        return {"gui_error": r.stderr.strip().splitlines()[-1] if r.stderr else "failed"}
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    out.pop("probability", None)
-    out["gui_process_total_s"] = round(time.perf_counter() - t0, 2)
+    results = []
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="tfesi-bench-home-") as home:
+            env["TFESI_HOME"] = home  # a fresh user: no saved ROI, no window geometry
+            r = subprocess.run([sys.executable, "-m", "tfesi_desktop.gui.timing"],
+                               capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            return {"gui_error": r.stderr.strip().splitlines()[-1] if r.stderr else "failed"}
+        one = json.loads(r.stdout.strip().splitlines()[-1])
+        one.pop("probability", None)
+        results.append(one)
+    out = {k: max(r[k] for r in results) if isinstance(results[0][k], (int, float))
+           else results[0][k] for k in results[0]}
+    for k in ("gui_longest_stall_ms", "gui_scroll_longest_stall_ms",
+              "gui_longest_stall_open_predict_ms"):
+        if k in results[0]:
+            out[k.removesuffix("_ms") + "_runs_ms"] = [r[k] for r in results]
+    out["gui_runs"] = runs
+    out["gui_process_total_s"] = round((time.perf_counter() - t0) / runs, 2)
     return out
 
 
