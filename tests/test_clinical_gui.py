@@ -2,8 +2,6 @@
 values saved with the study and undoable, a wrong value's sentence, the panel's combined result
 and contributions, and the report (pytest-qt on the real widgets; the PDF read back)."""
 
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import Qt  # noqa: E402
 
 import tfesi_desktop.core.synth.cohort  # noqa: E402,F401  (pydicom before the window's worker)
+from tests.test_gui import export_pdf_text  # noqa: E402
 from tfesi_desktop.core import clinical as cl  # noqa: E402
 from tfesi_desktop.core.bundle import DEMO_BUNDLE  # noqa: E402
 from tfesi_desktop.core.manifest import read_manifest  # noqa: E402
@@ -121,14 +120,8 @@ def test_form_values_undo_panel_and_report(qtbot, fused, case, tmp_path):
     assert form.fields["age"].text() == "62" and w.clinical.combined()[0] is not None
 
     # the report: the combined probability and the contribution table; anonymized, values kept
-    dlg = w.export_report()
-    out = tmp_path / "clinical.pdf"
-    dlg.path.setText(str(out))
-    dlg.buttons.button(dlg.buttons.StandardButton.Save).click()
-    qtbot.waitUntil(lambda: w.last_report is not None, timeout=20000)
-    if shutil.which("pdftotext"):
-        text = " ".join(subprocess.run(["pdftotext", "-layout", str(out), "-"],
-                                       capture_output=True, text=True).stdout.split())
+    text = export_pdf_text(qtbot, w, tmp_path / "clinical.pdf", layout=True)
+    if text is not None:
         c = w.clinical.combined()[0]
         assert (f"Probability of a favourable outcome with the clinical data: "
                 f"{format_probability(c.probability)}") in text

@@ -3,6 +3,7 @@ the mouse, predict, undo, the safety gates, the browser, radiological display, r
 restart. Thin: the rules themselves are tested without Qt (test_session.py, test_midline.py)."""
 
 import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -57,6 +58,19 @@ def _roi_on_demo(qtbot, w, case):
     w.set_slice(w.stack.find_slice(case.slice_key))
     qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
     _place_roi(qtbot, w, case.roi)
+
+
+def export_pdf_text(qtbot, w, out, *, layout: bool = False) -> str | None:
+    """Export the report from the window's dialog into ``out`` and read its words back
+    (pdftotext); None where poppler-utils is missing."""
+    dlg = w.export_report()
+    dlg.path.setText(str(out))
+    dlg.buttons.button(dlg.buttons.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: w.last_report is not None, timeout=20000)
+    if not shutil.which("pdftotext"):
+        return None
+    args = ["pdftotext", *(["-layout"] if layout else []), str(out), "-"]
+    return " ".join(subprocess.run(args, capture_output=True, text=True).stdout.split())
 
 
 def _drag(w, x0, y0, x1, y1, button=Qt.MouseButton.LeftButton,
