@@ -48,14 +48,13 @@ def _write_all(src: Path, out: Path, *, anonymize: bool, uid=lambda u: u,
     pdf, dcm, _ = write_report(outcome, predictor.bundle, result, out / "r.pdf",
                                anonymize=anonymize, dicom=True, physician="Dr. Ada Example",
                                comment="Markerson MRK9999 seen.")
-    pred = outcome.prediction
     return {"report": pdf, "pdf": dcm,
-            "sr": results_dicom.write_sr(pred, stack, index, out / "r.sr.dcm",
+            "sr": results_dicom.write_sr(outcome, stack, index, out / "r.sr.dcm",
                                          anonymize=anonymize),
-            "sc": results_dicom.write_secondary_capture(pred, stack, index, out / "r.sc.dcm",
+            "sc": results_dicom.write_secondary_capture(outcome, stack, index, out / "r.sc.dcm",
                                                         anonymize=anonymize,
                                                         window=default_window(stack)),
-            "pm": results_dicom.write_parametric_map(pred, stack, index, out / "r.pm.dcm",
+            "pm": results_dicom.write_parametric_map(outcome, stack, index, out / "r.pm.dcm",
                                                      anonymize=anonymize)}
 
 

@@ -59,8 +59,8 @@ def test_secondary_capture_picture_is_radiological(studies):
         index = stack.find_slice(row["sop_instance_uid"])
         sel = Selection(stack.study_uid, stack.key, stack.slices[index].key,
                         (row["roi_x"], row["roi_y"], row["roi_w"], row["roi_h"]), row["side"])
-        pred = predict_selection(predictor, stack, sel).prediction
-        pictures.append(heatmap_picture(pred, stack, index).astype(int))
+        result = predict_selection(predictor, stack, sel)
+        pictures.append(heatmap_picture(result, stack, index).astype(int))
         assert _orientation(stack.slices[index]) == ("L", "P")  # image right, image bottom
     assert np.abs(pictures[0] - pictures[1]).mean() < 1.0
 
@@ -97,3 +97,28 @@ def _stored_as(d, r, c):
             if np.allclose(dr, r) and np.allclose(dc, c):
                 return rr, cc
     raise AssertionError(d)
+
+
+def test_key_image_measurements_are_drawn_in_radiological_orientation():
+    """The report's key image draws the measurements of its slice where they are on the
+    radiological picture, whatever the storage (core/render.py radiological_overlay)."""
+    from tfesi_desktop.core.render import MEASURE_COLOUR, radiological_overlay
+
+    rows = cols = 64
+    values = np.random.default_rng(0).uniform(0, 100, (rows, cols))
+    plain = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1), (rows, cols))
+    stored = SliceGeometry((0, 0, 0), (-1, 0, 0), (0, -1, 0), (1, 1), (rows, cols))
+    line = ((10.0, 20.0), (40.0, 20.0))  # x = column, y = row, on the plain storage
+    pics = []
+    for g, v, pts in ((plain, values, line),
+                      (stored, FLIPPED.apply(values),
+                       tuple((cols - x, rows - y) for x, y in line))):
+        rgb, _, letters = radiological_overlay(v, g, (50, 100), (30, 30, 10, 10), None,
+                                               measurements=[("1", pts)], scale=4)
+        assert letters["left"].startswith("R") and letters["top"].startswith("A")
+        pics.append(np.all(rgb == MEASURE_COLOUR, axis=-1))
+    assert np.array_equal(pics[0], pics[1])  # the same place, not its mirror
+    drawn = pics[0]
+    ys, xs = np.nonzero(drawn[:, :45 * 4])  # the line (the label lies right of its end)
+    assert abs(np.median(ys) - 20 * 4) <= 2 and xs.min() <= 10 * 4 and xs.max() >= 40 * 4 - 2
+    assert not drawn[:, :30].any()  # nothing left of the line's start

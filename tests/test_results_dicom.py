@@ -28,8 +28,8 @@ def predicted():
     index = stack.find_slice(case.slice_key)
     selection = Selection(stack.study_uid, stack.key, case.slice_key, case.roi, case.side,
                           case.level)
-    pred = predict_selection(Predictor(default_bundle_path()), stack, selection).prediction
-    return pred, stack, index
+    result = predict_selection(Predictor(default_bundle_path()), stack, selection)
+    return result, stack, index
 
 
 def _walk(items):
@@ -39,9 +39,11 @@ def _walk(items):
 
 
 def test_sr_follows_tid_1500_and_is_traceable(predicted, tmp_path):
-    pred, stack, index = predicted
+    result, stack, index = predicted
+    pred = result.prediction
     prov = pred.provenance
-    out = results_dicom.write_sr(pred, stack, index, tmp_path / "sr.dcm")
+    assert not hasattr(prov, "level")  # the level lives in the selection only
+    out = results_dicom.write_sr(result, stack, index, tmp_path / "sr.dcm")
     ds = dcmread(out)
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
     assert ds.StudyInstanceUID == prov.study_uid and ds.SeriesInstanceUID != prov.series_uid
@@ -61,7 +63,7 @@ def test_sr_follows_tid_1500_and_is_traceable(predicted, tmp_path):
              for i in items if i.ValueType == "CODE"}
     assert codes["Predicted outcome at the model's threshold"].lower().startswith(pred.label)
     assert codes["Laterality"].lower() == prov.side
-    assert codes["Injected cervical level"].endswith(prov.level)
+    assert result.level and codes["Injected cervical level"] == f"Cervical level {result.level}"
     texts = " ".join(str(i.TextValue) for i in items if i.ValueType == "TEXT")
     assert prov.model_name in texts and prov.model_version in texts
     assert prov.model_sha256 in texts
@@ -87,8 +89,9 @@ def test_dcmtk_reads_the_sr(predicted, tmp_path):
 
 
 def test_secondary_capture_is_labelled_and_in_the_study(predicted, tmp_path):
-    pred, stack, index = predicted
-    out = results_dicom.write_secondary_capture(pred, stack, index, tmp_path / "sc.dcm")
+    result, stack, index = predicted
+    pred = result.prediction
+    out = results_dicom.write_secondary_capture(result, stack, index, tmp_path / "sc.dcm")
     ds = dcmread(out)
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
     assert ds.StudyInstanceUID == pred.provenance.study_uid
@@ -106,7 +109,7 @@ def test_secondary_capture_is_labelled_and_in_the_study(predicted, tmp_path):
 
 
 def test_anonymize_removes_the_patient(predicted, tmp_path):
-    pred, stack, index = predicted
+    pred, stack, index = predicted  # the Result
     original = dcmread(stack.slices[index].path, stop_before_pixels=True)
     assert str(original.PatientName)
     for f in (results_dicom.write_sr(pred, stack, index, tmp_path / "sr.dcm", anonymize=True),
@@ -148,8 +151,8 @@ def test_secondary_capture_is_radiological_whatever_the_storage(tmp_path, monkey
         index = stack.find_slice(case.slice_key)
         sel = Selection(stack.study_uid, stack.key, case.slice_key, case.roi, case.side,
                         case.level)
-        pred = predict_selection(Predictor(default_bundle_path()), stack, sel).prediction
-        ds = dcmread(results_dicom.write_secondary_capture(pred, stack, index,
+        result = predict_selection(Predictor(default_bundle_path()), stack, sel)
+        ds = dcmread(results_dicom.write_secondary_capture(result, stack, index,
                                                            tmp_path / f"{name}.dcm"))
         assert list(ds.PatientOrientation) == ["L", "P"]
         rows = stack.slices[index].geometry.shape[0] * 2

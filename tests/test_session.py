@@ -88,7 +88,9 @@ def test_results_go_stale_level_follows_and_overrides_lapse(tmp_path):
     assert s.current_result() is not None and not s.is_stale()
     s.set_level("C7")  # not a model input: the result follows, panel and report agree
     assert not s.is_stale() and s.result.level == "C7"
-    assert s.current_result().stamped().provenance.level == "C7"  # what is written out
+    # what is written out reads the level from the result's selection (its only place)
+    assert s.current_result().level == "C7" and not hasattr(s.result.prediction.provenance,
+                                                            "level")
     s.set_roi((101, 90, 40, 40))
     assert s.is_stale() and s.current_result() is None
     assert s.selection.overrides == ()  # a moved ROI needs a new confirmation

@@ -186,10 +186,11 @@ def run_prediction(args):
     return result, stack, index, predictor, outcome
 
 
-def prediction_json(predictor, pred) -> dict:
+def prediction_json(predictor, outcome) -> dict:
+    """The result as JSON: the prediction, its provenance and the selection's level."""
     b = predictor.bundle
     return {
-        **pred.as_dict(),
+        **outcome.as_dict(),
         "outcome_definition": ">= 50 % NRS pain reduction at 2 months after TFESI",
         "validated_performance": b.validated_performance(), "disclaimer": b.disclaimer(),
     }
@@ -200,7 +201,7 @@ def cmd_predict(args) -> int:
 
     _, stack, index, predictor, outcome = run_prediction(args)
     pred = outcome.prediction
-    out = prediction_json(predictor, pred)
+    out = prediction_json(predictor, outcome)
     if args.heatmap:
         from .core.dicom import default_window, modality_values
         from .core.render import radiological_overlay, save_png
@@ -281,19 +282,18 @@ def cmd_report(args) -> int:
         from .core import results_dicom
         from .core.dicom import default_window
 
-        pred = outcome.prediction
-        if args.sr:
-            sr = results_dicom.write_sr(pred, stack, index, args.sr, anonymize=args.anonymize)
+        if args.sr:  # the result: its level is the selection's
+            sr = results_dicom.write_sr(outcome, stack, index, args.sr, anonymize=args.anonymize)
             written["structured_report"] = str(sr)
             say.append(f"DICOM structured report (TID 1500) written to {sr}")
         if args.sc:
-            sc = results_dicom.write_secondary_capture(pred, stack, index, args.sc,
+            sc = results_dicom.write_secondary_capture(outcome, stack, index, args.sc,
                                                        anonymize=args.anonymize,
                                                        window=default_window(stack))
             written["secondary_capture"] = str(sc)
             say.append(f"DICOM secondary capture of the heat map written to {sc}")
         if args.pm:
-            pm = results_dicom.write_parametric_map(pred, stack, index, args.pm,
+            pm = results_dicom.write_parametric_map(outcome, stack, index, args.pm,
                                                     anonymize=args.anonymize)
             written["parametric_map"] = str(pm)
             say.append(f"DICOM parametric map of the heat map written to {pm}")

@@ -214,7 +214,7 @@ def predict_selection(predictor, stack, selection: Selection, *, values=None,
     pred = predict_slices(
         predictor, inputs, indices, index, side=selection.side, study_uid=stack.study_uid,
         series_uid=stack.series_uid, sop_instance_uid=ref.sop_instance_uid, frame=ref.frame,
-        slice_index=index, level=selection.level, roi_side=found,
+        slice_index=index, roi_side=found,
         override=override_text(gates, selection))
     note = source_note(predictor.bundle.synthetic, stack.manufacturer)
     if note:  # a synthetic-only model on an image its generator did not make
@@ -278,11 +278,13 @@ def write_report(outcome: Outcome, bundle, scan, path, *, comment: str = "",
     if kim is _SEARCH:
         grade = kim_from(sel.measurements, spacing)
         kim = kim_text(grade) if grade else None
-    inp = report_inputs(outcome.stamped(), bundle, study, stack, index, outcome.model_input,
+    inp = report_inputs(outcome.prediction, bundle, study, stack, index, outcome.model_input,
                         level=sel.level, comment=comment,
                         physician=physician, anonymize=anonymize, paper=paper,
                         level_source=sel.level_source,
                         measurements=measurement_lines(sel.measurements, spacing),
+                        drawn=[(str(i + 1), m.points) for i, m in enumerate(sel.measurements)
+                               if m.slice_key == sel.slice_key],  # numbered as listed
                         kim=kim, comparison=comparison, impression=impression,
                         clinical=clinical, clinical_note=clinical_note)
     out = _write(inp, path)

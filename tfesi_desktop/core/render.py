@@ -63,15 +63,53 @@ def radiological(geometry):
                             geometry.shape).edge_letters()
 
 
-def radiological_overlay(values, geometry, window, roi, cam, *, opacity: float = 0.4):
+def radiological_overlay(values, geometry, window, roi, cam, *, opacity: float = 0.4,
+                         measurements=(), scale: int = 1):
     """(RGB uint8 picture, ROI in it, edge letters): the slice windowed, in radiological
     orientation, with the map (kept, like the ROI, in stored pixels) blended inside the ROI and
-    the ROI outlined."""
+    the ROI outlined. ``measurements``: (label, points) pairs, the points (x = column, y = row,
+    continuous) in stored pixels like the ROI, drawn as lines (an angle: two legs) with their
+    label, in the same orientation; ``scale``: the picture enlarged (nearest) before they are
+    drawn, so that the lines and labels are finer than the slice's pixels."""
     d, letters = radiological(geometry)
     grey = np.ascontiguousarray(d.apply(windowed(values, *window)))
-    out_roi = d.rect_to_canonical(roi, np.shape(values))
+    shape = np.shape(values)
+    out_roi = d.rect_to_canonical(roi, shape)
     cam = None if cam is None else np.ascontiguousarray(d.apply(np.asarray(cam)))
-    return overlay(grey, cam, out_roi, opacity=opacity), out_roi, letters
+    rgb = overlay(grey, cam, out_roi, opacity=opacity)
+    if scale != 1:
+        rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+        out_roi = tuple(v * scale for v in out_roi)
+    if measurements:
+        rgb = _draw_measurements(rgb, [
+            (label, [tuple(scale * v for v in d.rect_to_canonical((x, y, 0, 0), shape)[:2])
+                     for x, y in points]) for label, points in measurements])
+    return rgb, out_roi, letters
+
+
+MEASURE_COLOUR = (0, 230, 255)  # cyan: apart from the yellow ROI and the heat map's colours
+
+
+def _draw_measurements(rgb: np.ndarray, lines) -> np.ndarray:
+    """Draw (label, [(x, y), ...]) polylines (picture pixels, continuous) with a dark edge, for
+    black-and-white printing too, and the label beside the last point."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.fromarray(np.asarray(rgb, np.uint8))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(10, min(18, img.width // 28)))
+    w = max(1, img.width // 256)
+    for label, pts in lines:
+        xy = [(x - 0.5, y - 0.5) for x, y in pts]  # continuous -> PIL's pixel-centre grid
+        draw.line(xy, fill=(0, 0, 0), width=w + 2)
+        draw.line(xy, fill=MEASURE_COLOUR, width=w)
+        for x, y in xy:
+            draw.ellipse((x - w - 1, y - w - 1, x + w + 1, y + w + 1), fill=MEASURE_COLOUR)
+        if label:
+            x, y = xy[-1]
+            draw.text((x + 4, y - 4), label, fill=MEASURE_COLOUR, font=font, anchor="lm",
+                      stroke_width=2, stroke_fill=(0, 0, 0))
+    return np.asarray(img, np.uint8)
 
 
 def radiological_letters(geometry) -> dict[str, str]:

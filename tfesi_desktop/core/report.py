@@ -62,6 +62,9 @@ class ReportInputs:
     level: str | None = None
     level_source: str | None = None  # "hand" or "proposed" (from the disc marks)
     measurements: tuple[str, ...] = ()  # one line each (measure.measurement_lines)
+    # the measurements on the key image's slice: (the number they have in that list, points in
+    # stored pixels), drawn on the key image
+    drawn: tuple = ()
     kim: str | None = None  # the Kim grade line, from the tagged widths
     comparison: str | None = None  # the other side's prediction, for comparison only
     comment: str = ""
@@ -178,13 +181,16 @@ def _png(rgb: np.ndarray):
 
 
 def _slice_picture(inp: ReportInputs) -> np.ndarray:
-    """The key image: the slice in radiological orientation with the ROI outlined and the
-    Grad-CAM map blended inside it (:func:`.render.radiological_overlay`)."""
+    """The key image: the slice in radiological orientation with the ROI outlined, the
+    Grad-CAM map blended inside it and the measurements of that slice drawn, numbered as listed
+    (:func:`.render.radiological_overlay`), at 512 pixels or more across."""
     from .render import radiological_overlay
 
+    scale = max(1, 512 // max(np.shape(inp.slice_values)))
     rgb, roi, _ = radiological_overlay(inp.slice_values, inp.stack.slices[inp.index].geometry,
                                        inp.window, inp.prediction.provenance.roi,
-                                       getattr(inp.prediction, "cam_roi", None), opacity=0.35)
+                                       getattr(inp.prediction, "cam_roi", None), opacity=0.35,
+                                       measurements=inp.drawn, scale=scale)
     return _outline(rgb, roi)
 
 
@@ -434,8 +440,9 @@ def write_report(inp: ReportInputs, out: str | Path) -> Path:
         doc.text(M + size / 2 - 3, img_top - h_img - 10, letters["bottom"], 9, "Sans-Bold")
         doc.text(M - 11, img_top - h_img / 2, letters["left"], 9, "Sans-Bold")
         doc.text(M + size + 3, img_top - h_img / 2, letters["right"], 9, "Sans-Bold")
-        doc.text(M, img_top - h_img - 20, "Slice with the ROI (yellow) and the heat map in it, "
-                                          "radiological view; letters: patient directions", 7)
+        doc.text(M, img_top - h_img - 20, "Slice with the ROI (yellow) and the heat map in it"
+                 + (", measurements (cyan) numbered as listed" if inp.drawn else "")
+                 + "; radiological view, letters: patient directions", 7)
         x2 = M + size + 30
         crop = np.clip(inp.crop, 0, 255).astype(np.uint8)
         c.drawImage(_png(np.repeat(crop[..., None], 3, 2)), x2, img_top - 120, 120, 120)
@@ -577,14 +584,15 @@ def _clinical_section(doc, inp: ReportInputs, colors) -> None:
 
 def report_inputs(prediction, bundle, study, stack, index, model_input, *, level=None,
                   comment="", physician="", anonymize=True, paper="a4", level_source=None,
-                  measurements=(), kim=None, comparison=None, impression=None, clinical=None,
-                  clinical_note=None) -> ReportInputs:
+                  measurements=(), drawn=(), kim=None, comparison=None, impression=None,
+                  clinical=None, clinical_note=None) -> ReportInputs:
     from .dicom import default_window, modality_values
 
     ref = stack.slices[index]
     return ReportInputs(prediction, bundle, study, stack, index, modality_values(ref),
                         default_window(stack), model_input.image[..., 0], level=level,
-                        level_source=level_source, measurements=tuple(measurements), kim=kim,
+                        level_source=level_source, measurements=tuple(measurements),
+                        drawn=tuple(drawn), kim=kim,
                         comparison=comparison, comment=comment, physician=physician,
                         anonymize=anonymize, paper=paper, impression=impression,
                         clinical=clinical, clinical_note=clinical_note)

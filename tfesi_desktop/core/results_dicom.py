@@ -170,8 +170,9 @@ def _algorithm(prov):
         manufacturer=MANUFACTURER)
 
 
-def structured_report(prediction, stack, index: int, *, anonymize: bool = False) -> Dataset:
-    """The TID 1500 Comprehensive 3D SR of ``prediction`` made on ``stack.slices[index]``."""
+def structured_report(result, stack, index: int, *, anonymize: bool = False) -> Dataset:
+    """The TID 1500 Comprehensive 3D SR of ``result`` (a :class:`.selection.Result`: the
+    prediction, and the level from its selection) made on ``stack.slices[index]``."""
     from highdicom.sr import (
         Comprehensive3DSR,
         DeviceObserverIdentifyingAttributes,
@@ -187,6 +188,7 @@ def structured_report(prediction, stack, index: int, *, anonymize: bool = False)
         TrackingIdentifier,
     )
 
+    prediction, level = result.prediction, result.level  # the level: the selection's
     prov = prediction.provenance
     if prov is None:
         raise TfesiError("This prediction carries no provenance; it cannot be reported.")
@@ -223,10 +225,10 @@ def structured_report(prediction, stack, index: int, *, anonymize: bool = False)
         QualitativeEvaluation(codes.SCT.Laterality,
                               codes.SCT.Left if prov.side == "left" else codes.SCT.Right),
     ]
-    if prov.level:
+    if level:
         evaluations.append(QualitativeEvaluation(
             _code("TFESI-LEVEL", "Injected cervical level"),
-            _code(f"TFESI-{prov.level}", f"Cervical level {prov.level}")))
+            _code(f"TFESI-{level}", f"Cervical level {level}")))
     if prediction.in_distribution is not None or prediction.source_note:
         evaluations.append(QualitativeEvaluation(  # its features and its source (core/source.py)
             _code("TFESI-INDIST", "Image within the model's training distribution"),
@@ -271,7 +273,7 @@ def structured_report(prediction, stack, index: int, *, anonymize: bool = False)
     return _finish(sr, anonymize=anonymize)
 
 
-def heatmap_picture(prediction, stack, index: int, *, window=None) -> np.ndarray:
+def heatmap_picture(result, stack, index: int, *, window=None) -> np.ndarray:
     """The slice in radiological orientation (invariant 1), windowed, with the Grad-CAM map
     blended in the ROI, the ROI outlined, orientation letters and a caption burned in: RGB
     uint8 (rows, columns, 3)."""
@@ -280,6 +282,7 @@ def heatmap_picture(prediction, stack, index: int, *, window=None) -> np.ndarray
     from .dicom import default_window, modality_values
 
     ref = stack.slices[index]
+    prediction = result.prediction
     prov = prediction.provenance
     rgb, _, letters = render.radiological_overlay(modality_values(ref), ref.geometry,
                                                   window or default_window(stack), prov.roi,
@@ -292,7 +295,7 @@ def heatmap_picture(prediction, stack, index: int, *, window=None) -> np.ndarray
              f"P(favourable) = {format_probability(prediction.probability)}, "
              f"{prediction.label} at threshold {prediction.threshold:.2f}",
              f"{prov.model_name} {prov.model_version}; {prov.side} side"
-             + (f", level {prov.level}" if prov.level else "")]
+             + (f", level {result.level}" if result.level else "")]
     if prov.synthetic_model:
         lines.append("DEMONSTRATION MODEL (synthetic images) - NOT FOR CLINICAL USE")
     lines.append("Supports, does not replace, clinical judgement. UNVERIFIED.")
@@ -321,16 +324,16 @@ def _orientation(ref) -> tuple[str, str]:
     return letters["right"][:1], letters["bottom"][:1]
 
 
-def secondary_capture(prediction, stack, index: int, *, anonymize: bool = False,
+def secondary_capture(result, stack, index: int, *, anonymize: bool = False,
                       window=None) -> Dataset:
     """The heat map picture (:func:`heatmap_picture`) as a Secondary Capture Image in the
     source study, its own series, labelled; BurnedInAnnotation NO (the caption does not
     identify the patient)."""
     from highdicom.sc import SCImage
 
-    prov = prediction.provenance
+    prov = result.prediction.provenance
     src = _source_dataset(stack, index, anonymize=anonymize)
-    pixels = heatmap_picture(prediction, stack, index, window=window)
+    pixels = heatmap_picture(result, stack, index, window=window)
     series, number = _series("SC", src)
     sc = SCImage.from_ref_dataset(
         ref_dataset=src, pixel_array=pixels, photometric_interpretation="RGB",
@@ -356,7 +359,7 @@ def secondary_capture(prediction, stack, index: int, *, anonymize: bool = False,
     return _finish(sc, anonymize=anonymize)
 
 
-def parametric_map(prediction, stack, index: int, *, anonymize: bool = False) -> Dataset:
+def parametric_map(result, stack, index: int, *, anonymize: bool = False) -> Dataset:
     """The Grad-CAM map as a Parametric Map on the source slice (same frame of reference,
     geometry and size; float32 relative attention 0..1 inside the ROI, 0 outside), so that a
     viewer can overlay and window it."""
@@ -365,6 +368,7 @@ def parametric_map(prediction, stack, index: int, *, anonymize: bool = False) ->
 
     from .. import __version__
 
+    prediction = result.prediction
     prov = prediction.provenance
     ref = stack.slices[index]
     src = _source_dataset(stack, index, anonymize=anonymize, pixels=True)
@@ -482,17 +486,17 @@ def save_dataset(ds: Dataset, out: str | Path) -> Path:
     return write_atomically(out, buf.getvalue(), private=True)
 
 
-def write_sr(prediction, stack, index: int, out: str | Path, *, anonymize: bool = False
+def write_sr(result, stack, index: int, out: str | Path, *, anonymize: bool = False
              ) -> Path:
-    return save_dataset(structured_report(prediction, stack, index, anonymize=anonymize), out)
+    return save_dataset(structured_report(result, stack, index, anonymize=anonymize), out)
 
 
-def write_secondary_capture(prediction, stack, index: int, out: str | Path, *,
+def write_secondary_capture(result, stack, index: int, out: str | Path, *,
                             anonymize: bool = False, window=None) -> Path:
-    return save_dataset(secondary_capture(prediction, stack, index, anonymize=anonymize,
+    return save_dataset(secondary_capture(result, stack, index, anonymize=anonymize,
                                           window=window), out)
 
 
-def write_parametric_map(prediction, stack, index: int, out: str | Path, *,
+def write_parametric_map(result, stack, index: int, out: str | Path, *,
                          anonymize: bool = False) -> Path:
-    return save_dataset(parametric_map(prediction, stack, index, anonymize=anonymize), out)
+    return save_dataset(parametric_map(result, stack, index, anonymize=anonymize), out)

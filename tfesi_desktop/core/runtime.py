@@ -202,8 +202,8 @@ class Predictor:
 @dataclass(frozen=True)
 class Provenance:
     """What makes a result traceable (docs/architecture.md, invariant 4): the model, the
-    preprocessing,
-    the image and the selection it was made for, and when."""
+    preprocessing, the image and the ROI and side it was made for, and when. Not the level: it
+    is the selection's alone (:class:`.selection.Result`)."""
 
     model_name: str
     model_version: str
@@ -221,7 +221,6 @@ class Provenance:
     sop_instance_uid: str | None = None
     frame: int | None = None
     slice_index: int | None = None
-    level: str | None = None
     roi_side: str | None = None
     override: str | None = None  # a safety gate the user overrode, in words
     # the slice the result rests on (0-based stack index) when the neighbourhood rule moved it
@@ -329,7 +328,7 @@ def predict(predictor: Predictor, values: np.ndarray, geometry, roi, side: str, 
     """The stable prediction for an ROI on a slice (module docstring).
 
     ``values``: the slice's modality values as stored; ``roi`` in stored pixels; ``identity``:
-    the :class:`Provenance` fields that name the image and selection (study_uid, level, ...).
+    the :class:`Provenance` fields that name the image and selection (study_uid, ...).
     ``gradcam_target`` defaults to the predicted class."""
     inputs = model_inputs(values, geometry, roi, side, crops=predictor.crops)
     return predict_inputs(predictor, inputs, side=side, gradcam_target=gradcam_target,

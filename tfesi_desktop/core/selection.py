@@ -68,8 +68,9 @@ class Result:
     """A prediction and what it was made from: the one result type from
     :func:`.commands.predict_selection` to the panel, the report and the DICOM results.
 
-    The level is the selection's (one place): the prediction's provenance records the model and
-    the image; :meth:`stamped` writes the selection's level into it for the objects written out.
+    The level is the selection's and only there (one place): the prediction's provenance
+    records the model and the image, and whatever writes a result out (the PDF, the SR, the
+    secondary capture, the CLI's JSON) reads the level from here.
     """
 
     selection: Selection
@@ -90,13 +91,9 @@ class Result:
         measurements and level source as the panel shows them)."""
         return dataclasses.replace(self, selection=selection)
 
-    def stamped(self):
-        """The prediction with the selection's level in its provenance (what is written out)."""
-        pred = self.prediction
-        prov = getattr(pred, "provenance", None)
-        if prov is None or getattr(prov, "level", None) == self.level:
-            return pred
-        return dataclasses.replace(pred, provenance=dataclasses.replace(prov, level=self.level))
+    def as_dict(self) -> dict:
+        """The prediction for JSON output (CLI) with the selection's level."""
+        return {**self.prediction.as_dict(), "level": self.level}
 
 
 @dataclass(frozen=True)

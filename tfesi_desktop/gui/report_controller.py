@@ -128,16 +128,16 @@ def _dicom_results(result: Result, scan, pdf: Path, node: str, *, anonymize: boo
     stack = scan.find_stack(result.selection.series_key)
     index = stack.find_slice(result.selection.slice_key)
     pdf = Path(pdf)
-    pred = result.stamped()  # the level as the panel and the PDF show it
+    # the result itself: its level is the selection's, as the panel and the PDF show it
     files = [encapsulate_pdf(pdf, scan.study_of(stack), stack, anonymize=anonymize, index=index,
-                             provenance=pred.provenance),
-             results_dicom.write_sr(pred, stack, index, pdf.with_suffix(".sr.dcm"),
+                             provenance=result.prediction.provenance),
+             results_dicom.write_sr(result, stack, index, pdf.with_suffix(".sr.dcm"),
                                     anonymize=anonymize),
-             results_dicom.write_secondary_capture(pred, stack, index,
+             results_dicom.write_secondary_capture(result, stack, index,
                                                    pdf.with_suffix(".sc.dcm"),
                                                    anonymize=anonymize,
                                                    window=default_window(stack))]
     files.append(results_dicom.write_parametric_map(  # the heat map as data
-        pred, stack, index, pdf.with_suffix(".pm.dcm"), anonymize=anonymize))
+        result, stack, index, pdf.with_suffix(".pm.dcm"), anonymize=anonymize))
     send_to_pacs(files, node)
     return len(files)
