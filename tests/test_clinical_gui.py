@@ -54,12 +54,12 @@ def _window(qtbot, model_path=None):
 
 def _predicted(qtbot, w, case):
     w.open_paths([str(demo_study())])
-    qtbot.waitUntil(lambda: w.stack is not None and w.current_values() is not None
+    qtbot.waitUntil(lambda: w.session.stack() is not None and w.current_values() is not None
                     and w.predictor is not None, timeout=30000)
-    w.set_slice(w.stack.find_slice(case.slice_key))
+    w.slider.setValue(w.session.stack().find_slice(case.slice_key))
     qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
-    w.view.set_roi(case.roi)
-    w.view.roi_change_finished.emit()
+    w.session.set_roi(tuple(case.roi))  # what a finished drag does (gui/axial.py)
+    w.session.propose_side()
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=15000)
 
 
@@ -106,9 +106,10 @@ def test_form_values_undo_panel_and_report(qtbot, fused, case, tmp_path):
 
     # each value an undo step: undo the sex, then redo it
     assert w.session.undo_text().startswith("Sex")
-    w.undo()
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert "sex" not in w.session.clinical_values and form.fields["sex"].text() == ""
-    w.redo()
+    qtbot.keyClick(w, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert form.fields["sex"].text() == "F"
 
     # out of range: the core's sentence beside the field, no combined result, no traceback
@@ -116,7 +117,7 @@ def test_form_values_undo_panel_and_report(qtbot, fused, case, tmp_path):
     assert "outside the valid range 18-100 years" in form.messages["age"].text()
     assert w.clinical.combined()[0] is None and "No combined result" in summary.text()
     assert "Traceback" not in form.text()
-    w.undo()
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert form.fields["age"].text() == "62" and w.clinical.combined()[0] is not None
 
     # the report: the combined probability and the contribution table; anonymized, values kept

@@ -41,21 +41,21 @@ def window(qtbot):
 
 def _open_demo(qtbot, w):
     w.open_paths([str(demo_study())])
-    qtbot.waitUntil(lambda: w.stack is not None and w.current_values() is not None
+    qtbot.waitUntil(lambda: w.session.stack() is not None and w.current_values() is not None
                     and w.predictor is not None, timeout=30000)
 
 
 def _place_roi(qtbot, w, roi):
     """Place an ROI (stored pixels) as a finished drag would."""
-    w.view.set_roi(roi)
-    w.view.roi_change_finished.emit()
+    w.session.set_roi(tuple(roi))  # what a finished drag does (gui/axial.py)
+    w.session.propose_side()
     qtbot.waitUntil(lambda: w.session.selection.roi == tuple(roi))
 
 
 def _roi_on_demo(qtbot, w, case):
     """Open the demo study, go to the manifest's slice and place its ROI (as if drawn)."""
     _open_demo(qtbot, w)
-    w.set_slice(w.stack.find_slice(case.slice_key))
+    w.slider.setValue(w.session.stack().find_slice(case.slice_key))
     qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
     _place_roi(qtbot, w, case.roi)
 
@@ -63,10 +63,10 @@ def _roi_on_demo(qtbot, w, case):
 def export_pdf_text(qtbot, w, out, *, layout: bool = False) -> str | None:
     """Export the report from the window's dialog into ``out`` and read its words back
     (pdftotext); None where poppler-utils is missing."""
-    dlg = w.export_report()
+    dlg = w.report.export()
     dlg.path.setText(str(out))
     dlg.buttons.button(dlg.buttons.StandardButton.Save).click()
-    qtbot.waitUntil(lambda: w.last_report is not None, timeout=20000)
+    qtbot.waitUntil(lambda: w.report.last_report is not None, timeout=20000)
     if not shutil.which("pdftotext"):
         return None
     args = ["pdftotext", *(["-layout"] if layout else []), str(out), "-"]
@@ -101,32 +101,32 @@ def _drag(w, x0, y0, x1, y1, button=Qt.MouseButton.LeftButton,
 def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     w = window
     _open_demo(qtbot, w)
-    assert w.stack.orientation_name() == "axial"  # the proposed axial T2 series
+    assert w.session.stack().orientation_name() == "axial"  # the proposed axial T2 series
     assert len(w.browser.series_items()) == 2 and w.skipped_button.text() == "No files skipped"
-    n = len(w.stack.slices)
+    n = len(w.session.stack().slices)
     assert w.slice_label.text().startswith(f"slice {n // 2 + 1} / {n}")
     assert {k: lab.text() for k, lab in w.view.letters.items()} == {
         "top": "A", "bottom": "P", "left": "R", "right": "L"}
     assert "DEMONSTRATION MODEL" in w.windowTitle()
     # keys work without clicking into the image
-    start = w.index
+    start = w.slider.value()
     qtbot.keyClick(w, Qt.Key.Key_Down)
-    assert w.index == start + 1
+    assert w.slider.value() == start + 1
     qtbot.keyClick(w, Qt.Key.Key_End)
-    assert w.index == n - 1 and w.slider.value() == n - 1
+    assert w.slider.value() == n - 1 and w.slider.value() == n - 1
     qtbot.keyClick(w, Qt.Key.Key_Home)
-    assert w.index == 0
+    assert w.slider.value() == 0
     w.view.slice_step.emit(3)  # what the mouse wheel sends
-    assert w.index == 3
+    assert w.slider.value() == 3
     # go to the manifest's slice and draw the ROI with Shift+drag
-    w.slider.setValue(w.stack.find_slice(case.slice_key))
+    w.slider.setValue(w.session.stack().find_slice(case.slice_key))
     qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
     x, y, wd, ht = case.roi
     _drag(w, x, y, x + wd, y + ht)
     roi = w.view.roi_rect()
     assert roi is not None and abs(roi[0] - x) <= 2 and abs(roi[2] - wd) <= 2
     assert w.session.selection.roi == roi
-    qtbot.waitUntil(lambda: w.side == case.side)  # proposed from the anatomy
+    qtbot.waitUntil(lambda: w.session.selection.side == case.side)  # proposed from the anatomy
     assert "spinal canal" in w.side_hint.text()
     assert w.crop_preview.pixmap() is not None and not w.crop_preview.pixmap().isNull()
     # automatic prediction after the ROI stops moving
@@ -134,8 +134,8 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     assert "%" in w.result_label.text() and "favourable outcome" in w.result_label.text()
     assert "Validated AUC" in w.performance_label.text()
     assert "not for clinical use" in w.disclaimer_label.text()
-    assert w.prediction.provenance.sop_instance_uid == case.slice_key
-    assert w.prediction.provenance.roi_side == case.side
+    assert w.session.result.prediction.provenance.sop_instance_uid == case.slice_key
+    assert w.session.result.prediction.provenance.roi_side == case.side
     assert w.view.overlay.image is not None
     # the overlay covers the ROI only
     r = w.view.overlay.mapRectToParent(w.view.overlay.boundingRect())
@@ -152,7 +152,7 @@ def test_open_scroll_draw_predict_and_overlay(qtbot, window, case):
     assert "<s>" in w.result_label.text() and "#1b5e20" not in w.result_label.text()
     # a refused export says why (a disabled shortcut said nothing)
     qtbot.keyClick(w, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
-    assert w.report_dialog is None and "Predict again" in w.messages.text()
+    assert w.report.dialog is None and "Predict again" in w.messages.text()
     qtbot.keyClick(w, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not w.stale_label.isVisible(), timeout=10000)
 
@@ -179,13 +179,14 @@ def test_undo_redo_delete_and_a_length_never_moves_the_roi(qtbot, window, case):
     _drag(w, mx, my, mx + 12, my, modifiers=Qt.KeyboardModifier.NoModifier)
     assert w.view.roi_rect() == moved == w.session.selection.roi
     (m,) = w.session.selection.measurements
-    assert m.length_mm(w.stack.geometry.spacing) == pytest.approx(
-        12 * w.stack.geometry.spacing[1], rel=0.15)
-    assert w.view.length_mm() == pytest.approx(m.length_mm(w.stack.geometry.spacing), rel=1e-3)
+    assert m.length_mm(w.session.stack().geometry.spacing) == pytest.approx(
+        12 * w.session.stack().geometry.spacing[1], rel=0.15)
+    assert w.view.length_mm() == pytest.approx(
+        m.length_mm(w.session.stack().geometry.spacing), rel=1e-3)
     qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert w.session.selection.measurements == () and not w.view.lengths
     # a 3-pixel drag stays 3 pixels (never enlarged) and is refused for prediction
-    w.delete_roi()
+    qtbot.keyClick(w, Qt.Key.Key_Delete)
     qtbot.keyClick(w, Qt.Key.Key_D)
     _drag(w, 60, 60, 63, 63, modifiers=Qt.KeyboardModifier.NoModifier)
     roi = w.session.selection.roi
@@ -198,20 +199,22 @@ def test_window_level_never_changes_the_prediction(qtbot, window, case):
     w = window
     _roi_on_demo(qtbot, w, case)
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
-    first = w.prediction
+    first = w.session.result.prediction
     _drag(w, 100, 100, 160, 60, button=Qt.MouseButton.RightButton,
           modifiers=Qt.KeyboardModifier.NoModifier)  # right-drag: window/level
     c, width = w.view.levels()
-    assert (c, width) != w.levels_by_stack.get(w.stack.key)
+    assert (c, width) != w.axial.levels_by_stack.get(w.session.stack().key)
     work = w.session.works[w.session.study_uid]
     work.result = None  # forget it: a new prediction
     work.results.clear()
-    w.predict()
-    qtbot.waitUntil(lambda: w.prediction is not None and w.prediction is not first
+    w.predict_button.click()
+    qtbot.waitUntil(lambda: w.session.result is not None
+                    and w.session.result.prediction is not first
                     and not w.busy(), timeout=10000)
-    assert w.prediction.probability == pytest.approx(first.probability, abs=1e-9)
+    assert w.session.result.prediction.probability == pytest.approx(first.probability, abs=1e-9)
     qtbot.keyClick(w, Qt.Key.Key_R)  # reset to the series default
-    assert w.view.levels() == pytest.approx(w.levels_by_stack[w.stack.key], rel=1e-6)
+    assert w.view.levels() == pytest.approx(w.axial.levels_by_stack[w.session.stack().key],
+                                            rel=1e-6)
 
 
 def test_side_mismatch_is_refused_until_overridden_and_mask(qtbot, window, case, tmp_path):
@@ -220,7 +223,7 @@ def test_side_mismatch_is_refused_until_overridden_and_mask(qtbot, window, case,
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
     other = "right" if case.side == "left" else "left"
     w.side_buttons[other].click()
-    assert w.side == other
+    assert w.session.selection.side == other
     assert w.side_warning.isVisible() and f"patient's {case.side} side" in w.side_warning.text()
     assert w.override_button.isVisible()
     qtbot.wait(600)  # auto-predict would have fired by now
@@ -229,10 +232,10 @@ def test_side_mismatch_is_refused_until_overridden_and_mask(qtbot, window, case,
     assert w.stale_label.isVisible() and "correct the ROI or the side" in w.stale_label.text()
     assert "Predict again" not in w.result_label.text()
     qtbot.keyClick(w, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
-    assert w.report_dialog is None and "safety checks" in w.messages.text()
+    assert w.report.dialog is None and "safety checks" in w.messages.text()
     w.override_button.click()
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
-    assert w.prediction.provenance.override.startswith("OVERRIDE")
+    assert w.session.result.prediction.provenance.override.startswith("OVERRIDE")
     assert "OVERRIDE" in w.result_label.text()
     w.side_buttons[case.side].click()
     assert not w.side_warning.isVisible()
@@ -247,7 +250,7 @@ def test_too_small_roi_is_refused_not_enlarged(qtbot, window, case):
     _roi_on_demo(qtbot, w, case)
     x, y = case.roi[:2]
     _place_roi(qtbot, w, (x, y, 10, 10))
-    w.set_side(case.side)
+    w.session.set_side(case.side)
     qtbot.wait(600)
     assert w.session.selection.roi == (x, y, 10, 10)
     assert w.session.current_result() is None and "No result" in w.result_label.text()
@@ -265,7 +268,7 @@ def test_broken_files_are_listed_and_the_rest_opens(qtbot, window, tmp_path):
     for f in sorted(demo_study().iterdir())[:4]:
         shutil.copy(f, tmp_path / "copy" / f.name)  # the same instances twice
     w.open_paths([str(tmp_path)])
-    qtbot.waitUntil(lambda: w.stack is not None, timeout=30000)
+    qtbot.waitUntil(lambda: w.session.stack() is not None, timeout=30000)
     assert w.skipped_button.text().startswith("1 file skipped")
     assert "duplicate" in w.messages.text()
     w.skipped_button.click()
@@ -290,15 +293,15 @@ def test_predict_before_the_model_says_so_and_a_restored_roi_is_predicted(qtbot,
     qtbot.addWidget(w)
     w.show()
     _roi_on_demo(qtbot, w, case)
-    w.set_level("C6")
+    w.session.set_level("C6")
     w.close()
     w2 = MainWindow(load_model=False)
     qtbot.addWidget(w2)
     w2.show()
     w2.open_paths([str(demo_study())])
     qtbot.waitUntil(lambda: w2.view.roi_rect() is not None, timeout=10000)
-    assert w2.view.roi_rect() == tuple(case.roi) and w2.side == case.side
-    assert w2.level == "C6" and w2.level_combo.currentText() == "C6"
+    assert w2.view.roi_rect() == tuple(case.roi) and w2.session.selection.side == case.side
+    assert w2.session.selection.level == "C6" and w2.level_combo.currentText() == "C6"
     qtbot.keyClick(w2, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     assert "still loading" in w2.messages.text()
     w2.load_model()
@@ -317,13 +320,13 @@ def test_three_patients_never_share_state_and_sagittal_round_trip_keeps_all(qtbo
     make_cohort(tmp_path, patients=3, seed=4, jobs=1)
     w = window
     w.open_paths([str(tmp_path)])
-    qtbot.waitUntil(lambda: w.stack is not None and w.current_values() is not None
+    qtbot.waitUntil(lambda: w.session.stack() is not None and w.current_values() is not None
                     and w.predictor is not None, timeout=30000)
     assert w.browser.topLevelItemCount() == 3
     first_study = w.session.study_uid
     qtbot.waitUntil(lambda: w.canal_of_slice()[0])
     _place_roi(qtbot, w, (100, 100, 40, 40))
-    w.set_level("C6")
+    w.session.set_level("C6")
     before = w.session.selection
     # Ctrl+] into the next series (the sagittal localizer) and back: nothing lost
     qtbot.keyClick(w, Qt.Key.Key_BracketRight, Qt.KeyboardModifier.ControlModifier)
@@ -349,8 +352,9 @@ def _open_on_narrowest_slice(qtbot, w, patient, tmp_path) -> dict:
 
     row = write_study(patient, tmp_path / "study")
     w.open_paths([str(tmp_path / "study")])
-    qtbot.waitUntil(lambda: w.stack is not None and w.predictor is not None, timeout=30000)
-    w.set_slice(w.stack.find_slice(row["sop_instance_uid"]))
+    qtbot.waitUntil(lambda: w.session.stack() is not None and w.predictor is not None,
+                    timeout=30000)
+    w.slider.setValue(w.session.stack().find_slice(row["sop_instance_uid"]))
     qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
     return row
 
@@ -370,7 +374,8 @@ def test_mirrored_off_centre_study_is_shown_radiologically_with_the_side_from_an
     assert np.array_equal(shown, canon)  # the display is the canonical (radiological) image
     roi = (row["roi_x"], row["roi_y"], row["roi_w"], row["roi_h"])
     _place_roi(qtbot, w, roi)
-    qtbot.waitUntil(lambda: w.side == "right")  # not "left", as the image centre said
+    # not "left", as the image centre said
+    qtbot.waitUntil(lambda: w.session.selection.side == "right")
     assert w.view.roi_rect() == roi
     r = w.view.roi.pos()
     assert (round(r.x()), round(r.y())) == p.roi_canonical[:2]  # drawn where the anatomy is
@@ -396,26 +401,26 @@ def test_export_report_from_the_window(qtbot, window, case, tmp_path):
 
     w = window
     _open_demo(qtbot, w)
-    assert w.export_report() is None and "Predict first" in w.last_error
-    w.set_slice(w.stack.find_slice(case.slice_key))
+    assert w.report.export() is None and "Predict first" in w.last_error
+    w.slider.setValue(w.session.stack().find_slice(case.slice_key))
     qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
     _place_roi(qtbot, w, case.roi)
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
-    w.set_level("C6")  # after predicting: panel and report agree
+    w.session.set_level("C6")  # after predicting: panel and report agree
     assert "level C6" in w.provenance_label.text()
-    dlg = w.export_report()
+    dlg = w.report.export()
     assert dlg.anonymize.isChecked()  # anonymized unless the physician unticks it
     out = tmp_path / "from-window.pdf"
     dlg.path.setText(str(out))
     dlg.physician.setText("Dr. Window Test")
-    dlg.comment.setPlainText(f"Written from the export dialog for {w.study.patient_id}")
+    dlg.comment.setPlainText(f"Written from the export dialog for {w.session.study().patient_id}")
     # the dialog says what anonymization does to the comment, while it is ticked
     assert dlg.comment_note.isVisibleTo(dlg) and "[removed]" in dlg.comment_note.text()
     dlg.anonymize.setChecked(False)
     assert not dlg.comment_note.isVisibleTo(dlg)
     dlg.anonymize.setChecked(True)
     dlg.buttons.button(dlg.buttons.StandardButton.Save).click()
-    qtbot.waitUntil(lambda: w.last_report is not None, timeout=20000)
+    qtbot.waitUntil(lambda: w.report.last_report is not None, timeout=20000)
     assert out.exists() and "Report written" in w.statusBar().currentMessage()
     if shutil.which("pdftotext"):
         text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True,
@@ -424,9 +429,9 @@ def test_export_report_from_the_window(qtbot, window, case, tmp_path):
         # without the patient's ID
         assert "Dr. Window Test" not in text
         assert "Written from the export dialog for [removed]" in " ".join(text.split())
-        assert w.study.patient_id not in text and "level C6" in text
+        assert w.session.study().patient_id not in text and "level C6" in text
     # an unwritable target: a clear message, the window stays usable
-    dlg = w.export_report()
+    dlg = w.report.export()
     dlg.path.setText(str(tmp_path / "missing-folder" / "x.pdf"))
     dlg.buttons.button(dlg.buttons.StandardButton.Save).click()
     qtbot.waitUntil(lambda: w.last_error is not None and "does not exist" in w.last_error,
@@ -460,18 +465,19 @@ def test_sagittal_beside_the_axial_with_the_cross_reference_line(qtbot, window, 
     (xa, ya), (xb, yb) = w.sag_view.reference_line()
     assert (xa, ya, xb, yb) == pytest.approx((ca + 0.5, ra + 0.5, cb + 0.5, rb + 0.5))
     # scrolling the axial moves the line by the slice gap, in the sagittal's pixels
-    before, i = ya, w.index
-    gap = abs(w.stack.slices[i + 1].geometry.position[2] - w.stack.slices[i].geometry.position[2])
-    w.step_slice(1)
+    before, i = ya, w.slider.value()
+    sl = w.session.stack().slices
+    gap = abs(sl[i + 1].geometry.position[2] - sl[i].geometry.position[2])
+    qtbot.keyClick(w, Qt.Key.Key_Down)
     assert w.sag_view.reference_line()[0][1] == pytest.approx(
         before - gap / loc.sagittal_geometry().spacing[0], abs=1e-6)
     # a click on the sagittal goes to the nearest axial slice: the manifest's slice
-    target = w.stack.find_slice(case.slice_key)
-    g = w.stack.slices[target].geometry
+    target = w.session.stack().find_slice(case.slice_key)
+    g = w.session.stack().slices[target].geometry
     gs = loc.sagittal_geometry()
     row = (gs.position[2] - g.position[2]) / gs.spacing[0]
     _click(w.sag_view, 100.0, row + 0.5 + 0.4)
-    assert w.index == target
+    assert w.slider.value() == target
     # scrolling the sagittal moves its line on the axial
     qtbot.waitUntil(lambda: w.view.reference_line() is not None)
     x0 = w.view.reference_line()[0][0]
@@ -509,14 +515,14 @@ def test_levels_marked_on_the_sagittal_propose_the_axial_level(qtbot, window, ca
                                                  "C7-T1"]
     assert not loc.marking  # all six marked: the guided marking ends
     assert len(w.sag_view.marks.data) == 6
-    w.set_slice(w.stack.find_slice(case.slice_key))  # z = -62
+    w.slider.setValue(w.session.stack().find_slice(case.slice_key))  # z = -62
     assert w.session.selection.level == "C6" and w.level_combo.currentText() == "C6"
     assert "Proposed" in w.panel.level_source.text()
     assert w.view.level_text.text() == "C6 (proposed)"  # on the axial too
-    w.set_level("C7")
+    w.session.set_level("C7")
     assert w.session.selection.level_source == "hand" and "Set by hand" in \
         w.panel.level_source.text()
-    w.undo()
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert w.session.selection.level == "C6"
     qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo the last mark
     assert len(w.session.marks) == 5
@@ -529,7 +535,7 @@ def test_lengths_and_angle_listed_tagged_kim_grade_and_never_moving_the_roi(qtbo
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
     x, y, wd, ht = case.roi
     roi = w.session.selection.roi
-    sp = w._spacing()[1]
+    sp = w.geometry_of_slice().spacing[1]
     # a length drawn from inside the ROI: the ROI does not move
     qtbot.keyClick(w, Qt.Key.Key_L)
     _drag(w, x + 5, y + 10, x + 5 + 2.6 / sp, y + 10, modifiers=Qt.KeyboardModifier.NoModifier)
@@ -549,16 +555,16 @@ def test_lengths_and_angle_listed_tagged_kim_grade_and_never_moving_the_roi(qtbo
     from tfesi_desktop.core.measure import kim_from, length_mm
 
     ms = w.session.selection.measurements
-    f, r = (length_mm(m.points, w._spacing()) for m in ms[:2])
+    f, r = (length_mm(m.points, w.geometry_of_slice().spacing) for m in ms[:2])
     assert abs(f - 2.6) < 0.5 and abs(r - 4.0) < 0.5
-    assert kim_from(ms, w._spacing())[0] == 1
+    assert kim_from(ms, w.geometry_of_slice().spacing)[0] == 1
     assert "Kim grade 1" in w.panel.kim_label.text()
     assert f"{100 * f / r:.0f} %" in w.panel.kim_label.text()
     assert w.panel.kim_label.isVisible()  # beside the prediction
     lst.setCurrentRow(2)
     w.panel.measure_buttons["delete"].click()
     assert lst.count() == 2
-    w.undo()
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert lst.count() == 3 and w.session.current_result() is not None  # not stale
 
 
@@ -582,7 +588,7 @@ def test_both_foramina_compared_on_an_off_centre_patient(qtbot, window, tmp_path
     text = w.panel.comparison_label.text()
     assert "Injection side (right)" in text and "for comparison only" in text
     assert len(w.view.extra_rects) == 1 and w.view.overlay2.image is not None
-    assert "For comparison only" in w.comparison_text()
+    assert "For comparison only" in w.comparison.text()
 
 
 def on_screen(qtbot, monkeypatch, avail, **kw):

@@ -9,7 +9,7 @@ pytest.importorskip("PySide6")
 
 from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QWheelEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 from tests import test_gui as _gui  # noqa: E402
 from tests.test_gui import (  # noqa: E402
@@ -92,26 +92,26 @@ def test_the_report_says_the_level_the_panel_shows(qtbot, window, case, tmp_path
 def test_an_roi_stays_on_the_slice_it_was_drawn_on(qtbot, window, case):
     w = window
     r = _predicted(qtbot, w, case)
-    home = w.index
+    home = w.slider.value()
     undo_steps = len(w.session.work.undo)
     for key in (Qt.Key.Key_Down, Qt.Key.Key_End, Qt.Key.Key_Home):
         qtbot.keyClick(w, key)
-        assert w.index != home
+        assert w.slider.value() != home
         # the ROI and its result stay with their slice; the view says where it is
         assert w.session.selection.slice_key == case.slice_key
         assert w.session.current_result() is not None and not w.stale_label.isVisible()
         assert w.view.roi_rect() is None and f"slice {home + 1}" in w.view.roi_note.text()
     assert len(w.session.work.undo) == undo_steps  # scrolling is no step
     qtbot.keyClick(w, Qt.Key.Key_G)  # back to the ROI
-    assert w.index == home and w.view.roi_rect() == r.selection.roi
+    assert w.slider.value() == home and w.view.roi_rect() == r.selection.roi
     assert not w.view.roi_note.isVisible()
     # an ROI drawn on another slice is a new ROI there: one undoable step
-    w.set_slice(home + 2)
+    w.slider.setValue(home + 2)
     qtbot.waitUntil(lambda: w.current_values() is not None)
     _place_roi(qtbot, w, r.selection.roi)
-    assert w.session.selection.slice_key == w.stack.slices[home + 2].key
+    assert w.session.selection.slice_key == w.session.stack().slices[home + 2].key
     assert w.session.undo_text() == "Draw ROI on another slice"
-    w.undo()
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert w.session.selection.slice_key == case.slice_key
     assert w.session.selection.roi == r.selection.roi
     assert w.session.current_result() is not None  # its result came back with it
@@ -202,7 +202,7 @@ def test_an_override_is_saved_with_the_study(qtbot, case):
     w.show()
     _predicted(qtbot, w, case)
     other = "right" if case.side == "left" else "left"
-    w.set_side(other)
+    w.session.set_side(other)
     assert w.override_button.isVisible()
     w.override_button.click()
     qtbot.waitUntil(lambda: w.session.current_result() is not None, timeout=10000)
@@ -212,7 +212,7 @@ def test_an_override_is_saved_with_the_study(qtbot, case):
     w2.show()
     w2.open_paths([str(__import__("tfesi_desktop.core.paths").core.paths.demo_study())])
     qtbot.waitUntil(lambda: w2.session.current_result() is not None, timeout=30000)
-    assert w2.session.selection.overrides == ("side",) and w2.side == other
+    assert w2.session.selection.overrides == ("side",) and w2.session.selection.side == other
     assert "OVERRIDE" in w2.result_label.text()
     w2.close()
 
@@ -239,7 +239,7 @@ def test_a_failed_save_is_shown(qtbot, window, case, monkeypatch):
         raise TfesiError("the disk is full")
 
     monkeypatch.setattr(w.session.store, "save", fail)
-    w.set_level("C7")
+    w.session.set_level("C7")
     assert w.messages.kind == "error" and "could not be saved" in w.messages.text()
     assert "disk is full" in w.messages.text()
 
@@ -268,7 +268,7 @@ def test_result_override_and_measurements_in_view_without_scrolling(qtbot, case,
         qtbot.keyClick(w, Qt.Key.Key_L)
         _drag(w, x + 3, y + 5 + 6 * i, x + 15, y + 5 + 6 * i,
               modifiers=Qt.KeyboardModifier.NoModifier)
-    w.set_side("right" if case.side == "left" else "left")  # a gate: the override button
+    w.session.set_side("right" if case.side == "left" else "left")  # a gate: the override button
     wanted = (w.override_button, w.side_warning, w.result_label, w.panel.measure_list,
               w.panel.measure_buttons["foramen"], w.panel.kim_label)
     # the column lays itself out again after the gate appears: on a loaded machine that takes
@@ -308,11 +308,11 @@ def test_double_click_maximises_a_viewport_and_no_empty_sagittal_pane(qtbot, win
                                                Qt.KeyboardModifier.NoModifier))
         QApplication.processEvents()
     assert not w.localizer.widget.isVisible() and w.view.isVisible()
-    w.maximise(w.view)  # again: back to the layout
+    w.viewports.maximise(w.view)  # again: back to the layout
     assert w.localizer.widget.isVisible()
-    w.set_layout("axial")
+    w.actions_by_name["layout_axial"].trigger()
     assert not w.localizer.widget.isVisible()
-    w.set_layout("both")
+    w.actions_by_name["layout_both"].trigger()
     # a study without a sagittal: no empty pane
     from pydicom import dcmread
 
@@ -322,31 +322,34 @@ def test_double_click_maximises_a_viewport_and_no_empty_sagittal_pane(qtbot, win
                 "SeriesDescription", "")):
             f.unlink()
     w.open_paths([str(tmp_path / "ax")])
-    qtbot.waitUntil(lambda: w.stack is not None and w.localizer.stack is None, timeout=30000)
+    qtbot.waitUntil(lambda: w.session.stack() is not None and w.localizer.stack is None,
+                    timeout=30000)
     assert not w.localizer.widget.isVisible()
 
 
 def test_cine_and_drag_to_scroll(qtbot, window):
     w = window
     _open_demo(qtbot, w)
-    start = w.index
+    start = w.slider.value()
     qtbot.keyClick(w, Qt.Key.Key_S)  # the left button scrolls through the slices
     _drag(w, 60, 60, 60, 90, modifiers=Qt.KeyboardModifier.NoModifier)
-    assert w.index > start
+    assert w.slider.value() > start
     qtbot.keyClick(w, Qt.Key.Key_Escape)
-    here = w.index
+    here = w.slider.value()
     qtbot.keyClick(w, Qt.Key.Key_C)
-    qtbot.waitUntil(lambda: w.index != here, timeout=3000)
+    qtbot.waitUntil(lambda: w.slider.value() != here, timeout=3000)
     qtbot.keyClick(w, Qt.Key.Key_C)
-    stopped = w.index
+    stopped = w.slider.value()
     qtbot.wait(300)
-    assert w.index == stopped
+    assert w.slider.value() == stopped
 
 
 def test_f1_shows_the_mouse_bindings(qtbot, window):
     w = window
     qtbot.keyClick(w, Qt.Key.Key_F1)
-    text = w.help_box.text()
+    (box,) = [b for b in w.findChildren(QMessageBox) if b.isVisible()]
+    assert box.windowTitle() == "Keyboard shortcuts and mouse"
+    text = box.text()
     for words in ("Right drag", "window (horizontal) and level", "Middle drag", "pan",
                   "Left drag", "the active tool", "Double click"):
         assert words in text
@@ -359,21 +362,21 @@ def test_a_second_window_on_the_study_is_read_only_and_says_so(qtbot, case):
     qtbot.addWidget(w1)
     w1.show()
     w1.open_paths([str(demo_study())])
-    qtbot.waitUntil(lambda: w1.stack is not None)
+    qtbot.waitUntil(lambda: w1.session.stack() is not None)
     w2 = MainWindow(load_model=False)
     qtbot.addWidget(w2)
     w2.show()
     w2.open_paths([str(demo_study())])
-    qtbot.waitUntil(lambda: w2.stack is not None)
+    qtbot.waitUntil(lambda: w2.session.stack() is not None)
     assert not w1.session.read_only() and w2.session.read_only()
     assert "READ-ONLY" in w2.windowTitle() and "read-only" in w2.messages.text()
-    w2.set_level("C7")
+    w2.session.set_level("C7")
     assert w2.session.selection.level is None and "read-only here" in w2.messages.text()
-    w1.set_level("C6")
+    w1.session.set_level("C6")
     w1.close()
-    w2.set_level("C7")  # the first is gone: its work is loaded first
+    w2.session.set_level("C7")  # the first is gone: its work is loaded first
     assert "has closed" in w2.messages.text() and w2.session.selection.level == "C6"
     assert "READ-ONLY" not in w2.windowTitle()
-    w2.set_level("C7")
+    w2.session.set_level("C7")
     assert w2.session.selection.level == "C7"
     w2.close()

@@ -4,16 +4,16 @@
 User input becomes session edits (one per finished drag, click or key); session events redraw
 the widgets. The rules live elsewhere: the assessment of a selection (gates, side from the
 anatomy) in :mod:`..core.assessment`, when to predict in :mod:`..core.predict_policy` (run by
-:mod:`.prediction`), the report in :mod:`.report_controller`; the controllers get an
-:class:`~.context.AppContext`, never the window. The window keeps only caches of what is slow to
-compute (window levels) and what the screen shows. Everything slow runs in workers
+:mod:`.prediction`), the start-up sequence in :mod:`.startup`, the edits in :mod:`.edits`,
+moving through the study in :mod:`.navigation`, the viewports' layout in :mod:`.viewports`, the
+report in :mod:`.report_controller`; the controllers and the menu actions (:mod:`.actions`) get
+an :class:`~.context.AppContext`, never the window. Everything slow runs in workers
 (:mod:`.workers`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -30,27 +29,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.bundle import default_bundle_path
 from ..core.dicom import cached_values
 from ..core.measure import measurement_lines
 from ..core.render import heat_colours
-from ..core.runtime import Predictor
 from ..core.session import Session, StateStore
-from . import jobs
-from .actions import build_menus
+from .actions import Targets, build_menus
 from .anatomy import CanalSearch
 from .axial import AxialViewport
 from .clinical_form import ClinicalController, ClinicalForm
 from .comparison import SideComparison
 from .context import AppContext
+from .edits import Edits
 from .localizer import Localizer
+from .navigation import Navigator
 from .opening import StudyOpener
 from .prediction import PredictController
 from .report_controller import ReportController
-from .result_view import crop_view, model_card_html
+from .result_view import crop_view
 from .settings import fit_to_screen, recent, remember, settings
 from .side_panel import MessageArea, RightColumn, SidePanel
+from .startup import Startup
 from .viewer import SliceView
+from .viewports import Viewports
 from .workers import Worker
 
 log = logging.getLogger(__name__)
@@ -65,38 +65,45 @@ class MainWindow(QMainWindow):
         self.pool = QThreadPool.globalInstance()
         self._workers: dict[object, Worker] = {}
         self.session = Session(store)
-        self.session.defer_scroll_saves = True  # written 0.5 s after scrolling stops
         self.session.subscribe(self._session_changed)
-        self._flush_timer = QTimer(self, singleShot=True, interval=500)
-        self._flush_timer.timeout.connect(self.session.flush)
-        self.predictor: Predictor | None = None
         self.last_error: str | None = None
-        # True once the model worker has imported scikit-image and pydicom: until then the GUI
-        # thread must not import them (it would wait for the worker's import lock: a stall)
-        self._warm = False
-        self.loading_model = False
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_TITLE)
-        self.ctx = AppContext(self.session, lambda: self.predictor, self.run_worker,
+        self.ctx = AppContext(self.session, lambda: self.startup.predictor, self.run_worker,
                               self.show_message, self.statusBar().showMessage, settings, self)
+        self.startup = Startup(self.ctx, loaded=self._model_loaded, failed=self._model_failed)
+        warm = lambda: self.startup.warm  # noqa: E731
+        self.nav = Navigator(self.ctx, lambda: [
+            i.data(0, Qt.ItemDataRole.UserRole) for i in self.browser.series_items()])
         self._build()
         self.axial = AxialViewport(self.ctx, self.view, self._refresh)
-        self.canals = CanalSearch(self.ctx, self.values_of, lambda: self._warm)
+        self.canals = CanalSearch(self.ctx, self.values_of, warm)
         self.predictions = PredictController(self.ctx, self.panel, self.values_of,
-                                             lambda: self.loading_model or not self._warm)
+                                             lambda: self.startup.loading or not warm())
         self.comparison = SideComparison(self.ctx, self.view, self.panel, self.values_of)
         self.clinical_form = ClinicalForm()  # issue 25: clinical data beside the image
         self.panel.add_clinical_form(self.clinical_form)
         self.clinical = ClinicalController(self.ctx, self.clinical_form,
                                            self.panel.clinical_label)
         self.report = ReportController(self.ctx, self.comparison.text, self.clinical.combined)
-        self.actions_by_name = build_menus(self)
+        self.edits = Edits(self.ctx, delete_measurement=self.axial.delete_measurement,
+                           selected_measurement=lambda: self.axial.selected_measure,
+                           predict=self.predictions.predict)
+        self.viewports = Viewports(self.ctx, self.view, self.localizer.widget,
+                                   lambda: self.localizer.stack is not None, {})
+        self._wire_panel()
+        self.actions_by_name = build_menus(self, Targets(
+            self.ctx, self.opener, self.edits, self.nav, self.viewports, self.predictions,
+            self.comparison, self.report, self.axial, self.localizer, self.view, self.panel,
+            self.current_values, warm, self.viewports.actions))
+        # held back until the model worker's imports are done (gui/startup.py)
+        self.startup.when_warm(lambda: self.opener.thumbs_wanted
+                               and self.opener.request_thumbnails())
+        self.startup.when_warm(self.canals.find)
+        self.startup.when_warm(self.localizer.request_frames)
         self._refresh_recent()
         self._restore_geometry()
-        self._cine = QTimer(self, interval=125)  # 8 slices a second
-        self._cine.timeout.connect(lambda: self.step_slice(1, wrap=True))
         self._update_actions()
-        gc.freeze()  # see _started
         if load_model:
             self.load_model(model_path)
 
@@ -104,25 +111,11 @@ class MainWindow(QMainWindow):
 
     def _build(self):
         self.view = SliceView()
-        self.view.slice_step.connect(self.step_slice)
+        self.view.slice_step.connect(self.nav.step_slice)
         self.view.roi_changed.connect(lambda: self._update_crop(self.view.roi_rect()))
-        self.view.double_clicked.connect(lambda: self.maximise(self.view))
+        self.view.double_clicked.connect(lambda: self.viewports.maximise(self.view))
 
         p = self.panel = SidePanel()
-        p.browser.series_chosen.connect(self._series_chosen)
-        p.slider.valueChanged.connect(self.set_slice)
-        p.side_chosen.connect(self.set_side)
-        p.level_chosen.connect(self.set_level)
-        p.override_confirmed.connect(self.confirm_override)
-        p.predict_button.clicked.connect(self.predict)
-        p.slice_strip.go_to_slice.connect(self.set_slice)  # the proposed (narrowest) slice
-        p.overlay_check.toggled.connect(self._show_overlay)
-        p.opacity.valueChanged.connect(self._show_overlay)
-        p.measurement_selected.connect(self._measurement_selected)
-        p.measurement_deleted.connect(lambda i: self.axial.delete_measurement(i))
-        p.measurement_tagged.connect(lambda i, tag: self.axial.tag_measurement(i, tag))
-        p.window_typed.connect(lambda c, w: self.view.set_levels(c, w))
-        self.view.levels_changed.connect(p.show_window)
         # the widgets tests and scripts reach for, by their old names
         for name in ("slider", "slice_label", "side_buttons", "level_combo", "side_hint",
                      "side_warning", "predict_button", "auto_check", "result_label",
@@ -133,11 +126,12 @@ class MainWindow(QMainWindow):
         self.browser = p.browser
 
         self.localizer = Localizer(self.ctx, self.view, axial_geometry=self.geometry_of_slice,
-                                   axial_shown=lambda: self._shown is not None,
-                                   warm=lambda: self._warm, go_to=self.set_slice)
+                                   axial_shown=lambda: self.axial.shown is not None,
+                                   warm=lambda: self.startup.warm, go_to=self.nav.set_slice)
         self.sag_view = self.localizer.view
-        self.sag_view.double_clicked.connect(lambda: self.maximise(self.localizer.widget))
-        self.view.histogram.hide()  # View > Histogram (H): the image keeps the width
+        self.sag_view.double_clicked.connect(
+            lambda: self.viewports.maximise(self.localizer.widget))
+        self.view.show_histogram(False)  # View > Histogram (H): the image keeps the width
         # the right column: the injection (gates, override), the result and the measurements
         # always in view; the browser, slice, heat map and model input scroll below them
         right = self.right_column = RightColumn(p)
@@ -149,8 +143,6 @@ class MainWindow(QMainWindow):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
         self.localizer.widget.hide()  # shown when the study has a sagittal
-        self._maximised: QWidget | None = None
-        self.layout_mode = "both"  # axial | both (View menu)
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -176,11 +168,30 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.model_status)
         self.opener = StudyOpener(self.ctx, busy=self._show_busy,
                                   clear_messages=self.messages.clear, remember=self.remember,
-                                  restored=self.predict_when_ready,
-                                  model_loading=lambda: self.loading_model,
+                                  restored=lambda: self.predictions.when_ready(),
+                                  model_loading=lambda: self.startup.loading,
                                   browser=self.browser)
         self.cancel_button.clicked.connect(self.opener.cancel)
         p.skipped_button.clicked.connect(self.opener.show_skipped)
+
+    def _wire_panel(self):
+        """The panel's controls -> the controllers and the session."""
+
+        p = self.panel
+        p.browser.series_chosen.connect(self._series_chosen)
+        p.slider.valueChanged.connect(self.nav.set_slice)
+        p.side_chosen.connect(self.edits.set_side)
+        p.level_chosen.connect(self.edits.set_level)
+        p.override_confirmed.connect(self.edits.confirm_override)
+        p.predict_button.clicked.connect(self.predictions.predict)
+        p.slice_strip.go_to_slice.connect(self.nav.set_slice)  # the proposed (narrowest) slice
+        p.overlay_check.toggled.connect(self._show_overlay)
+        p.opacity.valueChanged.connect(self._show_overlay)
+        p.measurement_selected.connect(self._measurement_selected)
+        p.measurement_deleted.connect(lambda i: self.axial.delete_measurement(i))
+        p.measurement_tagged.connect(lambda i, tag: self.axial.tag_measurement(i, tag))
+        p.window_typed.connect(lambda c, w: self.view.set_levels(c, w))
+        self.view.levels_changed.connect(p.show_window)
 
     def _show_busy(self, state):
         """The progress of a scan, with Cancel (None: done)."""
@@ -194,44 +205,6 @@ class MainWindow(QMainWindow):
         self.progress.show()
         self.cancel_button.show()
 
-    # --- the viewports -----------------------------------------------------------------------
-
-    def _layout_viewports(self):
-        """The sagittal beside the axial only when the study has one, the layout asks for it
-        and no viewport is maximised."""
-        sag = self.localizer.stack is not None and self.layout_mode == "both"
-        m = self._maximised
-        self.view.setVisible(m is None or m is self.view)
-        self.localizer.widget.setVisible(sag and (m is None or m is self.localizer.widget))
-
-    def maximise(self, viewport: QWidget | None):
-        """Double-click: this viewport alone (again: back to the layout)."""
-        self._maximised = None if self._maximised is viewport else viewport
-        self._layout_viewports()
-
-    def set_layout(self, mode: str):
-        """``axial`` (the axial alone) or ``both`` (axial + sagittal, when there is one)."""
-        self.layout_mode, self._maximised = mode, None
-        self._layout_viewports()
-        for name in ("layout_axial", "layout_both"):
-            a = self.actions_by_name.get(name)
-            if a is not None:
-                a.setChecked(name == f"layout_{mode}")
-
-    def toggle_histogram(self):
-        self.view.histogram.setVisible(not self.view.histogram.isVisible())
-
-    def toggle_cine(self):
-        """C: play through the slices (and stop)."""
-        if self._cine.isActive():
-            self._cine.stop()
-            self.statusBar().showMessage("Cine stopped.", 2000)
-        elif self.session.selection is not None:
-            self._cine.start()
-            self.statusBar().showMessage("Cine: C stops.", 3000)
-        else:
-            self.show_message("Open a study first: cine plays through its slices.", "info")
-
     # --- settings ----------------------------------------------------------------------------
 
     def _restore_geometry(self):
@@ -239,7 +212,7 @@ class MainWindow(QMainWindow):
         if g is not None:
             self.restoreGeometry(g)
         self.fit_to_screen(force=g is None)
-        self.apply_theme(settings().value("theme", "dark") == "light")
+        self.viewports.apply_theme(settings().value("theme", "dark") == "light")
 
     def fit_to_screen(self, *, force: bool = False):
         """Fit the window to its screen (gui/settings.py): a geometry saved at another scaling
@@ -254,47 +227,10 @@ class MainWindow(QMainWindow):
             self._fitted = True
             QTimer.singleShot(0, self.fit_to_screen)
 
-    def apply_theme(self, light: bool):
-        """Dark (default, as radiology viewers) or light."""
-        from .theme import apply
-
-        apply(light)
-        a = self.actions_by_name.get("light_theme")
-        if a is not None:
-            a.setChecked(light)
-
-    def toggle_theme(self):
-        light = self.actions_by_name["light_theme"].isChecked()
-        self.apply_theme(light)
-        s = settings()
-        s.setValue("theme", "light" if light else "dark")
-        s.sync()
-
-    def _info_box(self, title: str, html: str, attr: str):
-        box = QMessageBox(QMessageBox.Icon.NoIcon, title, html, parent=self)
-        box.setTextFormat(Qt.TextFormat.RichText)
-        box.setModal(False)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.show()
-        setattr(self, attr, box)
-
-    def show_help(self):
-        """F1: every shortcut and mouse binding of the window, from the action table."""
-        from .actions import shortcut_sheet
-
-        self._info_box("Keyboard shortcuts and mouse", shortcut_sheet(self), "help_box")
-
-    def about_model(self):
-        if self.predictor is None:
-            self.show_message("The model is still loading." if not self._warm
-                              else "No model is loaded.", "info")
-            return
-        self._info_box("About the model", model_card_html(self.predictor.bundle), "about_box")
-
     def closeEvent(self, ev):
         """Quit at once: save, cancel what runs, and leave the workers (daemon threads of the
         pool, whose results nobody waits for) a short moment only."""
-        self._cine.stop()
+        self.nav.cine.stop()
         self.session.close()
         s = settings()
         s.setValue("geometry", self.saveGeometry())
@@ -304,19 +240,16 @@ class MainWindow(QMainWindow):
         self.pool.waitForDone(200)
         super().closeEvent(ev)
 
-    def recent(self) -> list[str]:
-        return recent()
-
     def remember(self, paths):
         remember(paths)
         self._refresh_recent()
 
     def _refresh_recent(self):
         self.recent_menu.clear()
-        for i, r in enumerate(self.recent()):
+        for i, r in enumerate(recent()):
             a = self.recent_menu.addAction(f"&{i + 1} {r}")
             a.triggered.connect(lambda _=False, r=r: self.open_paths(r.split(" | ")))
-        self.recent_menu.setEnabled(bool(self.recent()))
+        self.recent_menu.setEnabled(bool(recent()))
 
     # --- workers and messages ----------------------------------------------------------------
 
@@ -327,8 +260,6 @@ class MainWindow(QMainWindow):
         worker.signals.finished.connect(self._worker_done)
         self.pool.start(worker)
         return worker
-
-    _run = run_worker
 
     @Slot()
     def _worker_done(self):
@@ -354,33 +285,19 @@ class MainWindow(QMainWindow):
     def busy(self) -> bool:
         return bool(self._workers)
 
-    # --- model -------------------------------------------------------------------------------
+    # --- the model (loaded by gui/startup.py) ------------------------------------------------
 
-    def _started(self):
-        """The model worker is done (loaded or not): what is alive now (modules, widgets, the
-        model; hardly any cycles) leaves the garbage collector's scans for good. A full
-        collection of that heap holds the GIL for 40-70 ms in whichever thread starts it (the
-        first canal search imports scipy and starts one): the window would stall that long
-        (docs/architecture.md, invariant 3). Then the thumbnails held back meanwhile."""
-        if not self._warm:
-            gc.freeze()
-        self.loading_model = False
-        self._warm = True
-        if self.opener.thumbs_wanted:
-            self.opener.request_thumbnails()
-        self.canals.find()
-        self.localizer.request_frames()
+    @property
+    def predictor(self):
+        """The loaded model (runtime.Predictor), or None."""
+        return self.startup.predictor
 
     def load_model(self, path=None):
-        path = Path(path) if path else default_bundle_path()
+        """Load the model bundle (the installed or demo one by default) in a worker."""
         self.model_status.setText("Model: loading...")
-        self.loading_model = True
-        self.run_worker(Worker(jobs.load_model, path), self._model_loaded, self._model_failed)
+        self.startup.load(path)
 
-    @Slot(object)
-    def _model_loaded(self, predictor: Predictor):
-        self.predictor = predictor
-        self._started()
+    def _model_loaded(self, predictor):
         b = predictor.bundle
         self._set_title()
         self.model_status.setText(f"Model: {b.name} {b.version}" +
@@ -403,9 +320,7 @@ class MainWindow(QMainWindow):
             self.session.read_only() else ""
         self.setWindowTitle(f"{APP_TITLE}{demo}{ro}")
 
-    @Slot(str)
     def _model_failed(self, message: str):
-        self._started()
         self.model_status.setText("Model: not available")
         self.clinical.model_loaded(None)
         self.show_message(f"The model could not be loaded: {message}")
@@ -468,7 +383,7 @@ class MainWindow(QMainWindow):
         self.slider.setRange(0, len(stack.slices) - 1)
         self.slider.blockSignals(False)
         self.localizer.study_changed()
-        self._layout_viewports()
+        self.viewports.layout()
         self._set_title()
         self._refresh()
 
@@ -479,7 +394,7 @@ class MainWindow(QMainWindow):
         sel, stack = s.selection, s.stack()
         if sel is None or stack is None:
             return
-        index = self.index
+        index = self.nav.index()
         self.slider.blockSignals(True)
         self.slider.setValue(index)
         self.slider.blockSignals(False)
@@ -497,9 +412,10 @@ class MainWindow(QMainWindow):
         for name in ("right", "left"):
             self.actions_by_name[f"side_{name}"].setChecked(sel.side == name)
         self.localizer.update()
-        self.panel.show_assessment(s.assessment(), sel)
+        assessment = s.assessment()
+        self.panel.show_assessment(assessment, sel)
         self._update_crop()
-        self._show_result()
+        self._show_result(assessment)
         self.canals.find()
         self.predictions.changed()
 
@@ -542,92 +458,17 @@ class MainWindow(QMainWindow):
         sel = self.session.selection
         return self.session.geometry_of(sel.view_key) if sel else None
 
-    def blocking_gates(self):
-        return list(self.session.assessment().blocking) if self.session.selection else []
-
-    # --- the panel and the keys -> the session -----------------------------------------------
+    # --- the panel -> the session ------------------------------------------------------------
 
     @Slot(int)
     def _measurement_selected(self, i):
         self.axial.select_measurement(i)
         self._refresh()
 
-    def delete_selected_measurement(self):
-        if not self.axial.delete_measurement(self.axial.selected_measure):
-            self.show_message("Select a measurement in the list first.", "info")
-
     @Slot(str)
     def _series_chosen(self, key):
         if key != self.session.series_key:
             self.session.show_series(key)
-
-    def step_series(self, d: int):
-        keys = [i.data(0, Qt.ItemDataRole.UserRole) for i in self.browser.series_items()]
-        if keys and self.session.series_key in keys:
-            k = keys[(keys.index(self.session.series_key) + d) % len(keys)]
-            self.session.show_series(k)
-
-    _step_series = step_series
-
-    def step_slice(self, d: int, *, wrap: bool = False):
-        stack = self.session.stack()
-        if self.session.selection is not None and stack is not None:
-            i = self.index + d
-            self.set_slice(i % len(stack.slices) if wrap else i)
-
-    @Slot(int)
-    def set_slice(self, index: int):
-        stack = self.session.stack()
-        if stack is None:
-            return
-        index = max(0, min(len(stack.slices) - 1, int(index)))
-        self.session.set_slice(stack.slices[index].key)
-        self._flush_timer.start()
-
-    def go_to_roi(self):
-        if not self.session.go_to_roi():
-            self.show_message("The ROI is on the slice shown (or there is none).", "info")
-
-    def set_side(self, side: str):
-        self.session.set_side(side)
-
-    def set_level(self, level: str | None):
-        self.session.set_level(level)
-
-    def delete_roi(self):
-        sel = self.session.selection
-        if sel is None or sel.roi is None:
-            self.show_message("There is no ROI to delete.", "info")
-            return
-        self.session.set_roi(None)
-
-    def clear_measurements(self):
-        self.session.clear_measurements()
-
-    def mark_levels(self):
-        self.localizer.start_marking()
-
-    def clear_marks(self):
-        self.session.clear_marks()
-
-    def pan_tool(self):
-        self.view.set_tool("pan")
-        if self.localizer.marking:
-            self.localizer.stop_marking()
-
-    def undo(self):
-        if not self.session.undo() and not self.session.read_only():
-            self.show_message("Nothing to undo.", "info")
-
-    def redo(self):
-        if not self.session.redo() and not self.session.read_only():
-            self.show_message("Nothing to redo.", "info")
-
-    def confirm_override(self):
-        a = self.session.assessment()
-        if a.overridable:
-            self.session.confirm_override([g.kind for g in a.blocking])
-            self.predict()
 
     def _update_actions(self):
         """Undo/redo name what they undo; every other action stays enabled and says why when
@@ -638,60 +479,11 @@ class MainWindow(QMainWindow):
         a["redo"].setText(f"&Redo {s.redo_text()}" if s.can_redo() else "&Redo")
         self.predict_button.setEnabled(True)
 
-    # --- compatibility views of the session --------------------------------------------------
-
-    @property
-    def stack(self):
-        return self.session.stack()
-
-    @property
-    def study(self):
-        return self.session.study()
-
-    @property
-    def index(self) -> int:
-        """The index of the slice on the screen."""
-        sel, stack = self.session.selection, self.session.stack()
-        if sel is None or stack is None:
-            return -1
-        return stack.find_slice(sel.view_key)
-
-    @property
-    def side(self):
-        sel = self.session.selection
-        return sel.side if sel else None
-
-    @property
-    def level(self):
-        sel = self.session.selection
-        return sel.level if sel else None
-
-    @property
-    def prediction(self):
-        r = self.session.result
-        return r.prediction if r else None
-
-    # --- window / level ----------------------------------------------------------------------
-
-    @property
-    def levels_by_stack(self):
-        return self.axial.levels_by_stack
-
-    @property
-    def _shown(self):
-        return self.axial.shown
-
-    def reset_levels(self):
-        self.preset_levels(1.0)
-
-    def preset_levels(self, factor: float):
-        self.axial.preset_levels(factor, self.current_values())
-
     # --- the model input and the result ------------------------------------------------------
 
     def _update_crop(self, roi=None):
         sel = self.session.selection
-        if not self._warm:
+        if not self.startup.warm:
             self.panel.show_crop(None, "Starting up...")
             return
         if sel is not None and roi is not None:
@@ -699,18 +491,12 @@ class MainWindow(QMainWindow):
         key = sel.slice_key if sel else None
         self.panel.show_crop(*crop_view(sel, self.values_of(key), self.session.geometry_of(key)))
 
-    def predict_when_ready(self):
-        """Predict the current selection as soon as the model, the slice and its canal are
-        ready (a selection restored from an earlier session)."""
-        self.predictions.when_ready()
-
-    def predict(self):
-        self.predictions.predict()
-
-    def _show_result(self):
+    def _show_result(self, assessment=None):
         s = self.session
+        if assessment is None and s.selection is not None:
+            assessment = s.assessment()
         self.panel.show_result(s.result, stale=s.is_stale(),
-                               blocking=s.assessment().blocking if s.selection else ())
+                               blocking=assessment.blocking if assessment else ())
         self.panel.slice_strip.show_neighbourhood(  # the neighbouring slices (gui/slice_strip.py)
             None if s.result is None or s.is_stale() else s.result.prediction.neighbourhood)
         self._show_overlay()
@@ -725,33 +511,3 @@ class MainWindow(QMainWindow):
             self.view.set_overlay(heat_colours(r.prediction.cam_roi), r.prediction.provenance.roi,
                                   self.panel.opacity.value() / 100)
         self.comparison.show()
-
-    def toggle_overlay(self):
-        self.overlay_check.setChecked(not self.overlay_check.isChecked())
-
-    def toggle_mask(self):
-        masked = self.actions_by_name["mask"].isChecked()
-        self.view.set_mask_patient(masked)
-        if self.session.scan is not None:
-            self.browser.fill(self.session.patients(), masked)
-            self.browser.show_current(self.session.series_key)
-            self.opener.request_thumbnails()
-
-    # --- both foramina (gui/comparison.py) and the report (gui/report_controller.py) ---------
-
-    def compare_sides(self):
-        self.comparison.compare()
-
-    def comparison_text(self) -> str | None:
-        return self.comparison.text()
-
-    def export_report(self):
-        return self.report.export()
-
-    @property
-    def report_dialog(self):
-        return self.report.dialog
-
-    @property
-    def last_report(self):
-        return self.report.last_report

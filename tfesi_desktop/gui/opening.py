@@ -108,6 +108,14 @@ class StudyOpener(QObject):
             self._restored()  # predicted as soon as it can be
         self.request_thumbnails()
 
+    def refill(self, masked: bool):
+        """The browser again, the patients' names masked or not (M)."""
+        s = self.ctx.session
+        if s.scan is not None:
+            self.browser.fill(s.patients(), masked)
+            self.browser.show_current(s.series_key)
+            self.request_thumbnails()
+
     def request_thumbnails(self):
         """The browser's pictures, in a worker once the model worker is done: beside it they
         would slow the first paint of the slices."""

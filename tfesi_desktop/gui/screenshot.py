@@ -45,29 +45,29 @@ def main(argv=None) -> int:
             time.sleep(0.01)
 
     win.open_paths([study])
-    wait(lambda: win.stack is not None and win.current_values() is not None
+    wait(lambda: win.session.stack() is not None and win.current_values() is not None
          and win.predictor is not None and not win.busy())
     settle()
     win.grab().save(str(out / "1-opened.png"))
     (case,) = read_manifest(manifest)[:1]
     win.auto_check.setChecked(False)
-    win.set_slice(win.stack.find_slice(case.slice_key))
+    win.slider.setValue(win.session.stack().find_slice(case.slice_key))
     wait(lambda: win.current_values() is not None and win.canal_of_slice()[0])
-    win.view.set_roi(case.roi)
-    win.view.roi_change_finished.emit()
+    win.session.set_roi(tuple(case.roi))  # what a finished drag does (gui/axial.py)
+    win.session.propose_side()
     settle()
     win.grab().save(str(out / "2-roi.png"))
-    win.predict()
-    wait(lambda: win.prediction is not None and not win.busy())
+    win.predict_button.click()
+    wait(lambda: win.session.result is not None and not win.busy())
     settle()
     win.grab().save(str(out / "3-prediction.png"))
     if maximised:
         for _ in range(3):
-            win.step_slice(1)
+            win.nav.step_slice(1)
         wait(lambda: win.current_values() is not None and not win.busy())
         settle()
         win.grab().save(str(out / "4-scrolled-away.png"))
-    print(f"probability {win.prediction.probability:.4f} roi {win.view.roi_rect()} "
+    print(f"probability {win.session.result.prediction.probability:.4f} roi {win.view.roi_rect()} "
           f"platform {app.platformName()}")
     win.close()
     return 0

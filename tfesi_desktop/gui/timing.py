@@ -58,17 +58,17 @@ def measure() -> dict:
     wait = process_until
     win.auto_check.setChecked(False)
     win.open_paths([str(demo_study())])
-    wait(lambda: win.predictor is not None and win.stack is not None
+    wait(lambda: win.predictor is not None and win.session.stack() is not None
          and win.current_values() is not None and not win.busy())
     (case,) = read_manifest(demo_manifest())
-    win.set_slice(win.stack.find_slice(case.slice_key))
+    win.slider.setValue(win.session.stack().find_slice(case.slice_key))
     wait(lambda: win.current_values() is not None and win.canal_of_slice()[0])
-    win.view.set_roi(case.roi)
-    win.view.roi_change_finished.emit()  # as the end of a drag
-    win.set_side(case.side)
+    win.session.set_roi(tuple(case.roi))  # what a finished drag does (gui/axial.py)
+    win.session.propose_side()
+    win.session.set_side(case.side)
     t = time.perf_counter()
     win.predict_button.click()
-    wait(lambda: win.prediction is not None)
+    wait(lambda: win.session.result is not None)
     app.processEvents()
     shown_result = time.perf_counter() - t
     wait(lambda: not win.busy())
@@ -77,10 +77,10 @@ def measure() -> dict:
     first = list(gaps)
     gaps.clear()
     last[0] = clock.elapsed()
-    n = len(win.stack.slices)
+    n = len(win.session.stack().slices)
     for i in list(range(n)) + list(range(n - 1, -1, -1)):
-        win.set_slice(i)
-        wait(lambda: win._shown == win.session.selection.view_key and not win.busy())
+        win.slider.setValue(i)
+        wait(lambda: win.axial.shown == win.session.selection.view_key and not win.busy())
     loc = win.localizer
     if loc.stack is not None:
         for i in range(len(loc.stack.slices)):
@@ -95,7 +95,7 @@ def measure() -> dict:
            "gui_scroll_longest_stall_ms": int(max(scroll) if scroll else 0),
            "gui_heartbeats": len(gaps),
            "prediction_shown_after_click_ms": round(shown_result * 1000, 1),
-           "probability": round(win.prediction.probability, 6)}
+           "probability": round(win.session.result.prediction.probability, 6)}
     win.close()
     return out
 

@@ -215,7 +215,8 @@ class SliceView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.graphics, 1)
         lay.addWidget(self.histogram)
-        self.histogram.setVisible(histogram)
+        self._histogram_live = True
+        self.show_histogram(histogram)
         # the cross-reference line (another plane cutting this one) and level marks
         self.ref_line = pg.PlotCurveItem(pen=pg.mkPen((0, 230, 120), width=2))
         self.ref_line.setZValue(12)
@@ -348,6 +349,21 @@ class SliceView(QWidget):
         self._place_labels()
 
     # --- image and levels --------------------------------------------------------------------
+
+    def show_histogram(self, visible: bool):
+        """Show or hide the histogram/levels control. Hidden, it computes no histogram: every
+        new slice would otherwise cost the GUI thread a sort of its pixels (10-20 ms for a
+        512 x 512 slice; docs/architecture.md, invariant 3); shown again, it catches up."""
+        self.histogram.setVisible(visible)
+        if visible == self._histogram_live:
+            return
+        self._histogram_live = visible
+        item = self.histogram.item
+        if visible:
+            self.image.sigImageChanged.connect(item.imageChanged)
+            item.imageChanged()
+        else:
+            self.image.sigImageChanged.disconnect(item.imageChanged)
 
     def set_image(self, values: np.ndarray, spacing: tuple[float, float], *,
                   levels: tuple[float, float] | None = None, reset_view: bool = False,
