@@ -380,3 +380,45 @@ def test_a_second_window_on_the_study_is_read_only_and_says_so(qtbot, case):
     w2.session.set_level("C7")
     assert w2.session.selection.level == "C7"
     w2.close()
+
+
+def test_menu_actions_act_on_the_targets_never_on_the_window():
+    """Every action of the table runs against a stand-in that has only the fields of
+    actions.Targets: one that reached for the window (or anything else) would fail here."""
+    from unittest.mock import MagicMock
+
+    from tfesi_desktop.gui.actions import ACTIONS, SEP, Targets
+
+    ran = 0
+    for rows in ACTIONS.values():
+        for row in rows:
+            if row is SEP or len(row) < 3:
+                continue
+            t = MagicMock(spec=Targets)
+            for name in Targets.__dataclass_fields__:
+                setattr(t, name, MagicMock())
+            row[1](t)  # AttributeError if it used something Targets does not have
+            assert t.mock_calls or any(getattr(t, n).mock_calls
+                                       for n in Targets.__dataclass_fields__), row[0]
+            ran += 1
+    assert ran >= 40
+
+
+def test_a_hidden_histogram_computes_nothing_and_catches_up_when_shown(qtbot):
+    """Hidden (the default), the axial's histogram sorts no pixels of a new slice (a GUI-thread
+    cost on every slice shown); shown again, it shows the slice on the screen."""
+    import numpy as np
+
+    from tfesi_desktop.gui.viewer import SliceView
+
+    v = SliceView(histogram=False)
+    qtbot.addWidget(v)
+    calls = []
+    v.image.getHistogram = lambda *a, _f=v.image.getHistogram, **k: calls.append(1) or _f(*a, **k)
+    v.set_image(np.full((64, 64), 10.0), (1.0, 1.0))
+    v.set_image(np.arange(64 * 64, dtype=float).reshape(64, 64), (1.0, 1.0))
+    assert calls == []
+    v.show_histogram(True)
+    assert calls and v.histogram.isVisibleTo(v)
+    x, _ = v.histogram.item.plot.getData()
+    assert x.max() > 4000  # the slice shown, not the first one

@@ -9,9 +9,11 @@
    packages itself (it would wait for the worker's import lock: a stall), so whatever needs them
    (the canal search, the sagittal's frames, the browser's thumbnails) is held back and asked
    for again here (:meth:`Startup.when_warm`).
-3. Once done (loaded or not), what is alive (modules, widgets, the model; hardly any cycles)
-   leaves the garbage collector's scans for good (``gc.freeze``): a full collection of that
-   heap holds the GIL for 40-70 ms in whichever thread starts it.
+3. While the worker loads, the garbage collector is off: the imports make many objects and
+   hardly any garbage, and a full collection of that heap held the GIL for 20-30 ms (70 ms once
+   scipy is in) in whichever thread started it, the worker's included. Once done (loaded or
+   not), what is alive (modules, widgets, the model) leaves the collector's scans for good
+   (``gc.freeze``) and the collector is on again.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Startup(QObject):
     def load(self, path=None):
         path = Path(path) if path else default_bundle_path()
         self.loading = True
+        gc.disable()  # until _started
         self.ctx.run_worker(Worker(load_and_warm, path), self._loaded, self._failed)
 
     @Slot(object)
@@ -74,6 +77,7 @@ class Startup(QObject):
     def _started(self):
         if not self.warm:
             gc.freeze()
+        gc.enable()
         self.loading = False
         self.warm = True
         for fn in self._held_back:
