@@ -416,8 +416,10 @@ def test_a_hidden_histogram_computes_nothing_and_catches_up_when_shown(qtbot):
     calls = []
     v.image.getHistogram = lambda *a, _f=v.image.getHistogram, **k: calls.append(1) or _f(*a, **k)
     v.set_image(np.full((64, 64), 10.0), (1.0, 1.0))
-    v.set_image(np.arange(64 * 64, dtype=float).reshape(64, 64), (1.0, 1.0))
+    v.set_image(np.arange(64 * 64, dtype=float).reshape(64, 64), (1.0, 1.0), levels=(10, 20))
     assert calls == []
+    # its region still holds the levels (else it resets them to 0..1: a white sagittal)
+    assert tuple(v.histogram.item.getLevels()) == (10, 20) and v.levels() == (15, 10)
     v.show_histogram(True)
     assert calls and v.histogram.isVisibleTo(v)
     x, _ = v.histogram.item.plot.getData()

@@ -381,6 +381,8 @@ class SliceView(QWidget):
         if levels is None:
             levels = (float(values.min()), float(values.max()))
         self.image.setImage(shown, autoLevels=False, levels=levels)
+        if not self._histogram_live:  # its region still holds the levels (no histogram made)
+            self.histogram.item.setLevels(*levels)
         self.vb.setAspectLocked(True, ratio=self._spacing[1] / self._spacing[0])
         if self.roi is not None:
             self.roi.maxBounds = QRectF(0, 0, shown.shape[1], shown.shape[0])
