@@ -96,11 +96,12 @@ class MainWindow(QMainWindow):
             self.ctx, self.opener, self.edits, self.nav, self.viewports, self.predictions,
             self.comparison, self.report, self.axial, self.localizer, self.view, self.panel,
             self.current_values, warm, self.viewports.actions))
-        # held back until the model worker's imports are done (gui/startup.py)
-        self.startup.when_warm(lambda: self.opener.thumbs_wanted
-                               and self.opener.request_thumbnails())
+        # held back until the model worker's imports are done (gui/startup.py); the browser's
+        # thumbnails also wait for the first canal search (it imports scipy: beside it they
+        # stalled the window 40-70 ms), see _session_changed
         self.startup.when_warm(self.canals.find)
         self.startup.when_warm(self.localizer.request_frames)
+        self.startup.when_warm(self._thumbnails_when_free)
         self._refresh_recent()
         self._restore_geometry()
         self._update_actions()
@@ -169,7 +170,8 @@ class MainWindow(QMainWindow):
         self.opener = StudyOpener(self.ctx, busy=self._show_busy,
                                   clear_messages=self.messages.clear, remember=self.remember,
                                   restored=lambda: self.predictions.when_ready(),
-                                  model_loading=lambda: self.startup.loading,
+                                  hold_back=lambda: self.startup.loading or bool(
+                                      self.canals.searching),
                                   browser=self.browser)
         self.cancel_button.clicked.connect(self.opener.cancel)
         p.skipped_button.clicked.connect(self.opener.show_skipped)
@@ -349,8 +351,10 @@ class MainWindow(QMainWindow):
         elif what == "series":
             self._show_series()
         elif what in ("selection", "anatomy"):
-            if what == "anatomy" and s.propose_side():
-                return  # the edit redraws
+            if what == "anatomy":
+                self._thumbnails_when_free()
+                if s.propose_side():
+                    return  # the edit redraws
             self._refresh()
         elif what == "result":
             self._show_result()
@@ -366,6 +370,10 @@ class MainWindow(QMainWindow):
             self.show_message(s.refusal, "note")
             self._set_title()
             self._refresh()
+
+    def _thumbnails_when_free(self):
+        if self.opener.thumbs_wanted:
+            self.opener.request_thumbnails()  # held back again while a canal search runs
 
     def _fill_browser(self):
         scan = self.session.scan

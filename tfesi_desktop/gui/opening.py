@@ -6,7 +6,7 @@ invariant 3). The files that could not be read are listed on request."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QDialog,
@@ -26,17 +26,19 @@ from .workers import Worker
 
 class StudyOpener(QObject):
     def __init__(self, ctx: AppContext, *, busy, clear_messages, remember, restored,
-                 model_loading, browser):
+                 hold_back, browser):
         """``busy(state)``: show the progress (``(done, total)``, total 0: not known yet) or hide
         it (None); ``remember(paths)``: File > Open recent; ``restored()``: a selection restored
-        with the study is to be predicted; ``model_loading()``; ``browser``: the series tree."""
+        with the study is to be predicted; ``hold_back()``: whether the thumbnails must wait
+        (the model loads, or the first canal search imports scipy); ``browser``: the series
+        tree."""
         super().__init__(ctx.parent)
         self.ctx = ctx
         self._busy, self._clear, self._remember = busy, clear_messages, remember
-        self._restored, self._model_loading, self.browser = restored, model_loading, browser
+        self._restored, self._hold_back, self.browser = restored, hold_back, browser
         self.worker: Worker | None = None  # the scan under way
         self.paths: list[str] = []
-        self.thumbs_wanted = False  # asked for while the model was loading
+        self.thumbs_wanted = False  # asked for while they were held back
         self.skipped_dialog: QDialog | None = None
 
     def folder_dialog(self):
@@ -95,7 +97,10 @@ class StudyOpener(QObject):
     @Slot(object)
     def _done(self, opened):
         self._finished()
-        self._remember(self.paths)
+        # File > Open recent writes the settings file: after the study is on the screen (the
+        # next turn of the event loop), not in the slot that shows it (docs/architecture.md,
+        # invariant 3)
+        QTimer.singleShot(0, lambda paths=list(self.paths): self._remember(paths))
         self._clear()
         result = opened.scan
         n = len(result.skipped)
@@ -121,7 +126,7 @@ class StudyOpener(QObject):
         would slow the first paint of the slices."""
         scan = self.ctx.session.scan
         self.thumbs_wanted = scan is not None
-        if self.thumbs_wanted and not self._model_loading():
+        if self.thumbs_wanted and not self._hold_back():
             self.thumbs_wanted = False
             self.ctx.run_worker(Worker(jobs.thumbnails, scan.stacks), self._thumbnails_done)
 
