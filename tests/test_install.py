@@ -213,7 +213,7 @@ def test_cache_commands(tmp_path, monkeypatch, capsys):
 
 def test_predicting_and_reporting_need_no_training_extra(tmp_path):
     """What `pip install .` without extras must carry: the predict and report path imports
-    neither TensorFlow nor scikit-learn nor matplotlib (the 'train' extra)."""
+    neither TensorFlow nor scikit-learn nor scikit-image nor matplotlib (the 'train' extra)."""
     import csv
 
     from tfesi_desktop.core.paths import demo_manifest, demo_study
@@ -229,5 +229,5 @@ def test_predicting_and_reporting_need_no_training_extra(tmp_path):
     assert r.returncode == 0, r.stderr
     mods = set(r.stdout.split())
     assert "tfesi_desktop.core.report" in mods  # it did write the report
-    for extra_only in ("tensorflow", "keras", "sklearn", "matplotlib", "PySide6"):
+    for extra_only in ("tensorflow", "keras", "sklearn", "skimage", "matplotlib", "PySide6"):
         assert extra_only not in mods, extra_only

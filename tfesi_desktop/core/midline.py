@@ -113,6 +113,66 @@ def _canonical_grid(values: np.ndarray, geometry: SliceGeometry):
     return resample(canon, out), d, canon.shape, (sr, sc)
 
 
+
+class _Correlator:
+    """Normalised cross-correlation of one image with many templates, by FFT (SciPy), only
+    where it is needed: over ``window`` and one pixel around it (for the sub-pixel peak), the
+    image continued by its edge values beyond its border. The map it returns has the image's
+    shape (zero outside that region); its value at (r, c) compares the template centred there,
+    as ``skimage.feature.match_template(img, t, pad_input=True, mode="edge")`` does."""
+
+    def __init__(self, img: np.ndarray, window: tuple[int, int, int, int]):
+        gr, gc = img.shape
+        r0, r1, c0, c1 = window
+        self.shape = img.shape
+        self.out = (max(0, r0 - 1), min(gr, r1 + 1), max(0, c0 - 1), min(gc, c1 + 1))
+        self.pad = max(t.shape[0] for _, _, t in _templates(0.0)), \
+            max(t.shape[1] for _, _, t in _templates(0.0))
+        self.img = np.pad(img.astype(np.float64), ((self.pad[0],) * 2, (self.pad[1],) * 2),
+                          mode="edge")
+        self._blocks: dict = {}
+
+    def _block(self, th: int, tw: int):
+        """The padded image's part under the templates of this shape: its FFT, the FFT's size
+        and the root of its window sums of squares about the window means."""
+        import scipy.fft as sfft
+
+        key = (th, tw)
+        if key not in self._blocks:
+            o0, o1, p0, p1 = self.out
+            a = o0 - th // 2 + self.pad[0]
+            b = p0 - tw // 2 + self.pad[1]
+            blk = self.img[a:a + (o1 - o0) + th - 1, b:b + (p1 - p0) + tw - 1]
+            s1, s2 = _box_sum(blk, th, tw), _box_sum(blk * blk, th, tw)
+            var = s2 - s1 * s1 / (th * tw)
+            size = tuple(sfft.next_fast_len(n, real=True) for n in blk.shape)
+            self._blocks[key] = (sfft.rfft2(blk, size), size, np.sqrt(np.maximum(var, 0.0)))
+        return self._blocks[key]
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        import scipy.fft as sfft
+
+        th, tw = t.shape
+        fblk, size, den_img = self._block(th, tw)
+        tz = t.astype(np.float64) - float(t.mean())
+        # circular correlation: the valid part (index >= template size - 1) is the linear one
+        full = sfft.irfft2(fblk * sfft.rfft2(tz[::-1, ::-1], size), size)
+        num = full[th - 1:th - 1 + den_img.shape[0], tw - 1:tw - 1 + den_img.shape[1]]
+        den = den_img * np.sqrt((tz * tz).sum())
+        res = np.zeros(self.shape, np.float64)
+        o0, o1, p0, p1 = self.out
+        ok = den_img > 1e-3  # a flat window (std under about 1e-4) matches nothing
+        res[o0:o1, p0:p1] = np.where(ok, num / np.where(ok, den, 1.0), 0.0)
+        return res
+
+
+def _box_sum(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Sums of ``a`` over every h x w window (valid positions), by cumulative sums."""
+    c = np.zeros((a.shape[0] + 1, a.shape[1] + 1))
+    c[1:, 1:] = a.cumsum(0).cumsum(1)
+    return c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
+
+
 def _peak(score: np.ndarray, window: tuple[int, int, int, int]) -> tuple[float, int, int]:
     r0, r1, c0, c1 = window
     w = score[r0:r1, c0:c1]
@@ -173,8 +233,6 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
     series of the same frame of reference (the sagittal's cord) puts the canal on this slice,
     patient coordinates; the search then stays within :data:`GUIDE_MM` of it. Raises
     :class:`~.errors.GeometryError` for a slice that is not axial."""
-    from skimage.feature import match_template
-
     img, d, cshape, (sr, sc) = _canonical_grid(values, geometry)
     if not np.isfinite(img).all():
         img = np.nan_to_num(img)
@@ -188,12 +246,14 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
         return None
     # every shape upright, then the best verified shape turned (the canal's outline is
     # near-symmetric, so the shape and the rotation can be found one after the other)
+    if max(t.shape[0] for _, _, t in _templates(0.0)) >= gr or \
+            max(t.shape[1] for _, _, t in _templates(0.0)) >= gc:
+        return None
+    ncc = _Correlator(img, window)
     cands = []
     for angle in ANGLES_DEG:
         for canal, fraction, t in _templates(angle):
-            if t.shape[0] >= gr or t.shape[1] >= gc:
-                return None
-            smap = match_template(img, t, pad_input=True, mode="edge")
+            smap = ncc(t)
             cands += [(v, (canal, fraction), angle, r, c, smap)
                       for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
     best = next((x for x in sorted(cands, key=lambda x: -x[0])
