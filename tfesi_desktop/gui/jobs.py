@@ -15,11 +15,12 @@ from .viewer import display_transform
 
 
 def load_model(path):
-    """Import what the first ROI and prediction need (pydicom, scikit-image: 0.6 s together)
-    here rather than in the GUI thread, load the bundle, and run the network once."""
+    """Import what the first ROI and prediction need (pydicom, and the SciPy parts of the canal
+    search in core/midline.py) here rather than in the GUI thread, load the bundle, and run the
+    network once."""
     import pydicom  # noqa: F401
-    import skimage.feature  # noqa: F401
-    import skimage.transform  # noqa: F401
+    import scipy.fft  # noqa: F401
+    import scipy.ndimage  # noqa: F401
 
     predictor = Predictor(path)
 
