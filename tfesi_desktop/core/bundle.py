@@ -54,7 +54,7 @@ DEMO_BUNDLE = ("models", "demo-synthetic")
 # The SHA-256 (bundle_digest) of the demonstration bundle shipped in resources/models/
 # demo-synthetic. Retraining or re-exporting the demo model changes it: update this one value
 # (tests/test_bundle.py prints the new one).
-DEMO_BUNDLE_SHA256 = "e088b2eaefe98f7e47d97d4bbbf1440dd82c782658313680602f5faf092b1e40"
+DEMO_BUNDLE_SHA256 = "ae6d93a6cc1cfccc6e07c99f69f38d50c00fc8e7e43a937048a1edce488fb71d"
 INSTALLED_RECORD = "installed.json"
 MAX_CARD_BYTES = 1 << 20
 MAX_TTA_CROPS = 64  # the card's ROI set (tta.crops): each costs one network run per prediction
