@@ -537,6 +537,18 @@ def cmd_study(args) -> int:
             sizes = [int(v) for v in args.learning_curve.split(",") if v.strip()]
         except ValueError:
             raise TfesiError("--learning-curve takes sizes such as 100,200,300.") from None
+        if args.site_test:  # issue 24: the routes a new site can take, on its own test set
+            from .core.bundle import default_bundle_path
+            from .core.training.study import run_site_curve, site_curve_text
+
+            if not sizes or min(sizes) < 6:
+                raise TfesiError("--learning-curve needs sizes of at least 6 patients.")
+            result = run_site_curve(args.manifest, args.site_test, out, sizes,
+                                    bundle=args.init_from or default_bundle_path(),
+                                    seed=args.seed, progress=_say)
+            print(site_curve_text(result), end="")
+            print(f"table: {out / 'site_curve.json'}", file=sys.stderr)
+            return 0
         if not sizes or min(sizes) < 2 * max(args.folds, 2):
             raise TfesiError("--learning-curve needs sizes of at least twice the folds.")
         arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
@@ -870,6 +882,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--arms", default="original",
                    help="with --learning-curve: CNN arms, e.g. original,augmentation-off or "
                         "compact (trained with its own recipe, not --epochs etc.)")
+    s.add_argument("--site-test", metavar="CSV", help="with --learning-curve: a new site's "
+                   "separate test manifest; compares the shipped model as is and recalibrated, "
+                   "fine-tuned from it, from scratch and the handcrafted baseline, trained on "
+                   "the first N patients of MANIFEST (the same site's)")
+    s.add_argument("--init-from", metavar="BUNDLE", help="with --site-test: the model a site "
+                   "starts from (default: the model in use)")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_study)
 
