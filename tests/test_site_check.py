@@ -118,3 +118,46 @@ def test_a_phantom_site_changes_the_images_and_headers_site_check_reads(cohort, 
     np.testing.assert_allclose(Site("s", "", scale=2.0).transform(v, p), 2 * v)
     fat = SITES["fatsat"].patient(p).anatomy
     assert fat.fat == pytest.approx(0.2 * p.anatomy.fat)
+
+
+def test_a_recorded_differing_site_marks_every_prediction_until_validated(t1_site, tmp_path,
+                                                                          capsys):
+    """`tfesi site-check --record`: where the site differs, every prediction of that model says
+    so (tfesi predict and the PDF report, through the prediction's source note the window shows
+    too) until `tfesi site-check --validated`."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tfesi_desktop.core.manifest import read_manifest
+    from tfesi_desktop.core.paths import demo_manifest, demo_study
+    from tfesi_desktop.core.site_note import record_path
+
+    (case,) = read_manifest(demo_manifest())
+    args = [str(demo_study()), "--slice", case.slice_key, "--roi", ",".join(map(str, case.roi)),
+            "--side", case.side, "--level", "C6"]
+
+    def predicted():
+        assert main(["predict", *args, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert predicted()["source_note"] is None
+    assert main(["site-check", "--validated"]) == 2  # nothing recorded yet: a plain error
+    capsys.readouterr()
+    assert main(["site-check", str(t1_site), "--record"]) == 0
+    assert "every prediction of this model now says" in capsys.readouterr().out
+    assert record_path().is_file() and "P0" not in record_path().read_text()  # counts only
+    p = predicted()
+    assert "found this site's images differ" in p["source_note"] and not p["reliable"]
+    assert "100% of 4 patients flagged" in p["source_note"]
+    if shutil.which("pdftotext"):
+        pdf = tmp_path / "r.pdf"
+        r = subprocess.run([sys.executable, "-m", "tfesi_desktop.cli", "report", *args, "--out",
+                            str(pdf)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
+                              check=True).stdout
+        assert "site check of" in " ".join(text.split())
+    assert main(["site-check", "--validated"]) == 0
+    capsys.readouterr()
+    assert predicted()["source_note"] is None

@@ -657,19 +657,44 @@ def cmd_federate(args) -> int:
 def cmd_site_check(args) -> int:
     from .core.site_check import site_check, site_check_text
 
+    from .core.site_note import mark_validated, record_check
+
     predictor = _load_predictor(args.model)
+    if args.validated:  # the model was validated on this site's outcomes: clear the note
+        if args.path:
+            raise TfesiError("--validated takes no manifest: it records that the model in use "
+                             "(or --model) was validated here.")
+        if mark_validated(predictor.bundle) is None:
+            raise TfesiError("No site check of this model was recorded (tfesi site-check "
+                             "--record MANIFEST).")
+        print(f"recorded: {predictor.bundle.name} {predictor.bundle.version} validated at "
+              "this site; its predictions no longer carry the site note")
+        return 0
+    if not args.path:
+        raise TfesiError("Give the site's manifest (or a folder with manifest.csv).")
     result = site_check(args.path, predictor, training_manifest=args.training_manifest,
                         progress=_progress("scoring patients"))
+    if args.record:
+        entry = record_check(predictor.bundle, result)
+        result["recorded"] = entry
     print(json.dumps(_finite(result), indent=1) if args.json else site_check_text(result),
           end="\n" if args.json else "")
+    if args.record and not args.json:
+        print("recorded: " + ("every prediction of this model now says this site's images "
+                              "differ, until tfesi site-check --validated" if entry["differs"]
+                              else "the site's images resemble the training images"))
     return 0
 
 
 def _site_check_parser(sub) -> None:
     s = sub.add_parser("site-check", help="does a site's batch of images resemble the "
                        "training images? With outcomes: local AUC and calibration")
-    s.add_argument("path", help="the site's manifest CSV (labels optional), or a folder with "
-                   "manifest.csv")
+    s.add_argument("path", nargs="?", help="the site's manifest CSV (labels optional), or a "
+                   "folder with manifest.csv")
+    s.add_argument("--record", action="store_true", help="keep the verdict: where the site "
+                   "differs, every prediction of this model says so until --validated")
+    s.add_argument("--validated", action="store_true", help="record that the model was "
+                   "validated on this site's outcomes (clears the note)")
     s.add_argument("--model", help="bundle (default: the model in use)")
     s.add_argument("--training-manifest", metavar="CSV", help="the training manifest, for the "
                    "acquisition range when the card records none")
