@@ -161,3 +161,26 @@ def test_a_recorded_differing_site_marks_every_prediction_until_validated(t1_sit
     assert main(["site-check", "--validated"]) == 0
     capsys.readouterr()
     assert predicted()["source_note"] is None
+
+
+def test_evaluate_over_several_sites_gives_a_table_and_a_forest_plot(cohort, t1_site,
+                                                                     tmp_path, capsys):
+    """`tfesi evaluate --site NAME=CSV ...` (issue 24, item 5): one row per site, a forest
+    plot."""
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--site", f"reference={cohort[0] / 'manifest.csv'}", "--site",
+                 f"t1={t1_site}", "--out", str(out), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["sites"]
+    assert [r["site"] for r in rows] == ["reference", "t1"]
+    ref, t1 = rows
+    assert ref["patients"] == 6 and ref["outcome_rate"] == 0.5
+    assert 0 <= ref["auc_ci95"][0] <= ref["auc"] <= ref["auc_ci95"][1] <= 1
+    assert {"slope", "intercept", "ece", "best_achievable_auc"} <= set(ref)
+    assert ref["flagged_share"] < t1["flagged_share"] == 1.0
+    assert "reference" in (out / "sites.txt").read_text()
+    img = np.asarray(Image.open(out / "forest.png").convert("L"))
+    assert img.shape[0] > 150 and img.std() > 10
+    assert main(["evaluate", "--site", "x=/nonexistent.csv"]) == 2

@@ -443,6 +443,8 @@ def _default_bundle():
 def cmd_evaluate(args) -> int:
     from .core.evaluation import evaluate_scores, read_scores, table2_text, write_report
 
+    if args.site:  # issue 24: external validation over several sites
+        return _evaluate_sites(args)
     if args.predictions:
         if args.model or args.manifest:
             raise TfesiError("Give either --predictions, or --model with --manifest.")
@@ -516,6 +518,38 @@ def _score_manifest(args):
     probs = np.array([r["probability"] for r in rows])
     raw = np.array([r["raw_logit"] for r in rows])
     return labels, {predictor.bundle.name: probs}, predictor, raw, rows, cases
+
+
+def _evaluate_sites(args) -> int:
+    from .core.evaluation import forest_plot, site_table, site_table_text
+
+    if args.predictions or args.manifest or args.update_card:
+        raise TfesiError("--site takes the place of --manifest and --predictions.")
+    sites = {}
+    for i, item in enumerate(args.site, start=1):
+        name, sep, manifest = item.partition("=")
+        if not sep:
+            name, manifest = f"site{i}", item
+        if not Path(manifest).is_file():
+            raise TfesiError("This site's manifest does not exist.", manifest)
+        sites[name.strip() or f"site{i}"] = manifest
+    predictor = _load_predictor(args.model)
+    rows = site_table(predictor, sites, progress=_progress("scoring patients"))
+    model = f"{predictor.bundle.name} {predictor.bundle.version}"
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sites.json").write_text(json.dumps({"model": model, "sites": rows}, indent=1))
+        (out / "sites.txt").write_text(site_table_text(rows))
+        forest_plot(rows, out / "forest.png", title=f"{model}: external validation per site")
+    if args.json:
+        print(json.dumps({"model": model, "sites": rows}, indent=1))
+    else:
+        print(f"model {model}")
+        print(site_table_text(rows), end="")
+        if args.out:
+            print(f"table and forest plot: {args.out}", file=sys.stderr)
+    return 0
 
 
 def cmd_study(args) -> int:
@@ -879,6 +913,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--score-columns", metavar="A[,B...]", help="score columns to evaluate")
     s.add_argument("--model", help="bundle to score --manifest with (default: the model in use)")
     s.add_argument("--manifest", help="manifest CSV to score with the model")
+    s.add_argument("--site", action="append", metavar="NAME=CSV", help="a site's manifest "
+                   "(repeat per site): a per-site table and, with --out, a forest plot")
     s.add_argument("--threshold", default="0.5", help="a number, or 'youden'")
     s.add_argument("--out", metavar="DIR", help="write a validation report folder")
     s.add_argument("--update-card", action="store_true",
