@@ -690,7 +690,6 @@ def cmd_federate(args) -> int:
 
 def cmd_site_check(args) -> int:
     from .core.site_check import site_check, site_check_text
-
     from .core.site_note import mark_validated, record_check
 
     predictor = _load_predictor(args.model)
