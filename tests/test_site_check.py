@@ -184,3 +184,21 @@ def test_evaluate_over_several_sites_gives_a_table_and_a_forest_plot(cohort, t1_
     img = np.asarray(Image.open(out / "forest.png").convert("L"))
     assert img.shape[0] > 150 and img.std() > 10
     assert main(["evaluate", "--site", "x=/nonexistent.csv"]) == 2
+
+
+def test_a_site_can_see_another_outcome_rate_and_the_reference_site_does_not():
+    """Site.outcome_shift (core/synth/sites.py): the outcome drawn again from the shifted
+    probability; at 0 the generator's patient is returned unchanged."""
+    import numpy as np
+
+    from tfesi_desktop.core.synth.cohort import draw_patient
+    from tfesi_desktop.core.synth.sites import SITES, Site
+
+    ps = [draw_patient(7, i, matrix=256) for i in range(300)]
+    assert all(SITES["reference"].patient(p) is p for p in ps[:5])
+    low = [Site("s", "", outcome_shift=-1.5).patient(p) for p in ps]
+    assert all(q.p_favourable < p.p_favourable for p, q in zip(ps, low, strict=True))
+    assert np.mean([q.label for q in low]) < np.mean([p.label for p in ps]) - 0.15
+    assert all((q.nrs_after <= q.nrs_before // 2) == bool(q.label) for q in low)
+    assert all(q.anatomy == p.anatomy for p, q in zip(ps, low, strict=True))
+    assert SITES["fatsat-lowrate"].outcome_shift < 0
