@@ -323,3 +323,55 @@ def test_pointing_game_chance_includes_a_map_peaking_at_the_roi_centre():
     # 3 patients where only the model hits, none where only the centre map does: p = 1/8
     assert g["as_placed"]["p_vs_centre_map"] == pytest.approx(0.125)
     assert g["shifted_quarter"]["centre_map_rate"] == 0.1
+
+
+def test_site_curve_compares_the_routes_a_new_site_can_take(cohort, tmp_path, capsys,
+                                                            monkeypatch):
+    """`tfesi study --learning-curve N --site-test CSV`: the shipped model as is and
+    recalibrated, fine-tuned from its network (init_from its model.keras, the compact recipe),
+    from scratch, and the baseline, each measured on the separate test manifest. The training is
+    replaced by a small logistic model (the real one runs in tests/test_training.py)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tfesi_desktop.core.paths import resource_path
+    from tfesi_desktop.core.training import study
+
+    configs = []
+
+    class Fake:
+        def __init__(self, clf):
+            self.clf = clf
+
+        def predict(self, x, batch_size=None, verbose=0):
+            return self.clf.predict_proba(x[:, ::10, ::10, 0].reshape(len(x), -1))[:, 1]
+
+    def quick_fit(regions, y, config, *, progress=None, train_idx=None, val_idx=None):
+        configs.append((config, len(train_idx), len(val_idx)))
+        x = np.stack([r.input().image for r in regions])[:, ::10, ::10, 0].reshape(len(y), -1)
+        clf = LogisticRegression(max_iter=2000).fit(x[train_idx], y[train_idx])
+        return Fake(clf), {"validation_probabilities":
+                           clf.predict_proba(x[val_idx])[:, 1].tolist()}
+
+    monkeypatch.setattr(study, "fit_and_evaluate", quick_fit)
+    manifest = str(cohort[0] / "manifest.csv")
+    out = tmp_path / "sc"
+    bundle = resource_path("models", "demo-synthetic")
+    assert main(["study", manifest, "--out", str(out), "--learning-curve", "6",
+                 "--site-test", manifest, "--init-from", str(bundle)]) == 0
+    text = capsys.readouterr().out
+    for route in study.SITE_ROUTES:
+        assert route in text
+    assert "best achievable AUC" in text
+    fine, scratch = configs[0][0], configs[1][0]
+    assert fine.init_from == str(bundle / "model.keras") and scratch.init_from is None
+    assert fine.variant == scratch.variant == "compact" and fine.learning_rate == 1e-3
+    assert configs[0][1:] == (4, 2)  # fitted on 4, recalibrated on the other 2
+    data = json.loads((out / "site_curve.json").read_text())
+    row = data["rows"][0]
+    assert row["patients"] == 6 and data["test_patients"] == 6
+    for route in study.SITE_ROUTES:
+        assert {"auc", "ci95", "slope", "intercept", "ece"} <= set(row[route])
+    # the program's own score, as the window shows it, for the shipped model unchanged
+    assert row[study.SHIPPED] == data["shipped"]
+    assert main(["study", manifest, "--out", str(tmp_path / "x"), "--learning-curve", "4",
+                 "--site-test", manifest]) == 2

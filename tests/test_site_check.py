@@ -118,3 +118,87 @@ def test_a_phantom_site_changes_the_images_and_headers_site_check_reads(cohort, 
     np.testing.assert_allclose(Site("s", "", scale=2.0).transform(v, p), 2 * v)
     fat = SITES["fatsat"].patient(p).anatomy
     assert fat.fat == pytest.approx(0.2 * p.anatomy.fat)
+
+
+def test_a_recorded_differing_site_marks_every_prediction_until_validated(t1_site, tmp_path,
+                                                                          capsys):
+    """`tfesi site-check --record`: where the site differs, every prediction of that model says
+    so (tfesi predict and the PDF report, through the prediction's source note the window shows
+    too) until `tfesi site-check --validated`."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tfesi_desktop.core.manifest import read_manifest
+    from tfesi_desktop.core.paths import demo_manifest, demo_study
+    from tfesi_desktop.core.site_note import record_path
+
+    (case,) = read_manifest(demo_manifest())
+    args = [str(demo_study()), "--slice", case.slice_key, "--roi", ",".join(map(str, case.roi)),
+            "--side", case.side, "--level", "C6"]
+
+    def predicted():
+        assert main(["predict", *args, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert predicted()["source_note"] is None
+    assert main(["site-check", "--validated"]) == 2  # nothing recorded yet: a plain error
+    capsys.readouterr()
+    assert main(["site-check", str(t1_site), "--record"]) == 0
+    assert "every prediction of this model now says" in capsys.readouterr().out
+    assert record_path().is_file() and "P0" not in record_path().read_text()  # counts only
+    p = predicted()
+    assert "found this site's images differ" in p["source_note"] and not p["reliable"]
+    assert "100% of 4 patients flagged" in p["source_note"]
+    if shutil.which("pdftotext"):
+        pdf = tmp_path / "r.pdf"
+        r = subprocess.run([sys.executable, "-m", "tfesi_desktop.cli", "report", *args, "--out",
+                            str(pdf)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
+                              check=True).stdout
+        assert "site check of" in " ".join(text.split())
+    assert main(["site-check", "--validated"]) == 0
+    capsys.readouterr()
+    assert predicted()["source_note"] is None
+
+
+def test_evaluate_over_several_sites_gives_a_table_and_a_forest_plot(cohort, t1_site,
+                                                                     tmp_path, capsys):
+    """`tfesi evaluate --site NAME=CSV ...` (issue 24, item 5): one row per site, a forest
+    plot."""
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--site", f"reference={cohort[0] / 'manifest.csv'}", "--site",
+                 f"t1={t1_site}", "--out", str(out), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["sites"]
+    assert [r["site"] for r in rows] == ["reference", "t1"]
+    ref, t1 = rows
+    assert ref["patients"] == 6 and ref["outcome_rate"] == 0.5
+    assert 0 <= ref["auc_ci95"][0] <= ref["auc"] <= ref["auc_ci95"][1] <= 1
+    assert {"slope", "intercept", "ece", "best_achievable_auc"} <= set(ref)
+    assert ref["flagged_share"] < t1["flagged_share"] == 1.0
+    assert "reference" in (out / "sites.txt").read_text()
+    img = np.asarray(Image.open(out / "forest.png").convert("L"))
+    assert img.shape[0] > 150 and img.std() > 10
+    assert main(["evaluate", "--site", "x=/nonexistent.csv"]) == 2
+
+
+def test_a_site_can_see_another_outcome_rate_and_the_reference_site_does_not():
+    """Site.outcome_shift (core/synth/sites.py): the outcome drawn again from the shifted
+    probability; at 0 the generator's patient is returned unchanged."""
+    import numpy as np
+
+    from tfesi_desktop.core.synth.cohort import draw_patient
+    from tfesi_desktop.core.synth.sites import SITES, Site
+
+    ps = [draw_patient(7, i, matrix=256) for i in range(300)]
+    assert all(SITES["reference"].patient(p) is p for p in ps[:5])
+    low = [Site("s", "", outcome_shift=-1.5).patient(p) for p in ps]
+    assert all(q.p_favourable < p.p_favourable for p, q in zip(ps, low, strict=True))
+    assert np.mean([q.label for q in low]) < np.mean([p.label for p in ps]) - 0.15
+    assert all((q.nrs_after <= q.nrs_before // 2) == bool(q.label) for q in low)
+    assert all(q.anatomy == p.anatomy for p, q in zip(ps, low, strict=True))
+    assert SITES["fatsat-lowrate"].outcome_shift < 0

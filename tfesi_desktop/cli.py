@@ -443,6 +443,8 @@ def _default_bundle():
 def cmd_evaluate(args) -> int:
     from .core.evaluation import evaluate_scores, read_scores, table2_text, write_report
 
+    if args.site:  # issue 24: external validation over several sites
+        return _evaluate_sites(args)
     if args.predictions:
         if args.model or args.manifest:
             raise TfesiError("Give either --predictions, or --model with --manifest.")
@@ -518,6 +520,38 @@ def _score_manifest(args):
     return labels, {predictor.bundle.name: probs}, predictor, raw, rows, cases
 
 
+def _evaluate_sites(args) -> int:
+    from .core.evaluation import forest_plot, site_table, site_table_text
+
+    if args.predictions or args.manifest or args.update_card:
+        raise TfesiError("--site takes the place of --manifest and --predictions.")
+    sites = {}
+    for i, item in enumerate(args.site, start=1):
+        name, sep, manifest = item.partition("=")
+        if not sep:
+            name, manifest = f"site{i}", item
+        if not Path(manifest).is_file():
+            raise TfesiError("This site's manifest does not exist.", manifest)
+        sites[name.strip() or f"site{i}"] = manifest
+    predictor = _load_predictor(args.model)
+    rows = site_table(predictor, sites, progress=_progress("scoring patients"))
+    model = f"{predictor.bundle.name} {predictor.bundle.version}"
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sites.json").write_text(json.dumps({"model": model, "sites": rows}, indent=1))
+        (out / "sites.txt").write_text(site_table_text(rows))
+        forest_plot(rows, out / "forest.png", title=f"{model}: external validation per site")
+    if args.json:
+        print(json.dumps({"model": model, "sites": rows}, indent=1))
+    else:
+        print(f"model {model}")
+        print(site_table_text(rows), end="")
+        if args.out:
+            print(f"table and forest plot: {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_study(args) -> int:
     require_extra("train")
     from .core.training.study import run_study, summary_text
@@ -537,6 +571,18 @@ def cmd_study(args) -> int:
             sizes = [int(v) for v in args.learning_curve.split(",") if v.strip()]
         except ValueError:
             raise TfesiError("--learning-curve takes sizes such as 100,200,300.") from None
+        if args.site_test:  # issue 24: the routes a new site can take, on its own test set
+            from .core.bundle import default_bundle_path
+            from .core.training.study import run_site_curve, site_curve_text
+
+            if not sizes or min(sizes) < 6:
+                raise TfesiError("--learning-curve needs sizes of at least 6 patients.")
+            result = run_site_curve(args.manifest, args.site_test, out, sizes,
+                                    bundle=args.init_from or default_bundle_path(),
+                                    seed=args.seed, progress=_say)
+            print(site_curve_text(result), end="")
+            print(f"table: {out / 'site_curve.json'}", file=sys.stderr)
+            return 0
         if not sizes or min(sizes) < 2 * max(args.folds, 2):
             raise TfesiError("--learning-curve needs sizes of at least twice the folds.")
         arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
@@ -644,20 +690,44 @@ def cmd_federate(args) -> int:
 
 def cmd_site_check(args) -> int:
     from .core.site_check import site_check, site_check_text
+    from .core.site_note import mark_validated, record_check
 
     predictor = _load_predictor(args.model)
+    if args.validated:  # the model was validated on this site's outcomes: clear the note
+        if args.path:
+            raise TfesiError("--validated takes no manifest: it records that the model in use "
+                             "(or --model) was validated here.")
+        if mark_validated(predictor.bundle) is None:
+            raise TfesiError("No site check of this model was recorded (tfesi site-check "
+                             "--record MANIFEST).")
+        print(f"recorded: {predictor.bundle.name} {predictor.bundle.version} validated at "
+              "this site; its predictions no longer carry the site note")
+        return 0
+    if not args.path:
+        raise TfesiError("Give the site's manifest (or a folder with manifest.csv).")
     result = site_check(args.path, predictor, training_manifest=args.training_manifest,
                         progress=_progress("scoring patients"))
+    if args.record:
+        entry = record_check(predictor.bundle, result)
+        result["recorded"] = entry
     print(json.dumps(_finite(result), indent=1) if args.json else site_check_text(result),
           end="\n" if args.json else "")
+    if args.record and not args.json:
+        print("recorded: " + ("every prediction of this model now says this site's images "
+                              "differ, until tfesi site-check --validated" if entry["differs"]
+                              else "the site's images resemble the training images"))
     return 0
 
 
 def _site_check_parser(sub) -> None:
     s = sub.add_parser("site-check", help="does a site's batch of images resemble the "
                        "training images? With outcomes: local AUC and calibration")
-    s.add_argument("path", help="the site's manifest CSV (labels optional), or a folder with "
-                   "manifest.csv")
+    s.add_argument("path", nargs="?", help="the site's manifest CSV (labels optional), or a "
+                   "folder with manifest.csv")
+    s.add_argument("--record", action="store_true", help="keep the verdict: where the site "
+                   "differs, every prediction of this model says so until --validated")
+    s.add_argument("--validated", action="store_true", help="record that the model was "
+                   "validated on this site's outcomes (clears the note)")
     s.add_argument("--model", help="bundle (default: the model in use)")
     s.add_argument("--training-manifest", metavar="CSV", help="the training manifest, for the "
                    "acquisition range when the card records none")
@@ -713,7 +783,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--matrix", type=int, choices=(256, 512), default=None,
                    help="image matrix for every study (default: mostly 256, some 512)")
     s.add_argument("--site", help="write the images as this site's scanner would: reference, "
-                   "fatsat, fatsat-half, hospital-b, highfield (core/synth/sites.py)")
+                   "fatsat, fatsat-half, hospital-b, highfield, fatsat-lowrate "
+                   "(core/synth/sites.py)")
     s.add_argument("--storage", choices=("random", "plain", "rle"), default="random",
                    help="random: vary orientation, MONOCHROME1, rescale, compression, multi-frame"
                    " and file names as scanners do (default); plain or rle: standard axial "
@@ -842,6 +913,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--score-columns", metavar="A[,B...]", help="score columns to evaluate")
     s.add_argument("--model", help="bundle to score --manifest with (default: the model in use)")
     s.add_argument("--manifest", help="manifest CSV to score with the model")
+    s.add_argument("--site", action="append", metavar="NAME=CSV", help="a site's manifest "
+                   "(repeat per site): a per-site table and, with --out, a forest plot")
     s.add_argument("--threshold", default="0.5", help="a number, or 'youden'")
     s.add_argument("--out", metavar="DIR", help="write a validation report folder")
     s.add_argument("--update-card", action="store_true",
@@ -870,6 +943,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--arms", default="original",
                    help="with --learning-curve: CNN arms, e.g. original,augmentation-off or "
                         "compact (trained with its own recipe, not --epochs etc.)")
+    s.add_argument("--site-test", metavar="CSV", help="with --learning-curve: a new site's "
+                   "separate test manifest; compares the shipped model as is and recalibrated, "
+                   "fine-tuned from it, from scratch and the handcrafted baseline, trained on "
+                   "the first N patients of MANIFEST (the same site's)")
+    s.add_argument("--init-from", metavar="BUNDLE", help="with --site-test: the model a site "
+                   "starts from (default: the model in use)")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_study)
 

@@ -21,6 +21,7 @@ from .errors import RoiError, TfesiError
 from .midline import Canal, find_canal, roi_position
 from .preprocess import MIN_ROI_PIXELS, ModelInput, check_roi, model_inputs
 from .selection import Result, Selection
+from .site_note import with_site_note
 from .source import source_note
 
 _SEARCH = object()  # "find the canal" (as opposed to None: searched, not found)
@@ -217,7 +218,8 @@ def predict_selection(predictor, stack, selection: Selection, *, values=None,
         slice_index=index, roi_side=found,
         override=override_text(gates, selection))
     note = source_note(predictor.bundle.synthetic, stack.manufacturer)
-    if note:  # a synthetic-only model on an image its generator did not make
+    note = with_site_note(note, predictor.bundle)  # a site-check found the site differs
+    if note:  # a synthetic-only model on an image its generator did not make, or that site
         pred = replace(pred, source_note=note)
     return Result(selection, pred, inputs[indices.index(index)][0], canal, found)
 

@@ -463,3 +463,86 @@ def write_predictions(path: str | Path, rows: list[dict]) -> Path:
     from .fileio import write_atomically
 
     return write_atomically(path, buf.getvalue().encode(), private=True)
+
+
+# --- external validation over several sites: the multi-centre table and forest plot (issue 24,
+# item 5) ---
+
+def site_table(predictor, sites: dict[str, str | Path], *, progress=None) -> list[dict]:
+    """One row per site: patients, outcome rate, AUC with its DeLong 95 % CI, calibration slope
+    and intercept, ECE, the share flagged by the distribution check, and the generator's best
+    achievable AUC where the manifest has it; the program's stable prediction
+    (:func:`score_cases`)."""
+    from .manifest import generator_probabilities, read_manifest
+    from .stats import auc_delong, calibration_slope_intercept, expected_calibration_error
+
+    rows = []
+    for name, manifest in sites.items():
+        cases = read_manifest(manifest)
+        scored = score_cases(predictor, cases, perturb=False, progress=progress)
+        y = np.array([c.label for c in cases])
+        p = np.array([r["probability"] for r in scored])
+        row = {"site": name, "manifest": str(manifest), "patients": int(len(y)),
+               "outcome_rate": round(float(y.mean()), 4),
+               "mean_predicted": round(float(p.mean()), 4),
+               "flagged_share": round(float(np.mean([r["in_distribution"] is False
+                                                     for r in scored])), 4)}
+        if 0 < y.sum() < len(y):
+            a = auc_delong(y, p)
+            slope, intercept = calibration_slope_intercept(y, np.clip(p, 1e-6, 1 - 1e-6))
+            row |= {"auc": round(a.auc, 4), "auc_ci95": [round(v, 4) for v in a.ci95],
+                    "slope": round(slope, 3), "intercept": round(intercept, 3),
+                    "ece": round(expected_calibration_error(y, p), 4)}
+            gen = generator_probabilities(cases)
+            if gen is not None:
+                row["best_achievable_auc"] = round(auc_delong(y, gen).auc, 4)
+        rows.append(row)
+    return rows
+
+
+def site_table_text(rows: list[dict]) -> str:
+    lines = [f"{'site':16s} {'n':>5s} {'outcome':>8s} {'AUC (95 % CI)':>22s} {'slope':>6s} "
+             f"{'interc.':>7s} {'ECE':>6s} {'flagged':>8s}"]
+    for r in rows:
+        auc = (f"{r['auc']:.3f} ({r['auc_ci95'][0]:.3f}-{r['auc_ci95'][1]:.3f})"
+               if "auc" in r else "one class: none")
+        cal = (f"{r['slope']:6.2f} {r['intercept']:7.2f} {r['ece']:6.3f}" if "auc" in r
+               else f"{'-':>6s} {'-':>7s} {'-':>6s}")
+        lines.append(f"{r['site'][:16]:16s} {r['patients']:5d} {r['outcome_rate']:8.0%} "
+                     f"{auc:>22s} {cal} {r['flagged_share']:8.0%}")
+    return "\n".join(lines) + "\n"
+
+
+def forest_plot(rows: list[dict], path: str | Path, *, title: str = "") -> None:
+    """AUC with its 95 % CI per site (left) and the calibration slope (right), the figure a
+    multi-centre paper prints."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if "auc" in r]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 1.2 + 0.45 * len(rows)), dpi=120,
+                                 sharey=True, gridspec_kw={"width_ratios": [2, 1]})
+    ys = np.arange(len(rows))[::-1]
+    for yv, r in zip(ys, rows, strict=True):
+        lo, hi = r["auc_ci95"]
+        ax.plot([lo, hi], [yv, yv], color="#333")
+        ax.plot(r["auc"], yv, "s", color="#1f4e9c", markersize=4 + r["patients"] ** 0.5 / 3)
+        if "best_achievable_auc" in r:
+            ax.plot(r["best_achievable_auc"], yv, "|", color="#b00020", markersize=10)
+        bx.plot(r["slope"], yv, "o", color="#1f4e9c")
+    ax.axvline(0.5, color="#999", ls=":", lw=1)
+    bx.axvline(1.0, color="#999", ls=":", lw=1)
+    ax.set_yticks(ys, [f"{r['site']} (n={r['patients']})" for r in rows])
+    ax.set_xlabel("AUC (DeLong 95 % CI); red bar: best achievable")
+    bx.set_xlabel("calibration slope (1: calibrated)")
+    ax.set_xlim(0.3, 1.0)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.grid(axis="x", alpha=0.3)
+    bx.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -15,8 +15,11 @@ A :class:`Site` changes, in this order:
 3. the headers: field strength, slice thickness, ScanOptions ``FS`` when fat is suppressed, and
    the institution's name, so that ``tfesi site-check`` can compare them with a training range.
 
-The anatomy and the outcome model are the same at every site (the outcome rate is the
-generator's); what changes is only how the scanner shows them.
+The anatomy and the image findings' effect on the outcome are the same at every site. A site
+may also see another outcome rate (``outcome_shift``, added to the outcome model's logit: other
+referrals, co-interventions, follow-up; nothing the images show), so that its patients'
+``p_favourable`` and outcomes are drawn again from the shifted probability; at 0 (the default,
+and the reference site's) the generator's outcomes are left exactly as drawn.
 """
 
 from __future__ import annotations
@@ -40,9 +43,19 @@ class Site:
     noise: float = 0.0
     scale: float = 1.0
     field_strength_t: float = 1.5
+    outcome_shift: float = 0.0  # added to the outcome model's logit at this site
 
     def patient(self, p):
-        """The patient as this scanner sees the tissues (fat suppression)."""
+        """The patient as this site sees them: its outcome rate (``outcome_shift``), the
+        tissues through its scanner (fat suppression)."""
+        if self.outcome_shift:
+            rng = np.random.default_rng([p.seed, p.index, 11])
+            q = float(1 / (1 + np.exp(-(np.log(p.p_favourable / (1 - p.p_favourable))
+                                       + self.outcome_shift))))
+            label = int(rng.random() < q)
+            after = (int(rng.integers(0, p.nrs_before // 2 + 1)) if label else
+                     int(rng.integers(p.nrs_before // 2 + 1, p.nrs_before + 1)))
+            p = replace(p, p_favourable=q, label=label, nrs_after=after)
         if not self.fat_suppression:
             return p
         k = 1.0 - self.fat_suppression
@@ -102,6 +115,8 @@ SITES = {s.name: s for s in (
          field_strength_t=1.0),
     Site("highfield", "3 T: a stronger bias field, brighter images (scale x2)", bias=0.3,
          scale=2.0, field_strength_t=3.0),
+    Site("fatsat-lowrate", "fat suppression on (80 %) and fewer favourable outcomes (logit "
+         "-1: other referrals)", fat_suppression=0.8, outcome_shift=-1.0),
 )}
 
 

@@ -341,3 +341,125 @@ def _plot_learning_curve(rows, names, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+# --- how a new site adapts the model: the routes at growing cohort sizes (issue 24, item 3) ---
+
+SHIPPED = "shipped as is"
+SHIPPED_RECAL = "shipped + recalibration"
+FINE_TUNED = "fine-tuned + recalibration"
+SCRATCH = "from scratch + recalibration"
+SITE_ROUTES = (SHIPPED, SHIPPED_RECAL, FINE_TUNED, SCRATCH, BASELINE)
+
+
+def _recalibrated(z_fit, y_fit, z_test) -> np.ndarray:
+    from ..stats import fit_platt
+
+    temperature, intercept = fit_platt(y_fit, z_fit)
+    return 1 / (1 + np.exp(-(np.asarray(z_test) / temperature + intercept)))
+
+
+def _test_metrics(y, p) -> dict:
+    from ..stats import calibration_slope_intercept, expected_calibration_error
+
+    r = auc_delong(y, p)
+    slope, intercept = calibration_slope_intercept(y, np.clip(p, 1e-6, 1 - 1e-6))
+    return {"auc": round(r.auc, 4), "ci95": [round(v, 4) for v in r.ci95],
+            "slope": round(slope, 3), "intercept": round(intercept, 3),
+            "ece": round(expected_calibration_error(y, p), 4)}
+
+
+def run_site_curve(pool_manifest: str | Path, test_manifest: str | Path, out: str | Path,
+                   sizes: list[int], *, bundle: str | Path, seed: int = 0,
+                   calibration_fraction: float = 0.25,
+                   routes: tuple[str, ...] = SITE_ROUTES, progress=None) -> dict:
+    """What a new site gets from each route (:data:`SITE_ROUTES`) with its first ``n`` patients
+    (nested subsets of ``pool_manifest``), measured on a separate set of the same site's
+    patients (``test_manifest``): the shipped model (``bundle``) unchanged; its Platt
+    calibration refitted on the n patients; fine-tuned from its network (the compact recipe,
+    ``tfesi train --init-from``) on ``1 - calibration_fraction`` of them and recalibrated on the
+    rest; the same from random weights; the handcrafted baseline on all n. AUC (DeLong 95 % CI),
+    calibration slope/intercept and ECE on the test set, and the generator's best achievable.
+    Writes ``site_curve.json`` after every size (a long run can be read while it goes)."""
+    from ..errors import TfesiError
+    from ..evaluation import score_cases
+    from ..runtime import Predictor
+    from .network import COMPACT
+    from .train import _predict
+
+    say = progress or (lambda m: None)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = Path(bundle)
+    keras_file = bundle / "model.keras"
+    regions, y, cases = load_regions(pool_manifest)
+    t_regions, t_y, t_cases = load_regions(test_manifest)
+    if max(sizes) > len(y):
+        raise TfesiError(f"The curve asks for {max(sizes)} patients; the pool has {len(y)}.",
+                         pool_manifest)
+    sizes = sorted(set(sizes))
+    gen = generator_probabilities(t_cases)
+    result = {"pool": str(pool_manifest), "test": str(test_manifest), "bundle": bundle.name,
+              "test_patients": int(len(t_y)), "test_favourable": int(t_y.sum()), "seed": seed,
+              "calibration_fraction": calibration_fraction, "routes": list(routes),
+              "best_achievable": (_test_metrics(t_y, gen) if gen is not None else None),
+              "rows": []}
+    need_program = SHIPPED in routes or SHIPPED_RECAL in routes
+    if need_program:
+        say("scoring the shipped model on the pool and the test set")
+        predictor = Predictor(bundle, quiet=True)
+        pool_rows = score_cases(predictor, cases, perturb=False)
+        test_rows = score_cases(predictor, t_cases, perturb=False)
+        z_pool = np.array([r["raw_logit"] for r in pool_rows])
+        z_test = np.array([r["raw_logit"] for r in test_rows])
+        p_shipped = np.array([r["probability"] for r in test_rows])
+        result["shipped"] = _test_metrics(t_y, p_shipped)
+    if BASELINE in routes:
+        feats = feature_matrix(np.stack([r.input().image for r in regions]))
+        t_feats = feature_matrix(np.stack([r.input().image for r in t_regions]))
+        both = np.concatenate([feats, t_feats])
+    x_test = np.stack([r.input().image for r in t_regions])
+    for n, idx in zip(sizes, nested_subsets(y, sizes, seed), strict=True):
+        yy = y[idx]
+        row: dict = {"patients": n, "favourable": int(yy.sum())}
+        t = time.monotonic()
+        if SHIPPED in routes:
+            row[SHIPPED] = result["shipped"]
+        if SHIPPED_RECAL in routes:
+            row[SHIPPED_RECAL] = _test_metrics(t_y, _recalibrated(z_pool[idx], yy, z_test))
+        fit, cal = split(yy, calibration_fraction, seed)
+        for route, init_from in ((FINE_TUNED, str(keras_file)), (SCRATCH, None)):
+            if route not in routes:
+                continue
+            say(f"site curve: {n} patients, {route}")
+            cfg = TrainConfig(variant=COMPACT, **recipe(COMPACT), seed=seed, init="random",
+                              init_from=init_from)
+            model, record = fit_and_evaluate([regions[i] for i in idx], yy, cfg,
+                                             train_idx=fit, val_idx=cal)
+            z_cal = logit(np.array(record["validation_probabilities"]))
+            z_t = logit(_predict(model, x_test))
+            row[route] = _test_metrics(t_y, _recalibrated(z_cal, yy[cal], z_t))
+            row[f"{route} seconds"] = record.get("seconds")
+        if BASELINE in routes:
+            test_idx = np.arange(len(y), len(y) + len(t_y))
+            p = fit_predict(both, np.concatenate([y, t_y]), idx, test_idx, seed)
+            row[BASELINE] = _test_metrics(t_y, p)
+        row["seconds"] = round(time.monotonic() - t, 1)
+        result["rows"].append(row)
+        say(site_curve_text(result).splitlines()[-1])
+        (out / "site_curve.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def site_curve_text(result: dict) -> str:
+    """The table: one line per cohort size, AUC and calibration slope of each route."""
+    routes = result["routes"]
+    best = result.get("best_achievable")
+    lines = [f"test set: {result['test_patients']} patients of the site"
+             + (f"; best achievable AUC {best['auc']:.3f}" if best else ""),
+             "patients  " + "  ".join(f"{r:>28s}" for r in routes)]
+    for row in result["rows"]:
+        lines.append(f"{row['patients']:8d}  " + "  ".join(
+            (f"AUC {row[r]['auc']:.3f} slope {row[r]['slope']:.2f}" if r in row else "-")
+            .rjust(28) for r in routes))
+    return "\n".join(lines) + "\n"
