@@ -27,6 +27,8 @@ FLANK_MM = 4  # darker tissue on each side of the band, mm
 STEP_MM = 1  # the path moves at most this far front/back per mm down
 CORD_WEIGHT = 2.0  # how much a core darker than the band's edges (the cord in its CSF) counts
 MIN_RESPONSE = 0.12  # mean band-minus-flanks contrast (0..1) below which there is no cord
+SKIN_MM = 20.0  # the canal's centre lies at least this deep in the neck (phantom and real: 35-60)
+TISSUE = 0.1  # normalised intensity (smoothed) above which a pixel is tissue, not air
 
 
 def upright_transform(geometry: SliceGeometry) -> Dihedral:
@@ -102,6 +104,30 @@ def _band_response(img: np.ndarray) -> np.ndarray:
     return best
 
 
+def _inside_neck(img: np.ndarray) -> np.ndarray:
+    """(rows, cols) bool: where the canal's centre may lie, at least :data:`SKIN_MM` inside
+    the neck from the air in front of and behind it on that row. The fat under the skin is a
+    bright band between air and muscle that the band profile also matches (on the phantom's
+    sagittal it outscored the canal in 6 of 20 patients); rows with no air at an end of the
+    image are not limited at that end."""
+    from scipy.ndimage import gaussian_filter, label
+
+    tissue = gaussian_filter(img, 2.0 / GRID_MM) > TISSUE
+    lab, n = label(tissue)
+    if n == 0:
+        return np.zeros(img.shape, bool)
+    body = lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
+    rows, cols = img.shape
+    any_ = body.any(axis=1)
+    first = np.where(any_, np.argmax(body, axis=1), cols)
+    last = np.where(any_, cols - 1 - np.argmax(body[:, ::-1], axis=1), -1)
+    margin = int(round(SKIN_MM / GRID_MM))
+    lo = np.where(first > 0, first + margin, 0)
+    hi = np.where(last < cols - 1, last - margin, cols - 1)
+    c = np.arange(cols)[None, :]
+    return (c >= lo[:, None]) & (c <= hi[:, None]) & any_[:, None]
+
+
 def _path(resp: np.ndarray) -> tuple[np.ndarray, float]:
     """The column per row maximising the summed response, moving at most STEP_MM per row."""
     rows, cols = resp.shape
@@ -137,7 +163,7 @@ def cord_course(slices) -> CordCourse | None:
         if hi - lo <= 1e-6 * max(1.0, abs(float(hi))):
             continue
         img = np.clip((img - lo) / (hi - lo), 0, 1)
-        resp = _band_response(img)
+        resp = np.where(_inside_neck(img), _band_response(img), -1.0)
         found.append((float(np.mean(resp.max(axis=1))), resp, d, cshape, (sr, sc), g))
     if not found:
         return None
