@@ -39,3 +39,25 @@ def test_a_canal_far_from_the_cord_course_is_not_believed(study):
     ref = stack.slices[stack.find_slice(row["sop_instance_uid"])]
     moved = dataclasses.replace(guide, points=guide.points + np.array([0.0, -30.0, 0.0]))
     assert find_anatomy(modality_values(ref), ref.require_geometry(), guide=moved) is None
+
+
+@pytest.mark.parametrize("seed,index", [(4, 2), (0, 1), (2, 5), (3, 7)])
+def test_the_course_follows_the_cord_not_the_fat_under_the_skin(seed, index, tmp_path):
+    """These phantoms' course followed the front of the neck, 50-63 mm from the cord, before
+    core/cordpath.py kept the path 20 mm inside the skin; the cord must be within 5 mm on
+    every axial slice."""
+    p = draw_patient(seed, index, matrix=256)
+    row = write_study(p, tmp_path)
+    scan = open_study([tmp_path]).scan
+    stack = scan.find_stack(row["series_uid"])
+    guide = sagittal_guide(scan, stack)
+    assert guide is not None
+    truth = np.array(sagittal_centre(p))
+    for ref in stack.slices:
+        g = ref.require_geometry()
+        n = np.asarray(g.normal, float)
+        n /= np.linalg.norm(n)
+        on_slice = truth + np.dot(np.asarray(g.position, float) - truth, n) * n
+        at = guide.at(g)
+        assert at is not None
+        assert np.linalg.norm(np.array(at) - on_slice) < 5.0, (ref, at, on_slice)
