@@ -59,3 +59,22 @@ def test_the_demo_model_flags_the_same_images_from_another_manufacturer(tmp_path
     assert other["reliable"] is False and "ACME MR" in other["source_note"]
     text = _predict(study)
     assert "NOT RELIABLE" in text and "has never been validated on a real scanner" in text
+
+
+def test_the_window_and_the_cli_search_the_canal_with_the_sagittal_as_guide(monkeypatch):
+    """Both call the same search with the study's sagittal cord course (core/commands.py),
+    decoded once per stack in the window's workers."""
+    from types import SimpleNamespace
+
+    from tfesi_desktop.gui import jobs
+
+    calls, seen = [], []
+    monkeypatch.setattr(jobs, "_GUIDES", {})
+    monkeypatch.setattr(jobs, "sagittal_guide", lambda scan, stack: calls.append(stack) or "G")
+    monkeypatch.setattr(jobs, "find_anatomy",
+                        lambda values, geometry, guide=None: seen.append(guide) or "canal")
+    stack = SimpleNamespace(key="s1")
+    assert jobs.find_canal("k1", None, None, "scan", stack) == ("k1", "canal")
+    assert jobs.find_canal("k2", None, None, "scan", stack) == ("k2", "canal")
+    assert len(calls) == 1 and seen == ["G", "G"]  # one decode of the sagittal per stack
+    assert jobs.find_canal("k3", None, None) == ("k3", "canal") and seen[-1] is None

@@ -166,7 +166,7 @@ def _load_predictor(model: str | None):
 def run_prediction(args):
     """Open, select, check the safety gates and predict through the commands the window uses:
     shared by predict and report. Returns (scan, stack, index, predictor, outcome)."""
-    from .core.commands import open_study, predict_selection
+    from .core.commands import open_study, predict_selection, sagittal_guide
     from .core.session import Selection
 
     opened = open_study(args.path)
@@ -180,7 +180,8 @@ def run_prediction(args):
                           overrides=("canal", "midline", "side") if args.allow_side_mismatch
                           else ())
     predictor = _load_predictor(args.model)
-    outcome = predict_selection(predictor, stack, selection)
+    # the study's sagittal, where it shares the frame of reference, tells where the canal is
+    outcome = predict_selection(predictor, stack, selection, guide=sagittal_guide(result, stack))
     if outcome.prediction.provenance.override:
         print(f"warning: {outcome.prediction.provenance.override}", file=sys.stderr)
     return result, stack, index, predictor, outcome

@@ -185,13 +185,14 @@ def override_text(gates: list[Gate], selection: Selection) -> str | None:
 # --- predicting ------------------------------------------------------------------------------
 
 def predict_selection(predictor, stack, selection: Selection, *, values=None,
-                      canal=_SEARCH) -> Outcome:
+                      canal=_SEARCH, guide=None) -> Outcome:
     """Check the gates and make the stable prediction for a selection on a scanned stack,
     over the chosen slice and its neighbours (``predictor.slice_offsets``, the ROI carried
     there by geometry; :func:`.runtime.predict_slices`).
 
     ``values``: the slice's modality values if already decoded; ``canal``: the canal if already
-    found (None: searched and not found). Raises :class:`GateError` when a gate blocks."""
+    found (None: searched and not found); ``guide``: the sagittal's cord course for that search
+    (:func:`sagittal_guide`). Raises :class:`GateError` when a gate blocks."""
     from .dicom.pixels import modality_values
     from .runtime import predict_slices
 
@@ -204,7 +205,7 @@ def predict_selection(predictor, stack, selection: Selection, *, values=None,
         raise TfesiError("Draw the ROI and choose the injection side first.")
     check_roi(selection.roi, values.shape)
     if canal is _SEARCH:
-        canal = find_anatomy(values, geometry)
+        canal = find_anatomy(values, geometry, guide=guide)
     gates = check_selection(selection, geometry, canal)
     block = blocking(gates, selection)
     if block:

@@ -33,7 +33,8 @@ class CanalSearch(QObject):
             if values is None:
                 continue
             self.searching.add(key)
-            self.ctx.run_worker(Worker(jobs.find_canal, key, values, s.geometry_of(key)),
+            self.ctx.run_worker(Worker(jobs.find_canal, key, values, s.geometry_of(key),
+                                       s.scan, s.stack()),
                                 self._found, self._failed)
 
     @Slot(object)

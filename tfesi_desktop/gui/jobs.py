@@ -4,9 +4,11 @@ Their results come back to slots of the window or its controllers in the GUI thr
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
-from ..core.commands import find_anatomy, predict_selection
+from ..core.commands import find_anatomy, predict_selection, sagittal_guide
 from ..core.dicom import default_window, modality_values
 from ..core.errors import TfesiError
 from ..core.resample import resample
@@ -39,10 +41,30 @@ def predict_other_side(predictor, stack, source, other, values, canal):
     return source, predict_selection(predictor, stack, other, values=values, canal=canal)
 
 
-def find_canal(key, values, geometry):
-    """(slice key, the anatomy found on it, or None)."""
+_GUIDES: dict[str, object] = {}  # stack key -> its sagittal's cord course (or None), once
+_GUIDES_LOCK = threading.Lock()
+
+
+def _guide(scan, stack):
+    """The cord's course on the study's sagittal for ``stack`` (decoded once per stack)."""
+    with _GUIDES_LOCK:
+        if stack.key in _GUIDES:
+            return _GUIDES[stack.key]
     try:
-        return key, find_anatomy(values, geometry)
+        guide = sagittal_guide(scan, stack)
+    except TfesiError:
+        guide = None
+    with _GUIDES_LOCK:
+        _GUIDES[stack.key] = guide
+    return guide
+
+
+def find_canal(key, values, geometry, scan=None, stack=None):
+    """(slice key, the anatomy found on it, or None); with the scan and the stack, guided by the
+    study's sagittal where it shares the frame of reference (core/commands.py)."""
+    try:
+        guide = _guide(scan, stack) if scan is not None and stack is not None else None
+        return key, find_anatomy(values, geometry, guide=guide)
     except TfesiError:
         return key, None
 
