@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 from pathlib import Path
 
+from .fileio import write_atomically
 from .paths import data_dir
 
 FILE = "site-checks.json"
@@ -34,11 +35,7 @@ def _load() -> dict:
 
 
 def _save(data: dict) -> None:
-    path = record_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    write_atomically(record_path(), json.dumps(data, indent=1).encode(), private=True)
 
 
 def _now() -> str:
