@@ -46,17 +46,16 @@ _GUIDES_LOCK = threading.Lock()
 
 
 def _guide(scan, stack):
-    """The cord's course on the study's sagittal for ``stack`` (decoded once per stack)."""
+    """The cord's course on the study's sagittal for ``stack``, decoded once per stack: the
+    canal searches of several slices start together, and the others wait for the first one's
+    course rather than each decoding the sagittal again."""
     with _GUIDES_LOCK:
-        if stack.key in _GUIDES:
-            return _GUIDES[stack.key]
-    try:
-        guide = sagittal_guide(scan, stack)
-    except TfesiError:
-        guide = None
-    with _GUIDES_LOCK:
-        _GUIDES[stack.key] = guide
-    return guide
+        if stack.key not in _GUIDES:
+            try:
+                _GUIDES[stack.key] = sagittal_guide(scan, stack)
+            except TfesiError:
+                _GUIDES[stack.key] = None
+        return _GUIDES[stack.key]
 
 
 def find_canal(key, values, geometry, scan=None, stack=None):
