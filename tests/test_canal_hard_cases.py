@@ -38,17 +38,11 @@ def hard_case(i: int):
     return dataclasses.replace(p, anatomy=a, pixel_mm=pixel, contrast=contrast)
 
 
-# Measured miss of the current finder (2026-12-02): the small T2 (spin echo) canal with a thin
-# CSF ring at 0.4 mm is mostly cord-grey, with the phantom's bright foraminal fat around it, and
-# matches the templates at 0.35 at best (threshold 0.45). Strict: a case that starts passing
-# fails here, so the list can only shrink. The floor for the other 15 is 100 %.
-KNOWN_MISSES = {0}
-
-
 @pytest.mark.parametrize("i", range(len(CASES)), ids=lambda i: "-".join(map(str, CASES[i])))
-def test_hard_case_is_found_within_2_mm(i, request):
-    if i in KNOWN_MISSES:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="known miss (see above)"))
+def test_hard_case_is_found_within_2_mm(i):
+    """The floor is 100 %: every case. The small T2 canal with a thin CSF ring amid the
+    foramina's bright fat was missed (0.35 at best against the whole templates) until the close
+    templates (core/midline.py) came in."""
     p = hard_case(i)
     values, g = narrowest_slice(p)
     canal = find_canal(values, g)

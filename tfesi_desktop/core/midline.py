@@ -44,6 +44,7 @@ CROSS_MARGIN_MM = 6.0  # an ROI reaching this far past the canal's centre crosse
 CANAL_SHAPES = ((10.0, 5.5), (11.75, 7.0), (13.5, 8.5))
 CORD_FRACTIONS = (0.55, 0.8)
 _MARGIN = (8.0, 6.5)  # template half-size beyond the canal (mm): the bone and ligaments around
+CLOSE_RIM_MM = 2.5  # the close templates see the canal and this much around it
 Rect = tuple[int, int, int, int]
 @dataclass(frozen=True)
 class Canal:
@@ -96,8 +97,31 @@ def _template(canal: tuple[float, float], cord_fraction: float, angle_deg: float
 
 
 @lru_cache(maxsize=64)
-def _templates(angle_deg: float) -> tuple[tuple[tuple[float, float], float, np.ndarray], ...]:
-    return tuple((c, f, _template(c, f, angle_deg)) for c in CANAL_SHAPES for f in CORD_FRACTIONS)
+def _templates(angle_deg: float) -> tuple[tuple[tuple[float, float], float, np.ndarray,
+                                              np.ndarray | None], ...]:
+    """(canal, cord fraction, template, mask): each shape whole (mask None: the bone and
+    ligaments around the canal darker than it) and close (the mask keeps the canal and a
+    :data:`CLOSE_RIM_MM` rim only: a small canal with a thin CSF ring, amid the bright fat and
+    bone of the foramina, matches its whole template at 0.35 at best, and its close one at
+    0.58)."""
+    out = []
+    for c in CANAL_SHAPES:
+        for f in CORD_FRACTIONS:
+            t = _template(c, f, angle_deg)
+            out.append((c, f, t, None))
+            out.append((c, f, t, _close_mask(t.shape, c, angle_deg)))
+    return tuple(out)
+
+
+def _close_mask(shape, canal: tuple[float, float], angle_deg: float) -> np.ndarray:
+    """1 inside the canal grown by :data:`CLOSE_RIM_MM`, 0 elsewhere (template's grid)."""
+    v = (np.arange(shape[0]) - (shape[0] - 1) / 2) * GRID_MM
+    u = (np.arange(shape[1]) - (shape[1] - 1) / 2) * GRID_MM
+    vv, uu = np.meshgrid(v, u, indexing="ij")
+    a = np.deg2rad(angle_deg)
+    x, y = np.cos(a) * uu + np.sin(a) * vv, -np.sin(a) * uu + np.cos(a) * vv
+    return (((x / (canal[0] + CLOSE_RIM_MM)) ** 2 + (y / (canal[1] + CLOSE_RIM_MM)) ** 2)
+            < 1.0).astype(np.float64)
 
 
 def _canonical_grid(values: np.ndarray, geometry: SliceGeometry):
@@ -126,8 +150,8 @@ class _Correlator:
         r0, r1, c0, c1 = window
         self.shape = img.shape
         self.out = (max(0, r0 - 1), min(gr, r1 + 1), max(0, c0 - 1), min(gc, c1 + 1))
-        self.pad = max(t.shape[0] for _, _, t in _templates(0.0)), \
-            max(t.shape[1] for _, _, t in _templates(0.0))
+        self.pad = max(x[2].shape[0] for x in _templates(0.0)), \
+            max(x[2].shape[1] for x in _templates(0.0))
         self.img = np.pad(img.astype(np.float64), ((self.pad[0],) * 2, (self.pad[1],) * 2),
                           mode="edge")
         self._blocks: dict = {}
@@ -146,18 +170,41 @@ class _Correlator:
             s1, s2 = _box_sum(blk, th, tw), _box_sum(blk * blk, th, tw)
             var = s2 - s1 * s1 / (th * tw)
             size = tuple(sfft.next_fast_len(n, real=True) for n in blk.shape)
-            self._blocks[key] = (sfft.rfft2(blk, size), size, np.sqrt(np.maximum(var, 0.0)))
+            self._blocks[key] = (sfft.rfft2(blk, size), size, np.sqrt(np.maximum(var, 0.0)),
+                                 blk)
         return self._blocks[key]
 
-    def __call__(self, t: np.ndarray) -> np.ndarray:
+    def _squares(self, th: int, tw: int):
+        """The FFT of the block's squares (for the masked templates' window variances)."""
+        import scipy.fft as sfft
+
+        key = ("sq", th, tw)
+        if key not in self._blocks:
+            _, size, _, blk = self._block(th, tw)
+            self._blocks[key] = sfft.rfft2(blk * blk, size)
+        return self._blocks[key]
+
+    def __call__(self, t: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """The map for template ``t``; with ``mask`` (0/1, t's shape), over the mask's pixels
+        only: the image's mean and variance are then taken under the mask at each position."""
         import scipy.fft as sfft
 
         th, tw = t.shape
-        fblk, size, den_img = self._block(th, tw)
-        tz = t.astype(np.float64) - float(t.mean())
-        # circular correlation: the valid part (index >= template size - 1) is the linear one
-        full = sfft.irfft2(fblk * sfft.rfft2(tz[::-1, ::-1], size), size)
-        num = full[th - 1:th - 1 + den_img.shape[0], tw - 1:tw - 1 + den_img.shape[1]]
+        fblk, size, den_img, _ = self._block(th, tw)
+        h, w = den_img.shape
+
+        def corr(f_img, k):  # circular correlation: index >= template size - 1 is the linear one
+            full = sfft.irfft2(f_img * sfft.rfft2(k[::-1, ::-1], size), size)
+            return full[th - 1:th - 1 + h, tw - 1:tw - 1 + w]
+
+        if mask is None:
+            tz = t.astype(np.float64) - float(t.mean())
+        else:
+            n = float(mask.sum())
+            tz = (t.astype(np.float64) - float((t * mask).sum()) / n) * mask
+            s1 = corr(fblk, mask)
+            den_img = np.sqrt(np.maximum(corr(self._squares(th, tw), mask) - s1 * s1 / n, 0.0))
+        num = corr(fblk, tz)
         den = den_img * np.sqrt((tz * tz).sum())
         res = np.zeros(self.shape, np.float64)
         o0, o1, p0, p1 = self.out
@@ -246,18 +293,24 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
         return None
     # every shape upright, then the best verified shape turned (the canal's outline is
     # near-symmetric, so the shape and the rotation can be found one after the other)
-    if max(t.shape[0] for _, _, t in _templates(0.0)) >= gr or \
-            max(t.shape[1] for _, _, t in _templates(0.0)) >= gc:
+    if max(x[2].shape[0] for x in _templates(0.0)) >= gr or \
+            max(x[2].shape[1] for x in _templates(0.0)) >= gc:
         return None
     ncc = _Correlator(img, window)
-    cands = []
-    for angle in ANGLES_DEG:
-        for canal, fraction, t in _templates(angle):
-            smap = ncc(t)
-            cands += [(v, (canal, fraction), angle, r, c, smap)
-                      for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
-    best = next((x for x in sorted(cands, key=lambda x: -x[0])
-                 if _looks_like_canal(img, x[3], x[4], *x[1], x[2])), None)
+    best = None
+    for close in (False, True):  # the whole templates first; the close ones where they fail
+        cands = []
+        for angle in ANGLES_DEG:
+            for canal, fraction, t, mask in _templates(angle):
+                if (mask is not None) != close:
+                    continue
+                smap = ncc(t, mask)
+                cands += [(v, (canal, fraction), angle, r, c, smap)
+                          for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
+        best = next((x for x in sorted(cands, key=lambda x: -x[0])
+                     if _looks_like_canal(img, x[3], x[4], *x[1], x[2])), None)
+        if best is not None:
+            break
     if best is None:
         return None
     score, shape, angle, r, c, smap = best
