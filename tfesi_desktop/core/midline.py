@@ -37,6 +37,8 @@ MIN_SECTORS = 6  # of 8 around the canal, where it is brighter than its rim
 AIR = 0.1  # 0..1 intensity (percentiles 1-99 of the slice) below which a ray is air
 MIN_SYMMETRY = 0.3  # left-right symmetry of the neighbourhood about the canal (correlation)
 MIN_SPREAD = 0.08  # 10-90 percentile range inside the canal: a real one is not flat
+MAX_WIDTH_MM = 260.0  # the body across the canal, left to right: a neck is narrower (real
+# cervical axials 150-214 mm, phantoms under 195), an abdomen (pydicom's MR: 297 mm) is not
 CROSS_MARGIN_MM = 6.0  # an ROI reaching this far past the canal's centre crosses the midline
 # The canal shapes searched (semi-axes, mm, left-right x anterior-posterior): adult cervical
 # canals are 20-27 mm wide and 11-17 mm deep; each with a thick and a thin CSF ring (the cord's
@@ -297,7 +299,7 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
             max(x[2].shape[1] for x in _templates(0.0)) >= gc:
         return None
     ncc = _Correlator(img, window)
-    best = None
+    best, body = None, {}
     for close in (False, True):  # the whole templates first; the close ones where they fail
         cands = []
         for angle in ANGLES_DEG:
@@ -308,7 +310,7 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
                 cands += [(v, (canal, fraction), angle, r, c, smap)
                           for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
         best = next((x for x in sorted(cands, key=lambda x: -x[0])
-                     if _looks_like_canal(img, x[3], x[4], *x[1], x[2])), None)
+                     if _looks_like_canal(img, x[3], x[4], *x[1], x[2], body)), None)
         if best is not None:
             break
     if best is None:
@@ -329,7 +331,7 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
 
 
 def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float],
-                      fraction: float, angle_deg: float) -> bool:
+                      fraction: float, angle_deg: float, body: dict | None = None) -> bool:
     """Is the match at grid pixel (r, c) a canal: room around it for the foramina, and the
     canal (CSF and cord: on T2* the cord is as bright as the CSF) brighter than the rim of bone
     and ligament around it, all round (in at least 7 of 8 sectors)? Noise, test patterns and
@@ -340,7 +342,37 @@ def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float
     inside, rim, bright, spread, core = stats
     return (inside > rim + RING_CONTRAST and core > rim and bright >= MIN_SECTORS
             and spread > MIN_SPREAD and _inside_neck(img, r, c)
-            and _symmetry(img, r, c, angle_deg) > MIN_SYMMETRY)
+            and _symmetry(img, r, c, angle_deg) > MIN_SYMMETRY
+            and _body_width(img, r, c, angle_deg, {} if body is None else body) < MAX_WIDTH_MM)
+
+
+def _body_width(img: np.ndarray, r: int, c: int, angle_deg: float, body: dict) -> float:
+    """The body's extent (mm) along the anatomy's left-right line through (r, c): the run of
+    the body's outline (the slice above 0.05 after a 1.5 mm blur, closed, its holes filled)
+    that holds (r, c). ``body`` keeps the outline for the next candidate of the slice. An
+    abdomen's vessels and bowel can look like a canal (pydicom's abdominal MR: the aorta, 0.74)
+    but lie in a body far wider than a neck."""
+    from scipy import ndimage as ndi
+
+    if "mask" not in body:
+        m = ndi.binary_closing(ndi.gaussian_filter(img, 1.5 / GRID_MM) > 0.05, iterations=3)
+        body["mask"] = ndi.binary_fill_holes(m)
+    mask = body["mask"]
+    a = np.deg2rad(angle_deg)
+    t = np.arange(-400.0, 400.5, GRID_MM)
+    rr = np.round(r + np.sin(a) * t / GRID_MM).astype(int)
+    cc = np.round(c + np.cos(a) * t / GRID_MM).astype(int)
+    inside = (rr >= 0) & (rr < mask.shape[0]) & (cc >= 0) & (cc < mask.shape[1])
+    on = np.zeros(len(t), bool)
+    on[inside] = mask[rr[inside], cc[inside]]
+    mid = len(t) // 2
+    if not on[mid]:
+        return 0.0
+    off = np.nonzero(~on)[0]
+    left, right = off[off < mid], off[off > mid]
+    lo = left.max() + 1 if len(left) else 0
+    hi = right.min() - 1 if len(right) else len(t) - 1
+    return float(hi - lo) * GRID_MM
 
 
 def _inside_neck(img: np.ndarray, r: int, c: int) -> bool:
