@@ -50,3 +50,30 @@ def test_compressed_transfer_syntaxes_decode_through_pylibjpeg(name):
     ref = scan(path).stacks[0].slices[0]
     values = modality_values(ref)
     assert values.ndim == 2 and values.std() > 0
+
+
+# pydicom's axial images larger than 16 x 16 pixels: none shows a cervical spine (an abdominal MR,
+# a thoracic CT, a head MR, liver CTs...). Found before core/midline.py's body-width and CT
+# checks: the abdominal MR's aorta (score 0.74) and the thoracic CT's lamina (0.57).
+NON_SPINE = ["examples_overlay.dcm", "CT_small.dcm", "MR_small.dcm", "liver_1frame.dcm",
+             "693_J2KI.dcm", "J2K_pixelrep_mismatch.dcm"]
+
+
+@pytest.mark.parametrize("name", NON_SPINE + ["noise", "uniform"])
+def test_no_canal_on_images_without_a_cervical_spine(name):
+    import numpy as np
+
+    from tfesi_desktop.core.geometry import SliceGeometry
+    from tfesi_desktop.core.midline import find_canal
+
+    if name in ("noise", "uniform"):
+        values = (np.random.default_rng(2).normal(300, 80, (320, 320)) if name == "noise"
+                  else np.full((320, 320), 300.0))
+        g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (0.6, 0.6), (320, 320))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = scan(pydicom.data.get_testdata_file(name)).stacks[0].slices[0]
+            values, g = modality_values(ref), ref.geometry
+        assert g is not None and g.is_axial()
+    assert find_canal(values, g) is None

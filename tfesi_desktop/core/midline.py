@@ -37,6 +37,9 @@ MIN_SECTORS = 6  # of 8 around the canal, where it is brighter than its rim
 AIR = 0.1  # 0..1 intensity (percentiles 1-99 of the slice) below which a ray is air
 MIN_SYMMETRY = 0.3  # left-right symmetry of the neighbourhood about the canal (correlation)
 MIN_SPREAD = 0.08  # 10-90 percentile range inside the canal: a real one is not flat
+CT_AIR = -500.0  # values below this are CT numbers (air -1000 HU; MR magnitudes are >= 0): on
+# CT the canal's CSF is darker than the bone around it, the templates' bright canal is bone there
+# (pydicom's thoracic CT: the lamina, 0.57), so a CT slice is not searched
 MAX_WIDTH_MM = 260.0  # the body across the canal, left to right: a neck is narrower (real
 # cervical axials 150-214 mm, phantoms under 195), an abdomen (pydicom's MR: 297 mm) is not
 CROSS_MARGIN_MM = 6.0  # an ROI reaching this far past the canal's centre crosses the midline
@@ -285,6 +288,8 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
     img, d, cshape, (sr, sc) = _canonical_grid(values, geometry)
     if not np.isfinite(img).all():
         img = np.nan_to_num(img)
+    if float(img.min()) < CT_AIR:
+        return None
     lo, hi = np.percentile(img, [1, 99])
     if hi - lo <= 1e-6 * max(1.0, abs(float(hi))):
         return None
