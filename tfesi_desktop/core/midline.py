@@ -36,6 +36,8 @@ RING_CONTRAST = 0.15  # the canal's lead over the rim around it (0..1 intensitie
 MIN_SECTORS = 6  # of 8 around the canal, where it is brighter than its rim
 AIR = 0.1  # 0..1 intensity (percentiles 1-99 of the slice) below which a ray is air
 MIN_SYMMETRY = 0.3  # left-right symmetry of the neighbourhood about the canal (correlation)
+CLOSE_MIN_SYMMETRY = 0.45  # ... for a match of the close templates, which see less around it:
+# real canals found by them 0.53-0.92, a vein 35 mm beside the canal (real GRE) 0.38
 MIN_SPREAD = 0.08  # 10-90 percentile range inside the canal: a real one is not flat
 CT_AIR = -500.0  # values below this are CT numbers (air -1000 HU; MR magnitudes are >= 0): on
 # CT the canal's CSF is darker than the bone around it, the templates' bright canal is bone there
@@ -315,7 +317,9 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
                 cands += [(v, (canal, fraction), angle, r, c, smap)
                           for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
         best = next((x for x in sorted(cands, key=lambda x: -x[0])
-                     if _looks_like_canal(img, x[3], x[4], *x[1], x[2], body)), None)
+                     if _looks_like_canal(img, x[3], x[4], *x[1], x[2], body,
+                                          CLOSE_MIN_SYMMETRY if close else MIN_SYMMETRY)),
+                    None)
         if best is not None:
             break
     if best is None:
@@ -336,18 +340,21 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
 
 
 def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float],
-                      fraction: float, angle_deg: float, body: dict | None = None) -> bool:
+                      fraction: float, angle_deg: float, body: dict | None = None,
+                      min_symmetry: float = MIN_SYMMETRY) -> bool:
     """Is the match at grid pixel (r, c) a canal: room around it for the foramina, and the
     canal (CSF and cord: on T2* the cord is as bright as the CSF) brighter than the rim of bone
-    and ligament around it, all round (in at least 7 of 8 sectors)? Noise, test patterns and
-    other anatomy that correlate with the template fail this."""
+    and ligament around it, all round (in at least 6 of 8 sectors), tissue all round, a
+    left-right symmetric neighbourhood (``min_symmetry``), in a body as narrow as a neck? Noise,
+    test patterns and other anatomy that correlate with the template (the aorta of an abdomen,
+    a vein of the neck) fail this. docs/architecture.md ("Side from anatomy")."""
     stats = _ring_stats(img, r, c, canal, angle_deg, fraction)
     if stats is None:
         return False
     inside, rim, bright, spread, core = stats
     return (inside > rim + RING_CONTRAST and core > rim and bright >= MIN_SECTORS
             and spread > MIN_SPREAD and _inside_neck(img, r, c)
-            and _symmetry(img, r, c, angle_deg) > MIN_SYMMETRY
+            and _symmetry(img, r, c, angle_deg) > min_symmetry
             and _body_width(img, r, c, angle_deg, {} if body is None else body) < MAX_WIDTH_MM)
 
 
