@@ -86,13 +86,7 @@ def _template(canal: tuple[float, float], cord_fraction: float, angle_deg: float
     semi-axes are ``cord_fraction`` of the canal's, in darker surroundings (0.25), turned by
     ``angle_deg``; 1 mm pixels. The cord is uniform: its grey matter may be brighter or darker
     than its white matter, so the template says nothing about it."""
-    hu, hv = canal[0] + _MARGIN[0], canal[1] + _MARGIN[1]
-    u = np.arange(-hu, hu + GRID_MM / 2, GRID_MM)
-    v = np.arange(-hv, hv + GRID_MM / 2, GRID_MM)
-    vv, uu = np.meshgrid(v, u, indexing="ij")
-    a = np.deg2rad(angle_deg)
-    c, s = np.cos(a), np.sin(a)
-    x, y = c * uu + s * vv, -s * uu + c * vv
+    x, y = _frame(canal, angle_deg)
 
     def inside(ax, ay):  # soft ellipse membership, about 1 mm edge
         r = np.sqrt((x / ax) ** 2 + (y / ay) ** 2)
@@ -116,17 +110,24 @@ def _templates(angle_deg: float) -> tuple[tuple[tuple[float, float], float, np.n
         for f in CORD_FRACTIONS:
             t = _template(c, f, angle_deg)
             out.append((c, f, t, None))
-            out.append((c, f, t, _close_mask(t.shape, c, angle_deg)))
+            out.append((c, f, t, _close_mask(c, angle_deg)))
     return tuple(out)
 
 
-def _close_mask(shape, canal: tuple[float, float], angle_deg: float) -> np.ndarray:
-    """1 inside the canal grown by :data:`CLOSE_RIM_MM`, 0 elsewhere (template's grid)."""
-    v = (np.arange(shape[0]) - (shape[0] - 1) / 2) * GRID_MM
-    u = (np.arange(shape[1]) - (shape[1] - 1) / 2) * GRID_MM
+def _frame(canal: tuple[float, float], angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """The template grid's coordinates (mm) along the canal's own axes, turned by ``angle_deg``
+    (1 mm pixels, the canal's semi-axes plus :data:`_MARGIN` each side)."""
+    hu, hv = canal[0] + _MARGIN[0], canal[1] + _MARGIN[1]
+    u = np.arange(-hu, hu + GRID_MM / 2, GRID_MM)
+    v = np.arange(-hv, hv + GRID_MM / 2, GRID_MM)
     vv, uu = np.meshgrid(v, u, indexing="ij")
     a = np.deg2rad(angle_deg)
-    x, y = np.cos(a) * uu + np.sin(a) * vv, -np.sin(a) * uu + np.cos(a) * vv
+    return np.cos(a) * uu + np.sin(a) * vv, -np.sin(a) * uu + np.cos(a) * vv
+
+
+def _close_mask(canal: tuple[float, float], angle_deg: float) -> np.ndarray:
+    """1 inside the canal grown by :data:`CLOSE_RIM_MM`, 0 elsewhere (the template's grid)."""
+    x, y = _frame(canal, angle_deg)
     return (((x / (canal[0] + CLOSE_RIM_MM)) ** 2 + (y / (canal[1] + CLOSE_RIM_MM)) ** 2)
             < 1.0).astype(np.float64)
 
