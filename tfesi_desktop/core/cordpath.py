@@ -8,7 +8,8 @@ the feet, columns towards the back) on a 1 mm grid; each row's profile is matche
 band between darker flanks (widths :data:`BAND_MM`); a dynamic programme finds the smoothest
 path through the best responses (at most 1 mm forward or back per mm down) on the slice in the
 middle of those that see the band (the canal spans 20-27 mm from side to side; its edges, CSF
-only, respond most). :meth:`CordCourse.at` then gives the path's crossing of an
+only, respond most). The path's left-right position is then measured at each height across the
+slices (:func:`_left_right`). :meth:`CordCourse.at` then gives the path's crossing of an
 axial plane: where :func:`.midline.find_canal` should look.
 """
 
