@@ -227,7 +227,7 @@ def _left_right(found, seen, col, ref) -> np.ndarray:
     symmetry of the left-right intensity profile across the sagittal slices at the path's
     depth (bright CSF on both sides of the cord, darker bone and ligament beyond), followed
     head to foot by the same dynamic programme, kept within the slices that see the canal.
-    Where the slices span too little for a profile (:data:`LR_HALF_MM` each side), the
+    Where the slices span too little for a profile (under twice :data:`LR_HALF_MM`), the
     response-weighted middle of the slices that see it, the same at every height."""
     xs_seen = np.array([float(f.geometry.position[0]) for f in seen])
     w = np.array([f.quick for f in seen]) - 0.7 * max(f.quick for f in seen) + 1e-3
@@ -248,7 +248,7 @@ def _left_right(found, seen, col, ref) -> np.ndarray:
     score = np.full((rows, n), -1.0)
     for k in range(least, n - least):
         t = min(full, k, n - 1 - k)  # near the slab's edge, the part of the mirror inside it
-        a, b = prof[:, k + 1:k + t + 1], prof[:, k - t:k][:, ::-1]  # right of k, mirrored left
+        a, b = prof[:, k + 1:k + t + 1], prof[:, k - t:k][:, ::-1]  # after k, mirrored before
         # brighter around than at the centre (CSF beside the cord), and alike on both sides
         score[:, k] = 0.5 * (a + b).mean(axis=1) - prof[:, k] - np.abs(a - b).mean(axis=1)
     inside = (grid >= xs_seen.min() - 1e-6) & (grid <= xs_seen.max() + 1e-6)
