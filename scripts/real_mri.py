@@ -145,7 +145,10 @@ def run_table(study: Path, refs: dict[int, np.ndarray], predictor, *, out=sys.st
     scan = open_study([study]).scan
     axial = [s for s in scan.stacks if s.slices[0].geometry.is_axial()]
     stack = axial[0]
-    finder = _finder(scan, stack, use_sagittal)
+    from tfesi_desktop.core import commands
+
+    guide = commands.sagittal_guide(scan, stack) if use_sagittal else None
+    finder = _finder(guide)
     totals = {"slices": 0, "found": 0, "near": 0, "rois": 0, "side_ok": 0, "ood": [],
               "unreliable": 0}
     print("| slice | z mm | canal | off ref mm | score | ROI right | ROI left | OOD/thr (R / L) |",
@@ -191,14 +194,21 @@ def run_table(study: Path, refs: dict[int, np.ndarray], predictor, *, out=sys.st
         dist = " / ".join(ood) or "-"
         print(f"| {i + 1} | {z:.1f} | {'found' if canal else 'NOT FOUND'} | {off} | "
               f"{canal.score if canal else 0:.2f} | {sides[0]} | {sides[1]} | {dist} |", file=out)
+        if guide is not None and ref_c is not None:
+            at = guide.at(g)
+            totals.setdefault("course", []).append(
+                "-" if at is None else f"{np.linalg.norm(np.subtract(at, ref_c)):.1f} "
+                f"(LR {at[0] - ref_c[0]:+.1f})")
+    if totals.get("course"):
+        print("\nthe sagittal's cord course, off ref mm per slice: "
+              + ", ".join(totals["course"]), file=out)
     return scan, stack, totals
 
 
-def _finder(scan, stack, use_sagittal):
-    """The canal search as the program runs it (with the sagittal prior where it exists)."""
+def _finder(guide):
+    """The canal search as the program runs it (with the sagittal's cord course, if any)."""
     from tfesi_desktop.core import commands
 
-    guide = commands.sagittal_guide(scan, stack) if use_sagittal else None
     return lambda i, values, g: commands.find_anatomy(values, g, guide=guide)
 
 

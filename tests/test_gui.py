@@ -486,6 +486,53 @@ def test_sagittal_beside_the_axial_with_the_cross_reference_line(qtbot, window, 
     assert w.view.reference_line()[0][0] == pytest.approx(x0 + 3.0 / g.spacing[1], abs=1e-6)
 
 
+def test_a_wide_sagittal_is_first_framed_on_the_spine(qtbot, window, tmp_path):
+    """A research sagittal reaching from the face to behind the neck (here the demo's, widened
+    2.5 times with empty columns in front and behind): fitted to the narrow viewport its spine
+    was a sliver with the disc labels on top of each other; the view starts on a square
+    around the canal, the image's whole height (gui/localizer.py, spine_range)."""
+    import shutil
+
+    import pydicom
+
+    from tfesi_desktop.core.paths import demo_study
+
+    shutil.copytree(demo_study(), tmp_path / "study")
+    front, back = 128, 256
+    for f in (tmp_path / "study").rglob("*"):
+        if not f.is_file():
+            continue
+        try:
+            ds = pydicom.dcmread(f)
+        except Exception:  # noqa: BLE001 - not DICOM
+            continue
+        iop = [float(v) for v in ds.get("ImageOrientationPatient", [])]
+        if len(iop) != 6 or abs(np.cross(iop[:3], iop[3:])[0]) < 0.9:
+            continue  # not a sagittal image
+        arr = ds.pixel_array
+        wide = np.zeros((arr.shape[0], arr.shape[1] + front + back), arr.dtype)
+        wide[:, front:front + arr.shape[1]] = arr
+        col = float(ds.PixelSpacing[1])
+        ds.ImagePositionPatient = [float(p) - front * col * r for p, r in
+                                   zip(ds.ImagePositionPatient, iop[:3], strict=True)]
+        ds.Columns = wide.shape[1]
+        ds.PixelData = wide.tobytes()
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        ds.save_as(f, enforce_file_format=True)
+    w = window
+    w.open_paths([str(tmp_path / "study")])
+    loc = w.localizer
+    qtbot.waitUntil(lambda: loc.stack is not None and loc._shown is not None, timeout=30000)
+    rows, cols = w.sag_view._shape
+    assert cols == 256 + front + back
+    qtbot.waitUntil(lambda: w.sag_view.vb.viewRange()[0][1] - w.sag_view.vb.viewRange()[0][0]
+                    < 0.6 * cols, timeout=30000)
+    (x0, x1), (y0, y1) = w.sag_view.vb.viewRange()
+    assert y0 <= 0.5 and y1 >= rows - 0.5  # the whole height
+    canal = front + 128 + 10.0 / 0.9  # the demo's canal lies 10 mm behind the image's middle
+    assert x0 < canal - 60 and x1 > canal + 60
+
+
 def test_series_without_a_shared_frame_of_reference_get_no_line(qtbot, window):
     w = window
     _open_demo(qtbot, w)

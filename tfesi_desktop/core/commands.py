@@ -103,20 +103,29 @@ def locate(scan, selection: Selection):
 # --- the gates -------------------------------------------------------------------------------
 
 GUIDE_AGREEMENT_MM = 15.0  # a canal found this far from the sagittal's cord is not believed
+GUIDE_SCORE_MARGIN = 0.05  # the guided canal is kept unless the free search's scores this much more
 
 
 def find_anatomy(values: np.ndarray, geometry, *, guide=None) -> Canal | None:
     """The spinal canal on a slice, or None (not found, or not an axial slice).
 
     ``guide``: the cord's course from a sagittal of the same Frame of Reference
-    (:func:`sagittal_guide`): the canal is looked for where it crosses this slice, then
-    anywhere; a canal found farther than :data:`GUIDE_AGREEMENT_MM` from it is not the canal."""
+    (:func:`sagittal_guide`): the canal is looked for where it crosses this slice and
+    anywhere. The guided canal is taken unless the free search's canal scores
+    :data:`GUIDE_SCORE_MARGIN` more (a weaker canal-like match near a misplaced course must not
+    beat the canal the free search finds); either way a canal farther than
+    :data:`GUIDE_AGREEMENT_MM` from the course is not the canal (docs/architecture.md, "Side
+    from anatomy")."""
     if geometry is None or not geometry.is_axial():
         return None
     expected = guide.at(geometry) if guide is not None else None
+    free = find_canal(values, geometry)
     if expected is None:
-        return find_canal(values, geometry)
-    canal = find_canal(values, geometry, expected_mm=expected) or find_canal(values, geometry)
+        return free
+    guided = find_canal(values, geometry, expected_mm=expected)
+    canal = guided
+    if free is not None and (guided is None or free.score > guided.score + GUIDE_SCORE_MARGIN):
+        canal = free
     if canal is not None and np.linalg.norm(np.subtract(canal.centre_mm, expected)) > \
             GUIDE_AGREEMENT_MM:
         return None

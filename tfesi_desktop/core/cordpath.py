@@ -8,7 +8,8 @@ the feet, columns towards the back) on a 1 mm grid; each row's profile is matche
 band between darker flanks (widths :data:`BAND_MM`); a dynamic programme finds the smoothest
 path through the best responses (at most 1 mm forward or back per mm down) on the slice in the
 middle of those that see the band (the canal spans 20-27 mm from side to side; its edges, CSF
-only, respond most). :meth:`CordCourse.at` then gives the path's crossing of an
+only, respond most). The path's left-right position is then measured at each height across the
+slices (:func:`_left_right`). :meth:`CordCourse.at` then gives the path's crossing of an
 axial plane: where :func:`.midline.find_canal` should look.
 """
 
@@ -29,6 +30,10 @@ CORD_WEIGHT = 2.0  # how much a core darker than the band's edges (the cord in i
 MIN_RESPONSE = 0.12  # mean band-minus-flanks contrast (0..1) below which there is no cord
 SKIN_MM = 20.0  # the canal's centre lies at least this deep in the neck (phantom and real: 35-60)
 TISSUE = 0.1  # normalised intensity (smoothed) above which a pixel is tissue, not air
+LR_HALF_MM = 12.0  # the left-right profile compared with its mirror this far each side, mm
+LR_LEAST_MM = 6.0  # ... or, near the slab's edge, at least this far (the cord's half-width)
+EXTEND_MM = 10.0  # the course is continued this far beyond its ends, mm
+LR_SMOOTH_MM = 4.0  # the left-right position is smoothed along the course over this, mm
 
 
 def upright_transform(geometry: SliceGeometry) -> Dihedral:
@@ -55,7 +60,10 @@ class CordCourse:
     response: float
 
     def at(self, geometry: SliceGeometry) -> tuple[float, float, float] | None:
-        """Where the course crosses the plane of ``geometry`` (mm), or None beyond its ends."""
+        """Where the course crosses the plane of ``geometry`` (mm); a plane up to
+        :data:`EXTEND_MM` beyond an end (the sagittal's field of view stops short of the
+        axial's top or bottom slice) gets the course continued straight from its last
+        :data:`EXTEND_MM`; None beyond that."""
         n = geometry.normal / np.linalg.norm(geometry.normal)
         off = (self.points - np.asarray(geometry.position, float)) @ n
         for i in range(len(off) - 1):
@@ -64,6 +72,17 @@ class CordCourse:
                 t = a / (a - b) if a != b else 0.0
                 p = self.points[i] + t * (self.points[i + 1] - self.points[i])
                 return tuple(float(v) for v in p)
+        k = max(2, int(round(EXTEND_MM / GRID_MM)))
+        for end, inner in ((self.points[0], self.points[min(k, len(self.points) - 1)]),
+                           (self.points[-1], self.points[max(0, len(self.points) - 1 - k)])):
+            step = end - inner  # outwards
+            a, b = float(np.dot(end - np.asarray(geometry.position, float), n)), \
+                float(np.dot(step, n))
+            if abs(b) < 1e-6 or a * b > 0:
+                continue  # parallel, or the plane lies on the other side of this end
+            t = -a / b  # end + t * step lies on the plane, t > 0 outwards
+            if t * np.linalg.norm(step) <= EXTEND_MM:
+                return tuple(float(v) for v in end + t * step)
         return None
 
 
@@ -164,26 +183,78 @@ def cord_course(slices) -> CordCourse | None:
             continue
         img = np.clip((img - lo) / (hi - lo), 0, 1)
         resp = np.where(_inside_neck(img), _band_response(img), -1.0)
-        found.append((float(np.mean(resp.max(axis=1))), resp, d, cshape, (sr, sc), g))
+        found.append(_Slice(float(np.mean(resp.max(axis=1))), resp, img, d, cshape, (sr, sc), g))
     if not found:
         return None
+    found.sort(key=lambda f: float(f.geometry.position[0]))
     # the canal spans the slices that see the band well; the midline is their middle (the most
     # responsive slice is often a lateral one: CSF only, no cord inside)
-    top = max(f[0] for f in found)
-    seen = [f for f in found if f[0] >= 0.7 * top]
-    xs = np.array([float(f[5].position[0]) for f in seen])
+    top = max(f.quick for f in found)
+    seen = [f for f in found if f.quick >= 0.7 * top]
+    xs = np.array([float(f.geometry.position[0]) for f in seen])
     mid = 0.5 * (xs.min() + xs.max())
-    quick, resp, d, cshape, (sr, sc), g = min(seen, key=lambda f: abs(f[5].position[0] - mid))
-    col, response = _path(resp)
+    ref = min(seen, key=lambda f: abs(f.geometry.position[0] - mid))
+    col, response = _path(ref.resp)
     if response < MIN_RESPONSE:
         return None
     from scipy.ndimage import median_filter
 
     col = median_filter(col.astype(float), size=9, mode="nearest")
+    lr = _left_right(found, seen, col, ref)
     points = []
     for r, c in zip(np.arange(len(col), dtype=float), col, strict=True):
-        rr, cc = (r + 0.5) * GRID_MM / sr - 0.5, (c + 0.5) * GRID_MM / sc - 0.5
-        p = g.pixel_to_patient(*d.point_from_canonical(rr, cc, cshape))
-        p[0] = mid if len(seen) > 1 else p[0]
+        rr = (r + 0.5) * GRID_MM / ref.spacing[0] - 0.5
+        cc = (c + 0.5) * GRID_MM / ref.spacing[1] - 0.5
+        p = ref.geometry.pixel_to_patient(*ref.d.point_from_canonical(rr, cc, ref.cshape))
+        p[0] = lr[int(r)] if len(seen) > 1 else p[0]
         points.append(p)
     return CordCourse(np.asarray(points, float), response)
+
+
+@dataclass(frozen=True)
+class _Slice:
+    quick: float  # mean over rows of the best band response: how well it sees the canal
+    resp: np.ndarray  # (rows, cols) band response, upright 1 mm grid
+    img: np.ndarray  # (rows, cols) 0..1 intensities, same grid
+    d: Dihedral
+    cshape: tuple[int, int]
+    spacing: tuple[float, float]
+    geometry: SliceGeometry
+
+
+def _left_right(found, seen, col, ref) -> np.ndarray:
+    """The canal's left-right position (patient x, mm) at each row of the path: the centre of
+    symmetry of the left-right intensity profile across the sagittal slices at the path's
+    depth (bright CSF on both sides of the cord, darker bone and ligament beyond), followed
+    head to foot by the same dynamic programme, kept within the slices that see the canal.
+    Where the slices span too little for a profile (under twice :data:`LR_HALF_MM`), the
+    response-weighted middle of the slices that see it, the same at every height."""
+    xs_seen = np.array([float(f.geometry.position[0]) for f in seen])
+    w = np.array([f.quick for f in seen]) - 0.7 * max(f.quick for f in seen) + 1e-3
+    fallback = float(np.sum(w * xs_seen) / np.sum(w))
+    rows = len(col)
+    xs = np.array([float(f.geometry.position[0]) for f in found])
+    same_grid = all(f.img.shape == ref.img.shape and np.allclose(
+        f.geometry.position[1:], ref.geometry.position[1:], atol=GRID_MM) for f in found)
+    if xs.max() - xs.min() < 2 * LR_HALF_MM + 4 * GRID_MM or not same_grid:
+        return np.full(rows, fallback)
+    r = np.arange(rows)
+    c = np.clip(col.astype(int)[:, None] + np.arange(-2, 3)[None, :], 0, ref.img.shape[1] - 1)
+    prof = np.stack([f.img[r[:, None], c].mean(axis=1) for f in found], axis=1)  # (rows, sl)
+    grid = np.arange(xs.min(), xs.max() + 1e-6, GRID_MM)
+    prof = np.stack([np.interp(grid, xs, p) for p in prof])  # (rows, 1 mm across)
+    full, least = int(round(LR_HALF_MM / GRID_MM)), int(round(LR_LEAST_MM / GRID_MM))
+    n = len(grid)
+    score = np.full((rows, n), -1.0)
+    for k in range(least, n - least):
+        t = min(full, k, n - 1 - k)  # near the slab's edge, the part of the mirror inside it
+        a, b = prof[:, k + 1:k + t + 1], prof[:, k - t:k][:, ::-1]  # after k, mirrored before
+        # brighter around than at the centre (CSF beside the cord), and alike on both sides
+        score[:, k] = 0.5 * (a + b).mean(axis=1) - prof[:, k] - np.abs(a - b).mean(axis=1)
+    inside = (grid >= xs_seen.min() - 1e-6) & (grid <= xs_seen.max() + 1e-6)
+    score[:, ~inside] = -1.0
+    k, _ = _path(score)
+    from scipy.ndimage import gaussian_filter1d, median_filter
+
+    x = median_filter(grid[k], size=9, mode="nearest")
+    return gaussian_filter1d(x, LR_SMOOTH_MM / GRID_MM, mode="nearest")

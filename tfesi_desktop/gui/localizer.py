@@ -17,8 +17,26 @@ from ..core.crossref import cross_reference, nearest_slice, read_frames_of_refer
 from ..core.dicom import cached_values, modality_values
 from ..core.levels import LevelMark, next_disc
 from .context import AppContext
-from .viewer import SliceView, display_letters, display_transform
+from .viewer import SliceView, display_letters, display_transform, point_to_display
 from .workers import Worker
+
+WIDE = 1.2  # a sagittal this much wider than tall is first framed on the spinal canal
+
+
+def spine_range(shape, spacing, centre_x):
+    """The view's first range for a sagittal much wider than tall (a research field of view
+    reaching from the face to behind the neck: fitted to the viewport's width, its spine is a
+    sliver): ((x0, x1), (y0, y1)) in display pixels, the image's whole height and across a
+    square (in mm) around the canal's display column ``centre_x``, kept inside the image; None
+    when the image is not :data:`WIDE` times wider than tall. ``shape``: displayed (rows,
+    columns); ``spacing``: displayed (between rows, between columns), mm."""
+    rows, cols = shape
+    height_mm, width_mm = rows * spacing[0], cols * spacing[1]
+    if width_mm <= WIDE * height_mm:
+        return None
+    width = height_mm / spacing[1]  # display columns
+    x0 = min(max(float(centre_x) - width / 2, 0.0), cols - width)
+    return (x0, x0 + width), (0.0, float(rows))
 
 
 def sagittal_stack(study):
@@ -59,6 +77,7 @@ class Localizer(QObject):
         self._frames_asked: set[str] = set()
         self._shown: str | None = None
         self._first = True
+        self._frame = None  # (stack key, slice ref, values): the canal to find, to frame it
         self.marking = False  # clicks place the next disc mark
 
     # --- disc-level marks --------------------------------------------------------------------
@@ -107,7 +126,7 @@ class Localizer(QObject):
         if stack is not None and stack is self.stack:
             self.update()
             return
-        self.stack, self._shown, self._first = stack, None, True
+        self.stack, self._shown, self._first, self._frame = stack, None, True, None
         self.view.set_reference_line(None)
         if stack is None:
             self.view.image.clear()
@@ -130,6 +149,7 @@ class Localizer(QObject):
         if missing:
             self._frames_asked.update(s.key for s in missing)
             self.ctx.run_worker(Worker(read_frames_of_reference, missing), self._frames_read)
+        self._find_spine()
 
     @Slot(object)
     def _frames_read(self, frames):
@@ -171,12 +191,40 @@ class Localizer(QObject):
         g = ref.geometry
         self.view.set_image(values, g.spacing if g else (1.0, 1.0), levels=levels,
                             reset_view=self._first, transform=display_transform(g))
+        if self._first and g is not None and spine_range(
+                self.view._shape, self.view._spacing, 0.0) is not None:
+            self._frame = (self.stack.key, ref, values)
+            self._find_spine()
         self.view._show_wl()
         self._first = False
         self._shown = ref.key
         self.view.set_corner_text("", f"{self.stack.description}\nslice {self.index + 1} / "
                                       f"{len(self.stack.slices)}")
         self.update()
+
+    def _find_spine(self):
+        """Find the canal on the sagittal shown first, in a worker (once the model worker's
+        imports are done), to frame a wide sagittal on it (:func:`spine_range`)."""
+        if self._frame is None or not self._warm():
+            return
+        key, ref, values = self._frame
+        self._frame = None
+        self.ctx.run_worker(Worker(_canal_course, key, ref, values), self._spine_found)
+
+    @Slot(object)
+    def _spine_found(self, payload):
+        key, ref, points = payload
+        if self.stack is None or key != self.stack.key or points is None or \
+                ref.key != self._shown:
+            return
+        g = ref.geometry
+        o, r, c = (np.asarray(v, float) for v in (g.position, g.row_cos, g.col_cos))
+        rel = np.asarray(points, float) - o
+        xs = [point_to_display(self.view._d, self.view._stored_shape, col + 0.5, row + 0.5)[0]
+              for row, col in zip(rel @ c / g.spacing[0], rel @ r / g.spacing[1], strict=True)]
+        frame = spine_range(self.view._shape, self.view._spacing, float(np.median(xs)))
+        if frame is not None:
+            self.view.vb.setRange(xRange=frame[0], yRange=frame[1], padding=0.02)
 
     def shared_frame(self) -> bool | None:
         """Whether the axial and the sagittal share a Frame of Reference (None: not known)."""
@@ -244,3 +292,11 @@ class Localizer(QObject):
 
 def _decode(key, ref):
     return key, ref, modality_values(ref)
+
+
+def _canal_course(key, ref, values):
+    """(key, ref, the cord's course on this one sagittal slice (points, mm) or None)."""
+    from ..core.cordpath import cord_course
+
+    course = cord_course([(values, ref.geometry)])
+    return key, ref, None if course is None else course.points
