@@ -7,6 +7,8 @@ foramen, so the best AUC any model can reach is known (:func:`best_achievable_au
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # the outcome model: P(favourable) = sigmoid(B_WIDTH * (w - W_CENTRE) - B_COMPRESSION * (c - C_MEAN)
@@ -59,6 +61,7 @@ def best_achievable_auc(n: int = 200_000, seed: int = 0,
     return expected_mix(n, seed, severe_share)["best_achievable_auc"]
 
 
+@functools.lru_cache(maxsize=8)
 def expected_mix(n: int = 200_000, seed: int = 0, severe_share: float = SEVERE_SHARE) -> dict:
     """What the generator expects of a patient mix: mean narrowest width (mm), favourable rate
     and the best achievable AUC (Monte Carlo over ``n`` patients)."""
