@@ -70,7 +70,7 @@ def check(card: dict, *, min_auc_lower: float = MIN_AUC_LOWER) -> GateResult:
             reasons.append(f"its validated AUC {float(v['auc']):.3f} has a lower 95 % bound of "
                            f"{lower:.3f}, not above the floor {min_auc_lower:.2f}")
     measured = (v or {}).get("calibration") or {}
-    reasons += [f"its {r}" for r in degenerate_calibration(
+    reasons += [f"its calibration is degenerate: {r}" for r in degenerate_calibration(
         temperature=(card.get("calibration") or {}).get("temperature"),
         slope=measured.get("slope"), spread=measured.get("probability_spread"),
         where=" on the validation patients")]
@@ -94,14 +94,14 @@ def degenerate_calibration(*, temperature=None, slope=None, spread=None, where: 
     out = []
     if temperature is not None and not (
             TEMPERATURE_RANGE[0] <= float(temperature) <= TEMPERATURE_RANGE[1]):
-        out.append(f"calibration is degenerate (Platt temperature {float(temperature):.4g}: "
+        out.append(f"Platt temperature {float(temperature):.4g} ("
                    + ("nearly the same probability for every patient)"
                       if float(temperature) > 1 else "probabilities saturated near 0 or 1)"))
     if slope is not None and not SLOPE_RANGE[0] <= float(slope) <= SLOPE_RANGE[1]:
-        out.append(f"calibration slope{where} is {float(slope):.3g}"
+        out.append(f"calibration slope {float(slope):.3g}{where}"
                    f" (outside {SLOPE_RANGE[0]}-{SLOPE_RANGE[1]})")
     if spread is not None and float(spread) < MIN_SPREAD:
-        out.append(f"probabilities{where} all lie within "
+        out.append(f"probabilities{where} all within "
                    f"{100 * float(spread):.1f} percentage points")
     return out
 

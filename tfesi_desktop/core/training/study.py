@@ -467,9 +467,9 @@ def run_site_curve(pool_manifest: str | Path, test_manifest: str | Path, out: st
 
 def site_curve_warnings(result: dict) -> list[str]:
     """One sentence per route and size whose calibration is degenerate (``_test_metrics``)."""
-    return [f"{row['patients']} patients, {r}: degenerate calibration, "
+    return [f"{row['patients']} patients, {r}: degenerate calibration: "
             + "; ".join(row[r]["degenerate"])
-            + " (tfesi model install would refuse such a model)"
+            + " (tfesi model install would refuse a model calibrated so)"
             for row in result["rows"] for r in result["routes"]
             if r in row and row[r].get("degenerate")]
 
