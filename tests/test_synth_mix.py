@@ -99,3 +99,17 @@ def test_synth_with_the_referral_site_writes_its_mix(tmp_path, monkeypatch):
     assert mix["severe_share"] == 0.8 and mix["mean_width_mm_this_cohort"] == float(
         row["width_mm"])
     assert mix["favourable_rate_expected"] < 0.4
+
+
+def test_clinical_expected_aucs_follow_the_site_mix(monkeypatch):
+    from tfesi_desktop.core.synth import clinical
+
+    calls = []
+    monkeypatch.setattr(clinical, "expected_aucs",
+                        lambda **kw: calls.append(kw) or (0.88, 0.9))
+    monkeypatch.setattr(clinical, "_clinical_section", lambda *a: {})
+    rows = [{"label": 1}, {"label": 0}]
+    clinical.cohort_summary(rows, {"outcome_model": "nothing else enters it",
+                                   "patient_mix": {"severe_share": 0.8}})
+    clinical.cohort_summary(rows, {"outcome_model": "nothing else enters it"})
+    assert calls == [{"severe_share": 0.8}, {}]
