@@ -375,3 +375,44 @@ def test_site_curve_compares_the_routes_a_new_site_can_take(cohort, tmp_path, ca
     assert row[study.SHIPPED] == data["shipped"]
     assert main(["study", manifest, "--out", str(tmp_path / "x"), "--learning-curve", "4",
                  "--site-test", manifest]) == 2
+
+
+def test_a_degenerate_recalibration_is_said_in_the_site_curve(cohort, tmp_path, monkeypatch):
+    """A Platt fit that collapses (here forced: temperature 50,000, nearly the same probability
+    for every patient, as "shipped + recalibration" once did at 100 patients, slope 66) is
+    marked in the printed table and said in words there and in site_curve.json, by the install
+    floor's own criteria (core/model_gate.degenerate_calibration)."""
+    from tfesi_desktop.core import stats
+    from tfesi_desktop.core.paths import resource_path
+    from tfesi_desktop.core.training import study
+
+    monkeypatch.setattr(stats, "fit_platt", lambda y, z: (5e4, 0.0))
+    manifest = str(cohort[0] / "manifest.csv")
+    out = tmp_path / "sc"
+    result = study.run_site_curve(manifest, manifest, out, [6],
+                                  bundle=resource_path("models", "demo-synthetic"),
+                                  routes=(study.SHIPPED, study.SHIPPED_RECAL))
+    recal = result["rows"][0][study.SHIPPED_RECAL]
+    assert recal["temperature"] == 5e4
+    assert any("Platt temperature 5e+04" in r for r in recal["degenerate"])
+    assert any("within" in r and "percentage points" in r for r in recal["degenerate"])
+    text = study.site_curve_text(result)
+    line = next(x for x in text.splitlines() if x.strip().startswith("6 "))
+    assert line.count("(!)") == 1 + bool(result["rows"][0][study.SHIPPED].get("degenerate"))
+    assert "(!) 6 patients, shipped + recalibration: degenerate calibration" in text
+    data = json.loads((out / "site_curve.json").read_text())
+    assert any(w.startswith("6 patients, shipped + recalibration") for w in data["warnings"])
+    assert data["rows"][0][study.SHIPPED_RECAL]["degenerate"] == recal["degenerate"]
+
+
+def test_a_sound_calibration_is_not_called_degenerate():
+    from tfesi_desktop.core.training.study import _test_metrics
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 1.5, 400)
+    y = (rng.random(400) < 1 / (1 + np.exp(-z))).astype(int)
+    sound = _test_metrics(y, 1 / (1 + np.exp(-z)), temperature=1.0)
+    assert "degenerate" not in sound and 0.7 < sound["slope"] < 1.4
+    flat = _test_metrics(y, 1 / (1 + np.exp(-z / 60)), temperature=60.0)
+    assert flat["slope"] > 5 and any(r.startswith("calibration slope") and "test patients" in r
+                                     for r in flat["degenerate"])

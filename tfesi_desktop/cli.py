@@ -783,9 +783,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     s.add_argument("--matrix", type=int, choices=(256, 512), default=None,
                    help="image matrix for every study (default: mostly 256, some 512)")
-    s.add_argument("--site", help="write the images as this site's scanner would: reference, "
-                   "fatsat, fatsat-half, hospital-b, highfield, fatsat-lowrate "
-                   "(core/synth/sites.py)")
+    s.add_argument("--site", help="write the images as this site's scanner would, of its "
+                   "patients: reference, fatsat, fatsat-half, hospital-b, highfield, "
+                   "fatsat-lowrate, tertiary-referral (core/synth/sites.py)")
     s.add_argument("--storage", choices=("random", "plain", "rle"), default="random",
                    help="random: vary orientation, MONOCHROME1, rescale, compression, multi-frame"
                    " and file names as scanners do (default); plain or rle: standard axial "

@@ -10,7 +10,9 @@
   saturated one; a 300-patient soft-label bundle once had T = 59,663 and answered "45 %" for
   everyone), or a measured calibration slope beyond :data:`SLOPE_RANGE` on the same patients as
   that AUC, or held-out probabilities that all lie in a band narrower than :data:`MIN_SPREAD`
-  where the card records their spread;
+  where the card records their spread (the calibration criteria are
+  :func:`degenerate_calibration`, the one definition, also used where a study recalibrates a
+  model: ``training/study.run_site_curve``);
 
 unless forced (``--force``), and then the installed copy's card says so: an ``install_gate``
 record, a limitation line (printed by ``tfesi model info`` and wherever the card's limitations
@@ -67,21 +69,41 @@ def check(card: dict, *, min_auc_lower: float = MIN_AUC_LOWER) -> GateResult:
         if not lower > min_auc_lower:
             reasons.append(f"its validated AUC {float(v['auc']):.3f} has a lower 95 % bound of "
                            f"{lower:.3f}, not above the floor {min_auc_lower:.2f}")
-    cal = card.get("calibration") or {}
-    t = cal.get("temperature")
-    if t is not None and not TEMPERATURE_RANGE[0] <= float(t) <= TEMPERATURE_RANGE[1]:
-        reasons.append(f"its calibration is degenerate (Platt temperature {float(t):.4g}: "
-                       + ("nearly the same probability for every patient)"
-                          if float(t) > 1 else "probabilities saturated near 0 or 1)"))
-    slope = ((v or {}).get("calibration") or {}).get("slope")
-    if slope is not None and not SLOPE_RANGE[0] <= float(slope) <= SLOPE_RANGE[1]:
-        reasons.append(f"its calibration slope on the validation patients is {float(slope):.3g}"
-                       f" (outside {SLOPE_RANGE[0]}-{SLOPE_RANGE[1]})")
-    spread = ((v or {}).get("calibration") or {}).get("probability_spread")
-    if spread is not None and float(spread) < MIN_SPREAD:
-        reasons.append(f"its probabilities on the validation patients all lie within "
-                       f"{100 * float(spread):.1f} percentage points")
+    measured = (v or {}).get("calibration") or {}
+    reasons += [f"its calibration is degenerate: {r}" for r in degenerate_calibration(
+        temperature=(card.get("calibration") or {}).get("temperature"),
+        slope=measured.get("slope"), spread=measured.get("probability_spread"),
+        where=" on the validation patients")]
     return GateResult(not reasons, tuple(reasons), lower)
+
+
+def probability_spread(p) -> float:
+    """How far apart the probabilities lie: the 5th to the 95th percentile."""
+    import numpy as np
+
+    lo, hi = np.percentile(np.asarray(p, float), [5, 95])
+    return float(hi - lo)
+
+
+def degenerate_calibration(*, temperature=None, slope=None, spread=None, where: str = ""
+                           ) -> list[str]:
+    """Why a calibration is degenerate, in words (empty when it is not; ``None`` is not
+    checked): a Platt temperature beyond :data:`TEMPERATURE_RANGE`, a measured calibration slope
+    beyond :data:`SLOPE_RANGE`, or probabilities spread (:func:`probability_spread`) over less
+    than :data:`MIN_SPREAD`. ``where``: the patients the slope and spread were measured on."""
+    out = []
+    if temperature is not None and not (
+            TEMPERATURE_RANGE[0] <= float(temperature) <= TEMPERATURE_RANGE[1]):
+        out.append(f"Platt temperature {float(temperature):.4g} ("
+                   + ("nearly the same probability for every patient)"
+                      if float(temperature) > 1 else "probabilities saturated near 0 or 1)"))
+    if slope is not None and not SLOPE_RANGE[0] <= float(slope) <= SLOPE_RANGE[1]:
+        out.append(f"calibration slope {float(slope):.3g}{where}"
+                   f" (outside {SLOPE_RANGE[0]}-{SLOPE_RANGE[1]})")
+    if spread is not None and float(spread) < MIN_SPREAD:
+        out.append(f"probabilities{where} all within "
+                   f"{100 * float(spread):.1f} percentage points")
+    return out
 
 
 def forced_card(card: dict, result: GateResult) -> dict:

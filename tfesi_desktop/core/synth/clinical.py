@@ -145,13 +145,16 @@ def add_clinical(row: dict, patient) -> dict:
     return row
 
 
-@functools.lru_cache(maxsize=2)
-def expected_aucs(n: int = 100_000, seed: int = 0) -> tuple[float, float]:
-    """(best image-only AUC, best image + clinical AUC) expected under the generator."""
-    from .outcome import _draw_findings, auc, favourable_probability
+@functools.lru_cache(maxsize=4)
+def expected_aucs(n: int = 100_000, seed: int = 0, severe_share: float | None = None
+                  ) -> tuple[float, float]:
+    """(best image-only AUC, best image + clinical AUC) expected under the generator, with a
+    site's patient mix (``severe_share``, core/synth/sites.py; None: the generator's)."""
+    from .outcome import SEVERE_SHARE, _draw_findings, auc, favourable_probability
 
+    share = SEVERE_SHARE if severe_share is None else severe_share
     rng = np.random.default_rng([seed, STREAM, 1])
-    w, c, length = np.array([_draw_findings(rng) for _ in range(n)]).T
+    w, c, length = np.array([_draw_findings(rng, share) for _ in range(n)]).T
     p_img = favourable_probability(w, c, length)
     pop = _population(n, seed + 1)
     pop["grade"] = np.full(n, CENTRES["grade"])
@@ -167,7 +170,9 @@ def cohort_summary(rows: list[dict], summary: dict) -> dict:
 
     y = np.array([int(r["label"]) for r in rows])
     both = 0 < y.sum() < len(y)
-    image, combined = expected_aucs()
+    mix = summary.get("patient_mix")  # a site's patient mix (core/synth/cohort.make_cohort)
+    image, combined = (expected_aucs(severe_share=mix["severe_share"]) if mix
+                       else expected_aucs())
     return {"outcome_model": summary["outcome_model"].replace(
                 "nothing else enters it", "with the clinical variables of 'clinical' (tfesi "
                 "synth --clinical): p_favourable is the image's part") ,

@@ -43,11 +43,13 @@ from .outcome import (  # noqa: F401 - re-exported: the outcome model was define
     C_MEAN,
     L_MEAN,
     LENGTH_RANGE,
+    SEVERE_SHARE,
     W_CENTRE,
     _draw_findings,
     _draw_injected_width,
     auc,
     best_achievable_auc,
+    expected_mix,
     favourable_probability,
 )
 from .phantom import (
@@ -264,17 +266,21 @@ def physician_pick(seed: int, index: int) -> int:
 
 
 def draw_patient(seed: int, index: int, *, storage: Storage | None = None,
-                 matrix: int | None = None, contrast: str = "T2") -> Patient:
+                 matrix: int | None = None, contrast: str = "T2",
+                 severe_share: float = SEVERE_SHARE) -> Patient:
     """Draw patient ``index`` of the cohort with this ``seed`` (independent of other patients).
     ``matrix`` fixes the image size (otherwise drawn, 256-512); ``contrast`` is "T2" (the
     protocol) or "T1" (another contrast, e.g. to test out-of-distribution detection); neither
-    changes the anatomy or the outcome."""
+    changes the anatomy or the outcome. ``severe_share``: the patient mix, the share of severe
+    (Kim grade 2) injected foramina (``outcome.SEVERE_SHARE``; a site's, core/synth/sites.py):
+    it changes the injected foramen's stenosis, and through it the outcome; every other draw
+    uses the same random numbers."""
     if contrast not in CONTRASTS:
         raise ValueError(f"unknown contrast {contrast!r}; expected one of {CONTRASTS}")
     rng = np.random.default_rng([seed, index])
     side = "right" if rng.random() < RIGHT_FRACTION else "left"
     level = LEVELS[rng.choice(4, p=np.array(LEVEL_WEIGHTS) / sum(LEVEL_WEIGHTS))]
-    width, compression, length = _draw_findings(rng)
+    width, compression, length = _draw_findings(rng, severe_share)
     other = float(rng.uniform(0.8, 6.5))
     specs = {side: _foramen_spec(width, rng, compression=compression, length=length),
              ("left" if side == "right" else "right"): _foramen_spec(other, rng)}
@@ -750,7 +756,8 @@ MANIFEST_COLUMNS = ("patient_id", "study_path", "study_uid", "series_uid", "sop_
 
 def _one(args) -> dict:
     seed, index, out, storage, matrix, contrast, site, clinical = args
-    p = draw_patient(seed, index, storage=storage, matrix=matrix, contrast=contrast)
+    p = draw_patient(seed, index, storage=storage, matrix=matrix, contrast=contrast,
+                     severe_share=site.severe_share if site else SEVERE_SHARE)
     folder = f"P{index:05d}"
     row = write_study(p, Path(out) / folder, site)
     row["study_path"] = folder
@@ -793,6 +800,8 @@ def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: i
         w.writerows(rows)
     labels = np.array([r["label"] for r in rows])
     probs = np.array([r["p_favourable"] for r in rows])
+    severe_share = site.severe_share if site else SEVERE_SHARE
+    mix = expected_mix(severe_share=severe_share)
     summary = dict(
         generator_version=GENERATOR_VERSION, seed=seed, patients=patients,
         favourable=int(labels.sum()), poor=int((1 - labels).sum()),
@@ -804,7 +813,12 @@ def make_cohort(out: str | os.PathLike, *, patients: int, seed: int = 0, jobs: i
             "nerve root is flattened there (0..1), L = the half-length of the narrowing along the "
             "channel (mm); "
             "nothing else enters it"),
-        best_achievable_auc_expected=round(best_achievable_auc(), 4),
+        best_achievable_auc_expected=round(mix["best_achievable_auc"], 4),
+        **({} if severe_share == SEVERE_SHARE else {"patient_mix": {
+            "severe_share": severe_share, "mean_width_mm_expected": round(mix["mean_width_mm"], 3),
+            "favourable_rate_expected": round(mix["favourable_rate"], 4),
+            "mean_width_mm_this_cohort": round(float(np.mean([float(r["width_mm"])
+                                                              for r in rows])), 3)}}),
         best_achievable_auc_this_cohort=(round(auc(probs, labels), 4)
                                          if 0 < labels.sum() < len(labels) else None),
         physician_pick=(f"pick_*: the narrowest slice, or at a rate of {PICK_NEIGHBOUR_RATE} "

@@ -15,8 +15,14 @@ A :class:`Site` changes, in this order:
 3. the headers: field strength, slice thickness, ScanOptions ``FS`` when fat is suppressed, and
    the institution's name, so that ``tfesi site-check`` can compare them with a training range.
 
-The anatomy and the image findings' effect on the outcome are the same at every site. A site
-may also see another outcome rate (``outcome_shift``, added to the outcome model's logit: other
+The image findings' effect on the outcome is the same at every site. A site may see another
+patient mix (``severe_share``: the share of its patients whose injected foramen is severely
+narrowed, Kim grade 2, 0.8-2.0 mm, against the generator's 0.45; the rest grade 1, 2.05-4.0 mm, the
+study's inclusion criteria at every site): ``cohort.draw_patient`` draws the injected foramen's
+stenosis from that mix, so the site's outcome rate follows from its anatomy through the outcome
+model (``outcome.favourable_probability``), with no label changed. At the default share the
+patients are exactly the generator's (tests/test_synth.py checks a fixed digest). A site may
+also see another outcome rate (``outcome_shift``, added to the outcome model's logit: other
 referrals, co-interventions, follow-up; nothing the images show), so that its patients'
 ``p_favourable`` and outcomes are drawn again from the shifted probability; at 0 (the default,
 and the reference site's) the generator's outcomes are left exactly as drawn.
@@ -27,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+from .outcome import SEVERE_SHARE
 
 PROTOCOL_THICKNESS_MM = 3.0
 
@@ -44,6 +52,7 @@ class Site:
     scale: float = 1.0
     field_strength_t: float = 1.5
     outcome_shift: float = 0.0  # added to the outcome model's logit at this site
+    severe_share: float = SEVERE_SHARE  # the patient mix: share of grade-2 injected foramina
 
     def patient(self, p):
         """The patient as this site sees them: its outcome rate (``outcome_shift``), the
@@ -117,6 +126,8 @@ SITES = {s.name: s for s in (
          scale=2.0, field_strength_t=3.0),
     Site("fatsat-lowrate", "fat suppression on (80 %) and fewer favourable outcomes (logit "
          "-1: other referrals)", fat_suppression=0.8, outcome_shift=-1.0),
+    Site("tertiary-referral", "the reference scanner, but a referral centre's patients: 80 % "
+         "with a severely narrowed foramen (Kim grade 2) against 45 %", severe_share=0.8),
 )}
 
 

@@ -352,21 +352,34 @@ SCRATCH = "from scratch + recalibration"
 SITE_ROUTES = (SHIPPED, SHIPPED_RECAL, FINE_TUNED, SCRATCH, BASELINE)
 
 
-def _recalibrated(z_fit, y_fit, z_test) -> np.ndarray:
+def _recalibrated(z_fit, y_fit, z_test) -> tuple[np.ndarray, float]:
+    """The test probabilities after Platt scaling fitted on (z_fit, y_fit), and its temperature."""
     from ..stats import fit_platt
 
     temperature, intercept = fit_platt(y_fit, z_fit)
-    return 1 / (1 + np.exp(-(np.asarray(z_test) / temperature + intercept)))
+    return 1 / (1 + np.exp(-(np.asarray(z_test) / temperature + intercept))), temperature
 
 
-def _test_metrics(y, p) -> dict:
+def _test_metrics(y, p, temperature: float | None = None) -> dict:
+    """AUC (DeLong CI), calibration slope, intercept and ECE on the test patients; with
+    ``degenerate`` (the reasons, in words) where the calibration fails the install floor's own
+    criteria (``model_gate.degenerate_calibration``: one definition), e.g. a Platt fit that
+    collapsed to nearly the same probability for everyone."""
+    from ..model_gate import degenerate_calibration, probability_spread
     from ..stats import calibration_slope_intercept, expected_calibration_error
 
     r = auc_delong(y, p)
     slope, intercept = calibration_slope_intercept(y, np.clip(p, 1e-6, 1 - 1e-6))
-    return {"auc": round(r.auc, 4), "ci95": [round(v, 4) for v in r.ci95],
-            "slope": round(slope, 3), "intercept": round(intercept, 3),
-            "ece": round(expected_calibration_error(y, p), 4)}
+    out = {"auc": round(r.auc, 4), "ci95": [round(v, 4) for v in r.ci95],
+           "slope": round(slope, 3), "intercept": round(intercept, 3),
+           "ece": round(expected_calibration_error(y, p), 4)}
+    if temperature is not None:
+        out["temperature"] = round(float(temperature), 4)
+    reasons = degenerate_calibration(temperature=temperature, slope=slope,
+                                     spread=probability_spread(p), where=" on the test patients")
+    if reasons:
+        out["degenerate"] = reasons
+    return out
 
 
 def run_site_curve(pool_manifest: str | Path, test_manifest: str | Path, out: str | Path,
@@ -426,7 +439,7 @@ def run_site_curve(pool_manifest: str | Path, test_manifest: str | Path, out: st
         if SHIPPED in routes:
             row[SHIPPED] = result["shipped"]
         if SHIPPED_RECAL in routes:
-            row[SHIPPED_RECAL] = _test_metrics(t_y, _recalibrated(z_pool[idx], yy, z_test))
+            row[SHIPPED_RECAL] = _test_metrics(t_y, *_recalibrated(z_pool[idx], yy, z_test))
         fit, cal = split(yy, calibration_fraction, seed)
         for route, init_from in ((FINE_TUNED, str(keras_file)), (SCRATCH, None)):
             if route not in routes:
@@ -438,7 +451,7 @@ def run_site_curve(pool_manifest: str | Path, test_manifest: str | Path, out: st
                                              train_idx=fit, val_idx=cal)
             z_cal = logit(np.array(record["validation_probabilities"]))
             z_t = logit(_predict(model, x_test))
-            row[route] = _test_metrics(t_y, _recalibrated(z_cal, yy[cal], z_t))
+            row[route] = _test_metrics(t_y, *_recalibrated(z_cal, yy[cal], z_t))
             row[f"{route} seconds"] = record.get("seconds")
         if BASELINE in routes:
             test_idx = np.arange(len(y), len(y) + len(t_y))
@@ -446,20 +459,40 @@ def run_site_curve(pool_manifest: str | Path, test_manifest: str | Path, out: st
             row[BASELINE] = _test_metrics(t_y, p)
         row["seconds"] = round(time.monotonic() - t, 1)
         result["rows"].append(row)
-        say(site_curve_text(result).splitlines()[-1])
+        result["warnings"] = site_curve_warnings(result)
+        say(_site_curve_line(row, routes))
         (out / "site_curve.json").write_text(json.dumps(result, indent=1))
     return result
 
 
+def site_curve_warnings(result: dict) -> list[str]:
+    """One sentence per route and size whose calibration is degenerate (``_test_metrics``)."""
+    return [f"{row['patients']} patients, {r}: degenerate calibration: "
+            + "; ".join(row[r]["degenerate"])
+            + " (tfesi model install would refuse a model calibrated so)"
+            for row in result["rows"] for r in result["routes"]
+            if r in row and row[r].get("degenerate")]
+
+
+def _site_curve_line(row: dict, routes) -> str:
+    def cell(r):
+        if r not in row:
+            return "-"
+        m = row[r]
+        return (f"AUC {m['auc']:.3f} slope {m['slope']:.2f}"
+                + (" (!)" if m.get("degenerate") else ""))
+
+    return f"{row['patients']:8d}  " + "  ".join(cell(r).rjust(32) for r in routes)
+
+
 def site_curve_text(result: dict) -> str:
-    """The table: one line per cohort size, AUC and calibration slope of each route."""
+    """The table: one line per cohort size, AUC and calibration slope of each route; a route
+    whose calibration is degenerate is marked (!) and said in words under the table."""
     routes = result["routes"]
     best = result.get("best_achievable")
     lines = [f"test set: {result['test_patients']} patients of the site"
              + (f"; best achievable AUC {best['auc']:.3f}" if best else ""),
-             "patients  " + "  ".join(f"{r:>28s}" for r in routes)]
-    for row in result["rows"]:
-        lines.append(f"{row['patients']:8d}  " + "  ".join(
-            (f"AUC {row[r]['auc']:.3f} slope {row[r]['slope']:.2f}" if r in row else "-")
-            .rjust(28) for r in routes))
+             "patients  " + "  ".join(f"{r:>32s}" for r in routes)]
+    lines += [_site_curve_line(row, routes) for row in result["rows"]]
+    lines += [f"(!) {w}" for w in site_curve_warnings(result)]
     return "\n".join(lines) + "\n"
