@@ -235,12 +235,13 @@ def test_a_failed_save_is_shown(qtbot, window, case, monkeypatch):
     w = window
     _roi_on_demo(qtbot, w, case)
 
-    def fail(work):
+    def fail(study_uid, document):
         raise TfesiError("the disk is full")
 
-    monkeypatch.setattr(w.session.store, "save", fail)
-    w.session.set_level("C7")
-    assert w.messages.kind == "error" and "could not be saved" in w.messages.text()
+    monkeypatch.setattr(w.session.store, "write", fail)
+    w.session.set_level("C7")  # written in the window's writes thread (core/writes.py)
+    qtbot.waitUntil(lambda: w.messages.kind == "error", timeout=5000)
+    assert "could not be saved" in w.messages.text()
     assert "disk is full" in w.messages.text()
 
 

@@ -16,14 +16,20 @@ from ..core.runtime import Predictor
 from .viewer import display_transform
 
 
-def load_model(path):
-    """Import what the first ROI and prediction need (pydicom, and the SciPy parts of the canal
-    search in core/midline.py) here rather than in the GUI thread, load the bundle, and run the
-    network once."""
+def import_first_needs():
+    """Import what the first study, ROI and prediction need: pydicom and its pixel decoders,
+    the SciPy parts of the canal search (core/midline.py) and LiteRT."""
+    import ai_edge_litert.interpreter  # noqa: F401
     import pydicom  # noqa: F401
+    import pydicom.pixels  # noqa: F401
     import scipy.fft  # noqa: F401
     import scipy.ndimage  # noqa: F401
 
+
+def load_model(path):
+    """:func:`import_first_needs` (a no-op once done), load the bundle, and run the network
+    once."""
+    import_first_needs()
     predictor = Predictor(path)
 
     from ..core.geometry import SliceGeometry

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QThreadPool, QTimer, Slot
+from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -30,9 +30,11 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.dicom import cached_values
+from ..core.errors import TfesiError
 from ..core.measure import measurement_lines
 from ..core.render import heat_colours
 from ..core.session import Session, StateStore
+from ..core.writes import OrderedWrites
 from .actions import Targets, build_menus
 from .anatomy import CanalSearch
 from .axial import AxialViewport
@@ -46,7 +48,7 @@ from .opening import StudyOpener
 from .prediction import PredictController
 from .report_controller import ReportController
 from .result_view import crop_view
-from .settings import fit_to_screen, recent, remember, settings
+from .settings import fit_to_screen, recent, remember, settings, with_recent
 from .side_panel import MessageArea, RightColumn, SidePanel
 from .startup import Startup
 from .viewer import SliceView
@@ -58,13 +60,27 @@ APP_TITLE = "TFESI Desktop"
 __all__ = ["APP_TITLE", "MainWindow", "settings"]
 
 
+def _remember_quietly(paths):
+    """File > Open recent on disk; a list that cannot be written is not worth a message."""
+    try:
+        remember(paths)
+    except (OSError, TfesiError) as e:
+        log.warning("the recent folders could not be written: %s", e)
+
+
 class MainWindow(QMainWindow):
+    _write_failed = Signal(object)  # from the writes' thread (core/writes.py)
+
     def __init__(self, *, model_path: str | Path | None = None, load_model: bool = True,
                  store: StateStore | None = None):
         super().__init__()
         self.pool = QThreadPool.globalInstance()
         self._workers: dict[object, Worker] = {}
         self.session = Session(store)
+        # the study's work and the recent folders are written in a thread of their own: an
+        # fsync here stalled the window 15-60 ms per edit on a busy disk
+        self.writes = self.session.writes = OrderedWrites(self._write_failed.emit)
+        self._write_failed.connect(self._on_write_failed)
         self.session.subscribe(self._session_changed)
         self.last_error: str | None = None
         self.setAcceptDrops(True)
@@ -243,15 +259,21 @@ class MainWindow(QMainWindow):
         super().closeEvent(ev)
 
     def remember(self, paths):
-        remember(paths)
-        self._refresh_recent()
+        paths = [str(p) for p in paths]
+        self.writes.submit(object(), lambda: _remember_quietly(paths))  # each one, in order
+        self._refresh_recent(with_recent(recent(), paths))
 
-    def _refresh_recent(self):
+    def _refresh_recent(self, items=None):
+        items = recent() if items is None else items
         self.recent_menu.clear()
-        for i, r in enumerate(recent()):
+        for i, r in enumerate(items):
             a = self.recent_menu.addAction(f"&{i + 1} {r}")
             a.triggered.connect(lambda _=False, r=r: self.open_paths(r.split(" | ")))
-        self.recent_menu.setEnabled(bool(recent()))
+        self.recent_menu.setEnabled(bool(items))
+
+    @Slot(object)
+    def _on_write_failed(self, error):
+        self.session.save_failed(error)
 
     # --- workers and messages ----------------------------------------------------------------
 

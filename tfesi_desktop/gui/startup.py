@@ -61,6 +61,25 @@ class Startup(QObject):
         path = Path(path) if path else default_bundle_path()
         self.loading = True
         gc.disable()  # until _started
+        import os
+        mode = os.environ.get("TFESI_EXP", "")
+        if "nofsync" in mode:
+            os.fsync = lambda fd: None
+            from PySide6.QtCore import QSettings
+            QSettings.sync = lambda self: None
+        if "lt1" in mode:
+            from ..core import runtime
+            jobs.Predictor = lambda p: runtime.Predictor(p, num_threads=1)
+        if "imports" in mode or "sync" in mode:
+            jobs.import_first_needs()
+        if "sync" in mode:
+            try:
+                p = load_and_warm(path)
+            except Exception as e:  # noqa: BLE001
+                self._failed(str(e))
+            else:
+                self._loaded(p)
+            return
         self.ctx.run_worker(Worker(load_and_warm, path), self._loaded, self._failed)
 
     @Slot(object)
