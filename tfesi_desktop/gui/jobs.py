@@ -15,15 +15,18 @@ from ..core.resample import resample
 from ..core.runtime import Predictor
 from .viewer import display_transform
 
+# what the first study, ROI and prediction import: the DICOM reader, pydicom and its pixel
+# decoders, the SciPy parts of the canal search (core/midline.py) and LiteRT
+FIRST_NEEDS = ("ai_edge_litert.interpreter", "pydicom", "pydicom.pixels", "scipy.fft",
+               "scipy.ndimage", "tfesi_desktop.core.dicom.reader")
+
 
 def import_first_needs():
-    """Import what the first study, ROI and prediction need: pydicom and its pixel decoders,
-    the SciPy parts of the canal search (core/midline.py) and LiteRT."""
-    import ai_edge_litert.interpreter  # noqa: F401
-    import pydicom  # noqa: F401
-    import pydicom.pixels  # noqa: F401
-    import scipy.fft  # noqa: F401
-    import scipy.ndimage  # noqa: F401
+    """Import :data:`FIRST_NEEDS` (a no-op once done)."""
+    import importlib
+
+    for name in FIRST_NEEDS:
+        importlib.import_module(name)
 
 
 def load_model(path):

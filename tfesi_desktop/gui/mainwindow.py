@@ -317,7 +317,8 @@ class MainWindow(QMainWindow):
         return self.startup.predictor
 
     def load_model(self, path=None):
-        """Load the model bundle (the installed or demo one by default) in a worker."""
+        """Load the model bundle (the installed or demo one by default): before the window
+        shows at once, later in a worker (gui/startup.py)."""
         self.model_status.setText("Model: loading...")
         self.startup.load(path)
 
