@@ -39,6 +39,9 @@ def measure(detail: bool = False) -> dict:
     """The figures; with ``detail``, also every stall over 30 ms as (ms, its end in seconds from
     process start, the phase: open, slice, predict, scroll, the CPU ms the GUI thread and the
     whole process used in it: a stall the process hardly used the CPU in was the machine's)."""
+    import gc
+
+    gc.disable()  # as the program starts (gui/app.py); on again once the model is loaded
     from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
 
