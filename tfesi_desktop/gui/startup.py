@@ -1,13 +1,13 @@
 """The window's start-up sequence, in one place (docs/architecture.md, invariant 3).
 
 1. Before the window shows, the GUI thread imports what the first study, ROI and prediction
-   need (:data:`.jobs.FIRST_NEEDS`: pydicom, SciPy, LiteRT), loads the model, runs the network
-   once, and then once more at the size of a whole neighbourhood batch (the chosen slice's ROI
-   set and its neighbours'). Done in a worker after the window showed, as before, these held
-   the GIL in C code (a module's initialisation, LiteRT allocating its tensors: 20-45 ms each)
-   while the window opened its first study: stalls of 50-80 ms. It costs the start about what
-   pyqtgraph no longer spends importing matplotlib (gui/viewer.py). A model loaded later (the
-   window shown) loads in a worker (:func:`.jobs.load_model`).
+   need (:data:`.jobs.FIRST_NEEDS`: pydicom, SciPy, LiteRT), loads the model and runs one
+   prediction at the batch size of a whole neighbourhood (:func:`.jobs.load_model`). Done in
+   a worker after the window showed, as before, these held the GIL in C code (a module's
+   initialisation, LiteRT allocating its tensors: 20-45 ms each) while the window opened its
+   first study: stalls of 50-80 ms. It costs the start about what pyqtgraph no longer spends
+   importing matplotlib (gui/viewer.py). A model asked for later (the window shown) loads in
+   a worker.
 2. Until the model is loaded the window is not *warm*: whatever needs those packages (the
    canal search, the sagittal's frames, the browser's thumbnails) is held back and asked for
    again here (:meth:`Startup.when_warm`).
@@ -24,23 +24,12 @@ import gc
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QObject, Slot
 
 from ..core.bundle import default_bundle_path
 from . import jobs
 from .context import AppContext
 from .workers import Worker, error_sentence
-
-
-def load_and_warm(path):
-    """:func:`.jobs.load_model`, then one batch of the neighbourhood's size."""
-    predictor = jobs.load_model(path)
-    others = sum(1 for o in predictor.slice_offsets if o != 0)
-    n = len(predictor.crops) + others * len(predictor.neighbour_crops)
-    if n != len(predictor.crops):
-        predictor.infer_batch(np.zeros((n, 100, 100, 3), np.float32))
-    return predictor
 
 
 class Startup(QObject):
@@ -64,10 +53,10 @@ class Startup(QObject):
         self.loading = True
         gc.disable()  # until _started
         if self.ctx.parent.isVisible():  # another model, asked for later: in a worker
-            self.ctx.run_worker(Worker(load_and_warm, path), self._loaded, self._failed)
+            self.ctx.run_worker(Worker(jobs.load_model, path), self._loaded, self._failed)
             return
         try:  # before the window shows: here and now (point 1 above)
-            predictor = load_and_warm(path)
+            predictor = jobs.load_model(path)
         except Exception as e:  # noqa: BLE001 - said in the window, as a worker's would be
             self._failed(error_sentence(e))
         else:
