@@ -132,14 +132,7 @@ class MainWindow(QMainWindow):
         self.view.roi_changed.connect(lambda: self._update_crop(self.view.roi_rect()))
         self.view.double_clicked.connect(lambda: self.viewports.maximise(self.view))
 
-        p = self.panel = SidePanel()
-        # the widgets tests and scripts reach for, by their old names
-        for name in ("slider", "slice_label", "side_buttons", "level_combo", "side_hint",
-                     "side_warning", "predict_button", "auto_check", "result_label",
-                     "stale_label", "performance_label", "disclaimer_label", "overlay_check",
-                     "opacity", "provenance_label", "crop_preview", "crop_caption",
-                     "skipped_button", "override_button"):
-            setattr(self, name, getattr(p, name))
+        p = self.panel = SidePanel()  # its controls: the panel's own attributes (w.panel.slider)
         self.browser = p.browser
 
         self.localizer = Localizer(self.ctx, self.view, axial_geometry=self.geometry_of_slice,
@@ -401,18 +394,18 @@ class MainWindow(QMainWindow):
     def _fill_browser(self):
         scan = self.session.scan
         n = len(scan.skipped)
-        self.skipped_button.setText(f"{n} file{'s' if n != 1 else ''} skipped - show"
+        self.panel.skipped_button.setText(f"{n} file{'s' if n != 1 else ''} skipped - show"
                                     if n else "No files skipped")
-        self.skipped_button.setEnabled(bool(n))
+        self.panel.skipped_button.setEnabled(bool(n))
         self.browser.fill(self.session.patients(), self.actions_by_name["mask"].isChecked())
 
     def _show_series(self):
         stack = self.session.stack()
         self.browser.show_current(stack.key)
         self.axial.series_changed()
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, len(stack.slices) - 1)
-        self.slider.blockSignals(False)
+        self.panel.slider.blockSignals(True)
+        self.panel.slider.setRange(0, len(stack.slices) - 1)
+        self.panel.slider.blockSignals(False)
         self.localizer.study_changed()
         self.viewports.layout()
         self._set_title()
@@ -426,11 +419,11 @@ class MainWindow(QMainWindow):
         if sel is None or stack is None:
             return
         index = self.nav.index()
-        self.slider.blockSignals(True)
-        self.slider.setValue(index)
-        self.slider.blockSignals(False)
+        self.panel.slider.blockSignals(True)
+        self.panel.slider.setValue(index)
+        self.panel.slider.blockSignals(False)
         pos = stack.slice_positions()
-        self.slice_label.setText(f"slice {index + 1} / {len(stack.slices)}"
+        self.panel.slice_label.setText(f"slice {index + 1} / {len(stack.slices)}"
                                  + (f"   position {pos[index]:.1f} mm" if pos else ""))
         self.axial.show(sel, stack, index)
         self.panel.show_measurements(measurement_lines(sel.measurements_on(sel.view_key),
@@ -508,7 +501,7 @@ class MainWindow(QMainWindow):
         s = self.session
         a["undo"].setText(f"&Undo {s.undo_text()}" if s.can_undo() else "&Undo")
         a["redo"].setText(f"&Redo {s.redo_text()}" if s.can_redo() else "&Redo")
-        self.predict_button.setEnabled(True)
+        self.panel.predict_button.setEnabled(True)
 
     # --- the model input and the result ------------------------------------------------------
 

@@ -80,20 +80,20 @@ def measure(detail: bool = False) -> dict:
     timer.start()
 
     wait = process_until
-    win.auto_check.setChecked(False)
+    win.panel.auto_check.setChecked(False)
     win.open_paths([str(demo_study())])
     wait(lambda: win.predictor is not None and win.session.stack() is not None
          and win.current_values() is not None and not win.busy())
     (case,) = read_manifest(demo_manifest())
     phase[0] = "slice"
-    win.slider.setValue(win.session.stack().find_slice(case.slice_key))
+    win.panel.slider.setValue(win.session.stack().find_slice(case.slice_key))
     wait(lambda: win.current_values() is not None and win.canal_of_slice()[0])
     win.session.set_roi(tuple(case.roi))  # what a finished drag does (gui/axial.py)
     win.session.propose_side()
     win.session.set_side(case.side)
     phase[0] = "predict"
     t = time.perf_counter()
-    win.predict_button.click()
+    win.panel.predict_button.click()
     wait(lambda: win.session.result is not None)
     app.processEvents()
     shown_result = time.perf_counter() - t
@@ -106,7 +106,7 @@ def measure(detail: bool = False) -> dict:
     last[0] = clock.elapsed()
     n = len(win.session.stack().slices)
     for i in list(range(n)) + list(range(n - 1, -1, -1)):
-        win.slider.setValue(i)
+        win.panel.slider.setValue(i)
         wait(lambda: win.axial.shown == win.session.selection.view_key and not win.busy())
     loc = win.localizer
     if loc.stack is not None:
