@@ -341,6 +341,7 @@ def test_three_patients_never_share_state_and_sagittal_round_trip_keeps_all(qtbo
     for _ in range(4):
         qtbot.keyClick(w, Qt.Key.Key_BracketRight, Qt.KeyboardModifier.ControlModifier)
     assert w.session.study_uid != first_study
+    assert w.writes.wait(10)  # the window writes in a thread of its own (core/writes.py)
     d = json.loads(w.session.store.file(first_study).read_text())
     assert d["study_uid"] == first_study
     assert any(x["roi"] == list(before.roi) for x in d["selections"])
