@@ -390,13 +390,15 @@ def test_gui_thread_never_stalls_long(qtbot):
     """A heartbeat timer measures the GUI thread's longest stall while the model loads, the
     demo study opens and a prediction runs (target 50 ms, measured by tfesi bench; the test
     allows for a busy CI machine)."""
+    import json
+
     from tfesi_desktop.gui.timing import measure
 
     t = time.perf_counter()
     out = measure(detail=True)
     assert time.perf_counter() - t < 60
     assert out["gui_heartbeats"] > 2
-    assert out["gui_longest_stall_ms"] < 400, out
+    assert out["gui_longest_stall_ms"] < 400, json.dumps(out)
     assert out["prediction_shown_after_click_ms"] < 1000, out
 
 
