@@ -43,6 +43,18 @@ def test_a_failed_write_is_reported_and_the_next_ones_still_run():
     assert [str(e) for e in failures] == ["the disk is full"] and done == [2]
 
 
+def test_closed_the_thread_ends_and_a_later_write_starts_another():
+    done = []
+    w = OrderedWrites(lambda e: None)
+    w.submit(1, lambda: done.append(threading.current_thread()))
+    assert w.close(5)
+    first = done[0]
+    first.join(5)
+    assert not first.is_alive()  # a closed window leaves no thread behind
+    w.submit(2, lambda: done.append(threading.current_thread()))
+    assert w.wait(5) and len(done) == 2 and done[1] is not first
+
+
 def test_the_session_writes_through_them_and_close_waits(tmp_path):
     from tfesi_desktop.core.commands import open_study
     from tfesi_desktop.core.paths import demo_study

@@ -688,5 +688,5 @@ class Session:
         """Write what is pending and release the studies' locks (the window closes)."""
         self.flush()
         if self.writes is not None:
-            self.writes.wait(10.0)
+            self.writes.close(10.0)
         self.store.unlock_all()

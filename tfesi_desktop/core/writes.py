@@ -22,6 +22,7 @@ class OrderedWrites:
         self._queue: list[tuple[Hashable, Callable[[], object]]] = []
         self._cond = threading.Condition()
         self._busy = False
+        self._stopping = False
         self._thread: threading.Thread | None = None
 
     def submit(self, key: Hashable, write: Callable[[], object]) -> None:
@@ -34,11 +35,20 @@ class OrderedWrites:
                     break
             else:
                 self._queue.append((key, write))
+            self._stopping = False
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tfesi-writes",
                                                 daemon=True)
                 self._thread.start()
             self._cond.notify_all()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """:meth:`wait`, then let the thread end (a later :meth:`submit` starts another)."""
+        done = self.wait(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        return done
 
     def pending(self) -> bool:
         with self._cond:
@@ -52,7 +62,10 @@ class OrderedWrites:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: bool(self._queue))
+                self._cond.wait_for(lambda: bool(self._queue) or self._stopping)
+                if not self._queue:  # closed, nothing left to write
+                    self._thread = None
+                    return
                 _, write = self._queue.pop(0)
                 self._busy = True
             try:
