@@ -237,19 +237,19 @@ def screenshot(study: Path, stack, slice_index: int, roi, out_png: Path, *,
     win.open_paths([str(study)])
     process_until(lambda: win.session.stack() is not None and win.current_values() is not None
                   and win.predictor is not None and not win.busy(), 90.0, 0.01)
-    win.auto_check.setChecked(False)
+    win.panel.auto_check.setChecked(False)
     if discs:
         from tfesi_desktop.core.levels import LevelMark
 
         for disc, point in discs.items():
             win.session.add_mark(LevelMark(disc, tuple(float(v) for v in point)))
-    win.slider.setValue(slice_index)
+    win.panel.slider.setValue(slice_index)
     process_until(lambda: win.current_values() is not None and win.canal_of_slice()[0]
                   and not win.busy(), 60.0, 0.01)
     win.session.set_roi(tuple(roi))  # what a finished drag does (gui/axial.py)
     win.session.propose_side()
     try:
-        win.predict_button.click()
+        win.panel.predict_button.click()
         process_until(lambda: win.session.result is not None and not win.busy(), 60.0, 0.01)
     except Exception as e:  # noqa: BLE001 - a development script: say what happened
         print(f"(prediction in the window: {e})")

@@ -56,7 +56,7 @@ def _predicted(qtbot, w, case):
     w.open_paths([str(demo_study())])
     qtbot.waitUntil(lambda: w.session.stack() is not None and w.current_values() is not None
                     and w.predictor is not None, timeout=30000)
-    w.slider.setValue(w.session.stack().find_slice(case.slice_key))
+    w.panel.slider.setValue(w.session.stack().find_slice(case.slice_key))
     qtbot.waitUntil(lambda: w.current_values() is not None and w.canal_of_slice()[0])
     w.session.set_roi(tuple(case.roi))  # what a finished drag does (gui/axial.py)
     w.session.propose_side()

@@ -44,6 +44,7 @@ from .state_store import (
     selection_from_json,
     selection_to_json,
 )
+from .writes import OrderedWrites
 
 __all__ = ["LEVELS", "MODEL_FIELDS", "SIDES", "STATE_SCHEMA", "STATE_VERSION", "Comparison",
            "Edit", "Measurement", "PatientEntry", "Rect", "Result", "Selection", "Session",
@@ -113,6 +114,10 @@ class Session:
         # wheel turn does not fsync a file per slice; every other edit is written at once
         self.defer_scroll_saves = False
         self._pending: set[str] = set()
+        # where the writes go: None, written here and now; a window gives its own thread
+        # (core/writes.py: an fsync in the GUI thread stalled it) and reports what failed
+        # there through :meth:`save_failed`
+        self.writes: OrderedWrites | None = None
 
     # --- observers -------------------------------------------------------------------------
 
@@ -659,16 +664,29 @@ class Session:
         self._pending.discard(work.study_uid)
         if work.read_only:
             return  # edits are refused; scrolling is not saved (another window writes it)
+        if self.writes is not None:  # the state of now, written in the writes' thread
+            uid, document = work.study_uid, self.store.document(work)
+            self.writes.submit(("state", uid), lambda: self.store.write(uid, document))
+            return
         try:
             self.store.save(work)
         except (OSError, TfesiError) as e:
-            reason = e.message if isinstance(e, TfesiError) else (e.strerror or str(e))
-            msg = f"The work on this study could not be saved ({reason})."
-            self.save_errors.append(msg)
-            self.notes.append(msg)
-            self._emit("save_failed")
+            self.save_failed(e)
+
+    def save_failed(self, error: Exception) -> None:
+        """A write of the study's work failed: say so (``save_failed``, :attr:`save_errors`)."""
+        if isinstance(error, TfesiError):
+            reason = error.message
+        else:
+            reason = getattr(error, "strerror", None) or str(error)
+        msg = f"The work on this study could not be saved ({reason})."
+        self.save_errors.append(msg)
+        self.notes.append(msg)
+        self._emit("save_failed")
 
     def close(self) -> None:
         """Write what is pending and release the studies' locks (the window closes)."""
         self.flush()
+        if self.writes is not None:
+            self.writes.close(10.0)
         self.store.unlock_all()

@@ -268,11 +268,19 @@ class StateStore:
     def save(self, work: StudyWork) -> None:
         """Write this study's file (and only it), atomically, 0600 in a 0700 folder;
         TfesiError on failure."""
-        private_dir(self.folder)
+        self.write(work.study_uid, self.document(work))
+
+    @staticmethod
+    def document(work: StudyWork) -> bytes:
+        """What :meth:`save` writes for ``work`` as it is now."""
         d = {"schema": STATE_SCHEMA, "version": STATE_VERSION, "study_uid": work.study_uid,
              "current_series": work.current_series,
              "selections": [selection_to_json(s) for s in work.selections.values()],
              "marks": [{"disc": m.disc, "point": list(m.point)} for m in work.marks],
              "clinical": dict(work.clinical)}
-        write_atomically(self.file(work.study_uid), json.dumps(d, indent=1).encode(),
-                         private=True)
+        return json.dumps(d, indent=1).encode()
+
+    def write(self, study_uid: str, document: bytes) -> None:
+        """Write a :meth:`document` as this study's file (see :meth:`save`)."""
+        private_dir(self.folder)
+        write_atomically(self.file(study_uid), document, private=True)

@@ -33,6 +33,9 @@ def main(argv=None) -> int:
         from ..selftest import self_test
 
         return self_test(args.model)
+    import gc
+
+    gc.disable()  # until the model is loaded (gui/startup.py, point 3)
     try:
         from PySide6.QtWidgets import QApplication
 

@@ -15,24 +15,40 @@ from ..core.resample import resample
 from ..core.runtime import Predictor
 from .viewer import display_transform
 
+# what the first study, ROI and prediction import: the DICOM reader, pydicom and its pixel
+# decoders, the SciPy parts of the canal search (core/midline.py) and LiteRT
+FIRST_NEEDS = ("ai_edge_litert.interpreter", "pydicom", "pydicom.pixels", "scipy.fft",
+               "scipy.ndimage", "tfesi_desktop.core.dicom.reader")
+
+
+def import_first_needs():
+    """Import :data:`FIRST_NEEDS` (a no-op once done)."""
+    import importlib
+
+    for name in FIRST_NEEDS:
+        importlib.import_module(name)
+
 
 def load_model(path):
-    """Import what the first ROI and prediction need (pydicom, and the SciPy parts of the canal
-    search in core/midline.py) here rather than in the GUI thread, load the bundle, and run the
-    network once."""
-    import pydicom  # noqa: F401
-    import scipy.fft  # noqa: F401
-    import scipy.ndimage  # noqa: F401
-
+    """:func:`import_first_needs` (a no-op once done), load the bundle, and run a whole
+    prediction once at the batch size of a neighbourhood (the chosen slice's ROI set and its
+    neighbours'): LiteRT holds the GIL while it allocates its tensors for a new batch size
+    (25-45 ms), so the first prediction must not be the one to do it, and the first call of
+    each step (preprocessing, Grad-CAM) is paid here too."""
+    import_first_needs()
     predictor = Predictor(path)
 
     from ..core.geometry import SliceGeometry
-    from ..core.runtime import predict as run_predict
+    from ..core.preprocess import model_inputs
+    from ..core.runtime import predict_slices
 
     zeros = np.zeros((64, 64), np.float32)
     zeros[::2] = 1.0
     g = SliceGeometry((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1), zeros.shape)
-    run_predict(predictor, zeros, g, (8, 8, 32, 32), "right")  # allocates the batch
+    offsets = list(predictor.slice_offsets) or [0]
+    inputs = [model_inputs(zeros, g, (8, 8, 32, 32), "right", crops=predictor.crops if o == 0
+                           else predictor.neighbour_crops) for o in offsets]
+    predict_slices(predictor, inputs, offsets, 0, side="right")
     return predictor
 
 

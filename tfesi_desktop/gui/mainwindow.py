@@ -17,7 +17,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QThreadPool, QTimer, Slot
+from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -30,9 +30,11 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.dicom import cached_values
+from ..core.errors import TfesiError
 from ..core.measure import measurement_lines
 from ..core.render import heat_colours
 from ..core.session import Session, StateStore
+from ..core.writes import OrderedWrites
 from .actions import Targets, build_menus
 from .anatomy import CanalSearch
 from .axial import AxialViewport
@@ -46,7 +48,7 @@ from .opening import StudyOpener
 from .prediction import PredictController
 from .report_controller import ReportController
 from .result_view import crop_view
-from .settings import fit_to_screen, recent, remember, settings
+from .settings import fit_to_screen, recent, remember, settings, with_recent
 from .side_panel import MessageArea, RightColumn, SidePanel
 from .startup import Startup
 from .viewer import SliceView
@@ -58,13 +60,27 @@ APP_TITLE = "TFESI Desktop"
 __all__ = ["APP_TITLE", "MainWindow", "settings"]
 
 
+def _remember_quietly(paths):
+    """File > Open recent on disk; a list that cannot be written is not worth a message."""
+    try:
+        remember(paths)
+    except (OSError, TfesiError) as e:
+        log.warning("the recent folders could not be written: %s", e)
+
+
 class MainWindow(QMainWindow):
+    _write_failed = Signal(object)  # from the writes' thread (core/writes.py)
+
     def __init__(self, *, model_path: str | Path | None = None, load_model: bool = True,
                  store: StateStore | None = None):
         super().__init__()
         self.pool = QThreadPool.globalInstance()
         self._workers: dict[object, Worker] = {}
         self.session = Session(store)
+        # the study's work and the recent folders are written in a thread of their own: an
+        # fsync here stalled the window 15-60 ms per edit on a busy disk
+        self.writes = self.session.writes = OrderedWrites(self._write_failed.emit)
+        self._write_failed.connect(self._on_write_failed)
         self.session.subscribe(self._session_changed)
         self.last_error: str | None = None
         self.setAcceptDrops(True)
@@ -116,14 +132,7 @@ class MainWindow(QMainWindow):
         self.view.roi_changed.connect(lambda: self._update_crop(self.view.roi_rect()))
         self.view.double_clicked.connect(lambda: self.viewports.maximise(self.view))
 
-        p = self.panel = SidePanel()
-        # the widgets tests and scripts reach for, by their old names
-        for name in ("slider", "slice_label", "side_buttons", "level_combo", "side_hint",
-                     "side_warning", "predict_button", "auto_check", "result_label",
-                     "stale_label", "performance_label", "disclaimer_label", "overlay_check",
-                     "opacity", "provenance_label", "crop_preview", "crop_caption",
-                     "skipped_button", "override_button"):
-            setattr(self, name, getattr(p, name))
+        p = self.panel = SidePanel()  # its controls: the panel's own attributes (w.panel.slider)
         self.browser = p.browser
 
         self.localizer = Localizer(self.ctx, self.view, axial_geometry=self.geometry_of_slice,
@@ -243,15 +252,21 @@ class MainWindow(QMainWindow):
         super().closeEvent(ev)
 
     def remember(self, paths):
-        remember(paths)
-        self._refresh_recent()
+        paths = [str(p) for p in paths]
+        self.writes.submit(object(), lambda: _remember_quietly(paths))  # each one, in order
+        self._refresh_recent(with_recent(recent(), paths))
 
-    def _refresh_recent(self):
+    def _refresh_recent(self, items=None):
+        items = recent() if items is None else items
         self.recent_menu.clear()
-        for i, r in enumerate(recent()):
+        for i, r in enumerate(items):
             a = self.recent_menu.addAction(f"&{i + 1} {r}")
             a.triggered.connect(lambda _=False, r=r: self.open_paths(r.split(" | ")))
-        self.recent_menu.setEnabled(bool(recent()))
+        self.recent_menu.setEnabled(bool(items))
+
+    @Slot(object)
+    def _on_write_failed(self, error):
+        self.session.save_failed(error)
 
     # --- workers and messages ----------------------------------------------------------------
 
@@ -295,7 +310,8 @@ class MainWindow(QMainWindow):
         return self.startup.predictor
 
     def load_model(self, path=None):
-        """Load the model bundle (the installed or demo one by default) in a worker."""
+        """Load the model bundle (the installed or demo one by default): before the window
+        shows at once, later in a worker (gui/startup.py)."""
         self.model_status.setText("Model: loading...")
         self.startup.load(path)
 
@@ -378,18 +394,18 @@ class MainWindow(QMainWindow):
     def _fill_browser(self):
         scan = self.session.scan
         n = len(scan.skipped)
-        self.skipped_button.setText(f"{n} file{'s' if n != 1 else ''} skipped - show"
+        self.panel.skipped_button.setText(f"{n} file{'s' if n != 1 else ''} skipped - show"
                                     if n else "No files skipped")
-        self.skipped_button.setEnabled(bool(n))
+        self.panel.skipped_button.setEnabled(bool(n))
         self.browser.fill(self.session.patients(), self.actions_by_name["mask"].isChecked())
 
     def _show_series(self):
         stack = self.session.stack()
         self.browser.show_current(stack.key)
         self.axial.series_changed()
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, len(stack.slices) - 1)
-        self.slider.blockSignals(False)
+        self.panel.slider.blockSignals(True)
+        self.panel.slider.setRange(0, len(stack.slices) - 1)
+        self.panel.slider.blockSignals(False)
         self.localizer.study_changed()
         self.viewports.layout()
         self._set_title()
@@ -403,11 +419,11 @@ class MainWindow(QMainWindow):
         if sel is None or stack is None:
             return
         index = self.nav.index()
-        self.slider.blockSignals(True)
-        self.slider.setValue(index)
-        self.slider.blockSignals(False)
+        self.panel.slider.blockSignals(True)
+        self.panel.slider.setValue(index)
+        self.panel.slider.blockSignals(False)
         pos = stack.slice_positions()
-        self.slice_label.setText(f"slice {index + 1} / {len(stack.slices)}"
+        self.panel.slice_label.setText(f"slice {index + 1} / {len(stack.slices)}"
                                  + (f"   position {pos[index]:.1f} mm" if pos else ""))
         self.axial.show(sel, stack, index)
         self.panel.show_measurements(measurement_lines(sel.measurements_on(sel.view_key),
@@ -485,7 +501,7 @@ class MainWindow(QMainWindow):
         s = self.session
         a["undo"].setText(f"&Undo {s.undo_text()}" if s.can_undo() else "&Undo")
         a["redo"].setText(f"&Redo {s.redo_text()}" if s.can_redo() else "&Redo")
-        self.predict_button.setEnabled(True)
+        self.panel.predict_button.setEnabled(True)
 
     # --- the model input and the result ------------------------------------------------------
 

@@ -29,13 +29,20 @@ def recent() -> list[str]:
     return [v] if isinstance(v, str) else list(v or [])
 
 
-def remember(paths) -> None:
-    """Put ``paths`` first in File > Open recent."""
+def with_recent(items: list[str], paths) -> list[str]:
+    """``items`` (File > Open recent) with ``paths`` put first."""
     key = " | ".join(str(p) for p in paths)
-    items = [key] + [r for r in recent() if r != key]
+    return ([key] + [r for r in items if r != key])[:10]
+
+
+def remember(paths) -> list[str]:
+    """Put ``paths`` first in File > Open recent (written at once: the window does it in its
+    writes' thread, core/writes.py); the list as written."""
+    items = with_recent(recent(), paths)
     s = settings()
-    s.setValue("recent", items[:10])
+    s.setValue("recent", items)
     s.sync()
+    return items
 
 
 def fit_to_screen(win, *, force: bool = False) -> None:

@@ -1,19 +1,21 @@
 """The window's start-up sequence, in one place (docs/architecture.md, invariant 3).
 
-1. The model loads in a worker (:func:`.jobs.load_model`), which imports pydicom and
-   scikit-image (scipy with them) there, runs the network once, and then once more at the size
-   of a whole neighbourhood batch (the chosen slice's ROI set and its neighbours'): LiteRT holds
-   the GIL while it re-allocates its tensors for a new batch size (about 25 ms), so the first
-   prediction must not be the one to do it.
-2. Until the worker is done the window is not *warm*: the GUI thread must not import those
-   packages itself (it would wait for the worker's import lock: a stall), so whatever needs them
-   (the canal search, the sagittal's frames, the browser's thumbnails) is held back and asked
-   for again here (:meth:`Startup.when_warm`).
-3. While the worker loads, the garbage collector is off: the imports make many objects and
-   hardly any garbage, and a full collection of that heap held the GIL for 20-30 ms (70 ms once
-   scipy is in) in whichever thread started it, the worker's included. Once done (loaded or
-   not), what is alive (modules, widgets, the model) leaves the collector's scans for good
-   (``gc.freeze``) and the collector is on again.
+1. Before the window shows, the GUI thread imports what the first study, ROI and prediction
+   need (:data:`.jobs.FIRST_NEEDS`: pydicom, SciPy, LiteRT), loads the model and runs one
+   prediction at the batch size of a whole neighbourhood (:func:`.jobs.load_model`). Done in
+   a worker after the window showed, as before, these held the GIL in C code (a module's
+   initialisation, LiteRT allocating its tensors: 20-45 ms each) while the window opened its
+   first study: stalls of 50-80 ms. It costs the start about what pyqtgraph no longer spends
+   importing matplotlib (gui/viewer.py). A model asked for later (the window shown) loads in
+   a worker.
+2. Until the model is loaded the window is not *warm*: whatever needs those packages (the
+   canal search, the sagittal's frames, the browser's thumbnails) is held back and asked for
+   again here (:meth:`Startup.when_warm`).
+3. From the program's start (gui/app.py) until the model is loaded, the garbage collector is
+   off: the imports make many objects and hardly any garbage; its 170 collections took
+   0.2-0.35 s of the start, and a full collection of that heap held the GIL for 20-30 ms (70 ms
+   once scipy is in). Once done (loaded or not), what is alive (modules, widgets, the model)
+   leaves the collector's scans for good (``gc.freeze``) and the collector is on again.
 """
 
 from __future__ import annotations
@@ -22,23 +24,12 @@ import gc
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QObject, Slot
 
 from ..core.bundle import default_bundle_path
 from . import jobs
 from .context import AppContext
-from .workers import Worker
-
-
-def load_and_warm(path):
-    """In the worker: :func:`.jobs.load_model`, then one batch of the neighbourhood's size."""
-    predictor = jobs.load_model(path)
-    others = sum(1 for o in predictor.slice_offsets if o != 0)
-    n = len(predictor.crops) + others * len(predictor.neighbour_crops)
-    if n != len(predictor.crops):
-        predictor.infer_batch(np.zeros((n, 100, 100, 3), np.float32))
-    return predictor
+from .workers import Worker, error_sentence
 
 
 class Startup(QObject):
@@ -61,7 +52,15 @@ class Startup(QObject):
         path = Path(path) if path else default_bundle_path()
         self.loading = True
         gc.disable()  # until _started
-        self.ctx.run_worker(Worker(load_and_warm, path), self._loaded, self._failed)
+        if self.ctx.parent.isVisible():  # another model, asked for later: in a worker
+            self.ctx.run_worker(Worker(jobs.load_model, path), self._loaded, self._failed)
+            return
+        try:  # before the window shows: here and now (point 1 above)
+            predictor = jobs.load_model(path)
+        except Exception as e:  # noqa: BLE001 - said in the window, as a worker's would be
+            self._failed(error_sentence(e))
+        else:
+            self._loaded(predictor)
 
     @Slot(object)
     def _loaded(self, predictor):

@@ -25,7 +25,23 @@ def process_until(cond, limit: float = 30.0, pause: float = 0.001) -> None:
         time.sleep(pause)
 
 
-def measure() -> dict:
+def _process_age() -> float:
+    """Seconds since this process started (Linux; to line the stalls up with a profiler's)."""
+    import os
+
+    with open("/proc/self/stat") as f:
+        start = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0]) - start
+
+
+def measure(detail: bool = False) -> dict:
+    """The figures; with ``detail``, also every stall over 30 ms as (ms, its end in seconds from
+    process start, the phase: open, slice, predict, scroll, the CPU ms the GUI thread and the
+    whole process used in it: a stall the process hardly used the CPU in was the machine's)."""
+    import gc
+
+    gc.disable()  # as the program starts (gui/app.py); on again once the model is loaded
     from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -44,11 +60,19 @@ def measure() -> dict:
     clock.start()
     gaps = []
     last = [clock.elapsed()]
+    phase = ["open"]
+    long_ones = []  # (ms, seconds since process start, phase, GUI thread's CPU ms, process's)
+    cpu = [time.thread_time(), time.process_time()]
 
     def beat():
         now = clock.elapsed()
         gaps.append(now - last[0])
+        c = time.thread_time(), time.process_time()
+        if gaps[-1] > 30:
+            long_ones.append((gaps[-1], round(time.perf_counter() - T0, 3), phase[0],
+                              round((c[0] - cpu[0]) * 1000), round((c[1] - cpu[1]) * 1000)))
         last[0] = now
+        cpu[:] = c
 
     timer = QTimer()
     timer.setInterval(5)
@@ -56,18 +80,20 @@ def measure() -> dict:
     timer.start()
 
     wait = process_until
-    win.auto_check.setChecked(False)
+    win.panel.auto_check.setChecked(False)
     win.open_paths([str(demo_study())])
     wait(lambda: win.predictor is not None and win.session.stack() is not None
          and win.current_values() is not None and not win.busy())
     (case,) = read_manifest(demo_manifest())
-    win.slider.setValue(win.session.stack().find_slice(case.slice_key))
+    phase[0] = "slice"
+    win.panel.slider.setValue(win.session.stack().find_slice(case.slice_key))
     wait(lambda: win.current_values() is not None and win.canal_of_slice()[0])
     win.session.set_roi(tuple(case.roi))  # what a finished drag does (gui/axial.py)
     win.session.propose_side()
     win.session.set_side(case.side)
+    phase[0] = "predict"
     t = time.perf_counter()
-    win.predict_button.click()
+    win.panel.predict_button.click()
     wait(lambda: win.session.result is not None)
     app.processEvents()
     shown_result = time.perf_counter() - t
@@ -75,11 +101,12 @@ def measure() -> dict:
     # scrolling both views with the cross-reference lines updated: every axial slice down and
     # up, then every sagittal slice, each step shown before the next (as a wheel would)
     first = list(gaps)
+    phase[0] = "scroll"
     gaps.clear()
     last[0] = clock.elapsed()
     n = len(win.session.stack().slices)
     for i in list(range(n)) + list(range(n - 1, -1, -1)):
-        win.slider.setValue(i)
+        win.panel.slider.setValue(i)
         wait(lambda: win.axial.shown == win.session.selection.view_key and not win.busy())
     loc = win.localizer
     if loc.stack is not None:
@@ -96,9 +123,12 @@ def measure() -> dict:
            "gui_heartbeats": len(gaps),
            "prediction_shown_after_click_ms": round(shown_result * 1000, 1),
            "probability": round(win.session.result.prediction.probability, 6)}
+    if detail:
+        out["stalls_over_30ms"] = long_ones
+        out["t0_after_process_start_s"] = _process_age() - (time.perf_counter() - T0)
     win.close()
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure()))
+    print(json.dumps(measure(detail="--detail" in sys.argv[1:])))

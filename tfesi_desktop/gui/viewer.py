@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from pyqtgraph.widgets import ColorMapMenu
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
 from ..core.cordpath import upright_transform
 from ..core.geometry import Dihedral, SliceGeometry
+
+# The histogram's gradient menu (pyqtgraph) lists matplotlib's colour maps whenever matplotlib
+# is installed (it is, with the 'train' extra), importing matplotlib.pyplot to find the ones it
+# has no submenu for: 0.3-0.9 s before the window shows, for a menu entry ("Others") nobody
+# uses. Without the lookup the menu still offers matplotlib's maps by category.
+ColorMapMenu.find_mpl_leftovers = lambda: []
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 

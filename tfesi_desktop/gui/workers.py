@@ -60,11 +60,8 @@ class Worker(QRunnable):
                 out = self.fn(*self.args, **self.kwargs)
         except Cancelled:
             self._emit("cancelled")
-        except TfesiError as e:
-            self._emit("error", str(e))
         except Exception as e:  # noqa: BLE001 - never let a worker take the program down
-            log.error("worker failed: %s", "".join(traceback.format_exception_only(e)).strip())
-            self._emit("error", f"Unexpected error ({type(e).__name__}): {e}")
+            self._emit("error", error_sentence(e))
         else:
             if not self._cancel.is_set():
                 self._emit("result", out)
@@ -84,6 +81,14 @@ class Worker(QRunnable):
             getattr(self.signals, name).emit(*args)
         except RuntimeError:
             pass
+
+
+def error_sentence(e: Exception) -> str:
+    """What a failed job tells the user: a TfesiError's sentence; anything else is logged."""
+    if isinstance(e, TfesiError):
+        return str(e)
+    log.error("worker failed: %s", "".join(traceback.format_exception_only(e)).strip())
+    return f"Unexpected error ({type(e).__name__}): {e}"
 
 
 def start(worker: Worker, pool: QThreadPool | None = None) -> Worker:
