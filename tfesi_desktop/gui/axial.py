@@ -21,10 +21,11 @@ from .workers import Worker
 
 
 class AxialViewport(QObject):
-    def __init__(self, ctx: AppContext, view: SliceView, redraw):
+    def __init__(self, ctx: AppContext, view: SliceView, redraw, first_shown=lambda: None):
         super().__init__(ctx.parent)
         self.ctx, self.view = ctx, view
         self._redraw = redraw  # () -> None: the window's refresh after a slice arrives
+        self._first_shown = first_shown  # () -> None: a series' first slice is shown
         self.levels_by_stack: dict[str, tuple[float, float]] = {}
         self.shown: str | None = None  # slice key whose values are on the screen
         self._shown_measurements = None
@@ -51,7 +52,7 @@ class AxialViewport(QObject):
         self.view.clear_roi()  # placed again once this series' image is shown
         self.view.clear_length()
         if stack.key not in self.levels_by_stack:
-            self.ctx.run_worker(Worker(jobs.window_of, stack), self._window_ready)
+            self.ctx.run_worker(Worker(jobs.window_of, stack), self._window_ready, later=True)
         self._first_image = True
         self.shown = None
         self._shown_measurements = None
@@ -97,7 +98,7 @@ class AxialViewport(QObject):
         for j in (index + 1, index - 1):
             if 0 <= j < len(stack.slices) and cached_values(stack.slices[j]) is None:
                 self.ctx.run_worker(Worker(jobs.decode, stack.key, stack.slices[j].key,
-                                           stack.slices[j]), self._decoded)
+                                           stack.slices[j]), self._decoded, later=True)
 
     @Slot(object)
     def _decoded(self, payload):
@@ -117,9 +118,11 @@ class AxialViewport(QObject):
             levels = (c - w / 2, c + w / 2)
         self.view.set_image(values, g.spacing if g else (1.0, 1.0), levels=levels,
                             reset_view=self._first_image, transform=display_transform(g))
-        self._first_image = False
         self.shown = slice_key
         self._shown_measurements = None
+        if self._first_image:
+            self._first_image = False
+            self._first_shown()
 
     # --- window / level ----------------------------------------------------------------------
 

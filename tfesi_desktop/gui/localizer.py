@@ -148,7 +148,8 @@ class Localizer(QObject):
         missing = [s for s in study.stacks if s.key not in self._frames_asked]
         if missing:
             self._frames_asked.update(s.key for s in missing)
-            self.ctx.run_worker(Worker(read_frames_of_reference, missing), self._frames_read)
+            self.ctx.run_worker(Worker(read_frames_of_reference, missing), self._frames_read,
+                                later=True)
         self._find_spine()
 
     @Slot(object)
@@ -172,7 +173,7 @@ class Localizer(QObject):
         ref = self.stack.slices[self.index]
         values = cached_values(ref)
         if values is None:
-            self.ctx.run_worker(Worker(_decode, self.stack.key, ref), self._decoded)
+            self.ctx.run_worker(Worker(_decode, self.stack.key, ref), self._decoded, later=True)
             return
         self._put(ref, values)
 
@@ -209,7 +210,8 @@ class Localizer(QObject):
             return
         key, ref, values = self._frame
         self._frame = None
-        self.ctx.run_worker(Worker(_canal_course, key, ref, values), self._spine_found)
+        self.ctx.run_worker(Worker(_canal_course, key, ref, values), self._spine_found,
+                            later=True)
 
     @Slot(object)
     def _spine_found(self, payload):

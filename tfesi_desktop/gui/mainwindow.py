@@ -53,7 +53,7 @@ from .side_panel import MessageArea, RightColumn, SidePanel
 from .startup import Startup
 from .viewer import SliceView
 from .viewports import Viewports
-from .workers import Worker
+from .workers import LaterLane, Worker
 
 log = logging.getLogger(__name__)
 APP_TITLE = "TFESI Desktop"
@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.pool = QThreadPool.globalInstance()
         self._workers: dict[object, Worker] = {}
+        self.later = LaterLane(self.pool.start, self)
         self.session = Session(store)
         # the study's work and the recent folders are written in a thread of their own: an
         # fsync here stalled the window 15-60 ms per edit on a busy disk
@@ -92,7 +93,9 @@ class MainWindow(QMainWindow):
         self.nav = Navigator(self.ctx, lambda: [
             i.data(0, Qt.ItemDataRole.UserRole) for i in self.browser.series_items()])
         self._build()
-        self.axial = AxialViewport(self.ctx, self.view, self._refresh)
+        self.axial = AxialViewport(self.ctx, self.view, self._refresh,
+                                   first_shown=lambda: self.later.release_after_paint(
+                                       self.view.graphics.viewport()))
         self.canals = CanalSearch(self.ctx, self.values_of, warm)
         self.predictions = PredictController(self.ctx, self.panel, self.values_of,
                                              lambda: self.startup.loading or not warm())
@@ -247,6 +250,7 @@ class MainWindow(QMainWindow):
         s.setValue("geometry", self.saveGeometry())
         s.sync()
         self.opener.cancel()
+        self.later.clear()
         self.pool.clear()  # workers not started yet never start
         self.pool.waitForDone(200)
         super().closeEvent(ev)
@@ -270,12 +274,18 @@ class MainWindow(QMainWindow):
 
     # --- workers and messages ----------------------------------------------------------------
 
-    def run_worker(self, worker: Worker, on_result, on_error=None) -> Worker:
+    def run_worker(self, worker: Worker, on_result, on_error=None, *,
+                   later: bool = False) -> Worker:
+        """Start ``worker``; ``later``: one that can wait, in the later lane (gui/workers.py
+        LaterLane: one at a time, after a series' first slice has been painted)."""
         self._workers[worker.signals] = worker
         worker.signals.result.connect(on_result)
         worker.signals.error.connect(on_error or self._worker_error)
         worker.signals.finished.connect(self._worker_done)
-        self.pool.start(worker)
+        if later:
+            self.later.add(worker)
+        else:
+            self.pool.start(worker)
         return worker
 
     @Slot()
@@ -401,6 +411,7 @@ class MainWindow(QMainWindow):
 
     def _show_series(self):
         stack = self.session.stack()
+        self.later.hold()  # until its first slice is on the screen
         self.browser.show_current(stack.key)
         self.axial.series_changed()
         self.panel.slider.blockSignals(True)

@@ -128,7 +128,8 @@ class StudyOpener(QObject):
         self.thumbs_wanted = scan is not None
         if self.thumbs_wanted and not self._hold_back():
             self.thumbs_wanted = False
-            self.ctx.run_worker(Worker(jobs.thumbnails, scan.stacks), self._thumbnails_done)
+            self.ctx.run_worker(Worker(jobs.thumbnails, scan.stacks), self._thumbnails_done,
+                                later=True)
 
     @Slot(object)
     def _thumbnails_done(self, thumbs):

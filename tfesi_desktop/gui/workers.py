@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+from collections import deque
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QEvent, QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 
 from ..core.errors import Cancelled, TfesiError
 
@@ -94,3 +95,76 @@ def error_sentence(e: Exception) -> str:
 def start(worker: Worker, pool: QThreadPool | None = None) -> Worker:
     (pool or QThreadPool.globalInstance()).start(worker)
     return worker
+
+
+class LaterLane(QObject):
+    """The workers that can wait (the series' window levels, the Frames of Reference, the
+    sagittal, the prefetched neighbours, the thumbnails): started one at a time, and not while
+    a series' first slice is still to be painted. Beside the first slice's decode and the
+    window's own work of showing it they took the GUI thread's GIL (two or three workers: a
+    third of it) and stalled the opening of a study over 50 ms (docs/architecture.md,
+    "Measured facts"). ``start(worker)`` puts one in the thread pool."""
+
+    HOLD_MS = 400  # the longest a first slice holds them back (a slice that never decodes)
+
+    def __init__(self, start, parent=None):
+        super().__init__(parent)
+        self._start = start
+        self._queue: deque[Worker] = deque()
+        self._running: Worker | None = None
+        self._held = False
+        self._watched = None
+        self._timer = QTimer(self, singleShot=True, interval=self.HOLD_MS)
+        self._timer.timeout.connect(self.release)
+
+    def add(self, worker: Worker) -> None:
+        worker.signals.finished.connect(self._finished)
+        self._queue.append(worker)
+        self._next()
+
+    def hold(self) -> None:
+        """Until :meth:`release` (or :data:`HOLD_MS`): a series' first slice is to be shown."""
+        self._held = True
+        self._timer.start()
+
+    def release_after_paint(self, widget) -> None:
+        """Release once ``widget`` has painted (at once when it is not on the screen)."""
+        if not self._held:
+            return
+        if not widget.isVisible():
+            self.release()
+            return
+        if self._watched is not widget:
+            widget.installEventFilter(self)
+            self._watched = widget
+
+    def eventFilter(self, obj, ev):
+        if obj is self._watched and ev.type() == QEvent.Type.Paint:
+            obj.removeEventFilter(self)
+            self._watched = None
+            QTimer.singleShot(0, self.release)  # after the paint, not inside it
+        return False
+
+    @Slot()
+    def release(self) -> None:
+        self._held = False
+        self._timer.stop()
+        if self._watched is not None:
+            self._watched.removeEventFilter(self)
+            self._watched = None
+        self._next()
+
+    def clear(self) -> None:
+        """The window closes: what waits never starts."""
+        self._queue.clear()
+
+    @Slot()
+    def _finished(self) -> None:
+        self._running = None  # only the one started can have finished
+        self._next()
+
+    def _next(self) -> None:
+        if self._held or self._running is not None or not self._queue:
+            return
+        self._running = self._queue.popleft()
+        self._start(self._running)
