@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
@@ -426,3 +426,71 @@ def test_a_hidden_histogram_computes_nothing_and_catches_up_when_shown(qtbot):
     assert calls and v.histogram.isVisibleTo(v)
     x, _ = v.histogram.item.plot.getData()
     assert x.max() > 4000  # the slice shown, not the first one
+
+
+def test_the_workers_that_can_wait_start_one_at_a_time_after_the_first_slice_is_painted(
+        qtbot, window):
+    """Opening a study, the window levels, the sagittal, the prefetched neighbours, the
+    thumbnails and the canal searches wait until the first slice has been painted, then run
+    one at a time (beside the opening they stalled the window over 50 ms): issue 26."""
+    w = window
+    started, painted, done = [], [], set()
+    lane = w.later
+    start = lane._start
+
+    def record(worker):
+        # (name, after the first slice's paint, every earlier one had finished)
+        started.append((worker.fn.__name__, bool(painted), len(done) == len(started)))
+        k = len(started)
+        worker.signals.finished.connect(lambda: done.add(k),
+                                        Qt.ConnectionType.DirectConnection)  # in its thread
+        start(worker)
+
+    class Paints(QObject):
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Type.Paint and w.axial.shown is not None:
+                painted.append(1)
+            return False
+
+    spy = Paints()
+    w.view.graphics.viewport().installEventFilter(spy)
+    lane._start = record
+    _open_demo(qtbot, w)
+    qtbot.waitUntil(lambda: w.localizer._shown is not None and not w.busy(), timeout=30000)
+    names = [s[0] for s in started]
+    assert {"window_of", "_decode", "thumbnails", "find_canal"} <= set(names), names
+    assert all(after_paint and alone for _, after_paint, alone in started), started
+    assert names.index("find_canal") < names.index("thumbnails")  # what the physician needs
+
+
+def test_the_later_lane_holds_then_runs_one_at_a_time_first_ones_first(qtbot):
+    from tfesi_desktop.gui.workers import LaterLane, Worker
+
+    ran, running = [], []
+    lane = LaterLane(lambda wk: (running.append(wk), ran.append(wk.fn.__name__)))
+    lane.hold()
+
+    def a():
+        pass
+
+    def b():
+        pass
+
+    def c():
+        pass
+
+    for f, first in ((a, False), (b, False), (c, True)):
+        lane.add(Worker(f), first)
+    assert ran == []  # held
+    lane.release()
+    assert ran == ["c"]  # one at a time, the one asked first of all first
+    running[-1].run()  # it finishes: the next one starts
+    qtbot.waitUntil(lambda: ran == ["c", "a"])
+    running[-1].run()
+    qtbot.waitUntil(lambda: ran == ["c", "a", "b"])
+    lane.hold()
+    lane.add(Worker(a))
+    running[-1].run()
+    qtbot.wait(50)
+    assert ran == ["c", "a", "b"]
+    qtbot.waitUntil(lambda: ran[-1] == "a", timeout=LaterLane.HOLD_MS + 2000)  # held no longer

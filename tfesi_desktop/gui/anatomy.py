@@ -32,10 +32,10 @@ class CanalSearch(QObject):
             values = self._values_of(key)
             if values is None:
                 continue
-            self.searching.add(key)
+            self.searching.add(key)  # in the later lane, first: not beside the slice's paint
             self.ctx.run_worker(Worker(jobs.find_canal, key, values, s.geometry_of(key),
                                        s.scan, s.stack()),
-                                self._found, self._failed)
+                                self._found, self._failed, later=True, first=True)
 
     @Slot(object)
     def _found(self, payload):

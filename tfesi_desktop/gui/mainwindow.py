@@ -275,15 +275,15 @@ class MainWindow(QMainWindow):
     # --- workers and messages ----------------------------------------------------------------
 
     def run_worker(self, worker: Worker, on_result, on_error=None, *,
-                   later: bool = False) -> Worker:
-        """Start ``worker``; ``later``: one that can wait, in the later lane (gui/workers.py
-        LaterLane: one at a time, after a series' first slice has been painted)."""
+                   later: bool = False, first: bool = False) -> Worker:
+        """Start ``worker``; ``later``: in the later lane (gui/workers.py LaterLane: one at a
+        time, after a series' first slice has been painted), ``first`` of those queued."""
         self._workers[worker.signals] = worker
         worker.signals.result.connect(on_result)
         worker.signals.error.connect(on_error or self._worker_error)
         worker.signals.finished.connect(self._worker_done)
         if later:
-            self.later.add(worker)
+            self.later.add(worker, first)
         else:
             self.pool.start(worker)
         return worker

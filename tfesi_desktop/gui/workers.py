@@ -98,9 +98,10 @@ def start(worker: Worker, pool: QThreadPool | None = None) -> Worker:
 
 
 class LaterLane(QObject):
-    """The workers that can wait (the series' window levels, the Frames of Reference, the
-    sagittal, the prefetched neighbours, the thumbnails): started one at a time, and not while
-    a series' first slice is still to be painted. Beside the first slice's decode and the
+    """The workers that can wait (the canal searches, first of them; the series' window
+    levels, the Frames of Reference, the sagittal and its canal, the prefetched neighbours,
+    the thumbnails): started one at a time, and not while a series' first slice is still to
+    be painted. Beside the first slice's decode and the
     window's own work of showing it they took the GUI thread's GIL (two or three workers: a
     third of it) and stalled the opening of a study over 50 ms (docs/architecture.md,
     "Measured facts"). ``start(worker)`` puts one in the thread pool."""
@@ -117,9 +118,13 @@ class LaterLane(QObject):
         self._timer = QTimer(self, singleShot=True, interval=self.HOLD_MS)
         self._timer.timeout.connect(self.release)
 
-    def add(self, worker: Worker) -> None:
+    def add(self, worker: Worker, first: bool = False) -> None:
+        """Queue ``worker``; ``first``: before those queued (what the physician waits for)."""
         worker.signals.finished.connect(self._finished)
-        self._queue.append(worker)
+        if first:
+            self._queue.appendleft(worker)
+        else:
+            self._queue.append(worker)
         self._next()
 
     def hold(self) -> None:
