@@ -465,6 +465,8 @@ def test_the_workers_that_can_wait_start_one_at_a_time_after_the_first_slice_is_
 
 
 def test_the_later_lane_holds_then_runs_one_at_a_time_first_ones_first(qtbot):
+    """The lane of gui/workers.py: held until released (or for HOLD_MS at most), one at a
+    time, ``first`` before those queued, none while a prediction runs."""
     from tfesi_desktop.gui.workers import LaterLane, Worker
 
     ran, running = [], []
@@ -495,3 +497,11 @@ def test_the_later_lane_holds_then_runs_one_at_a_time_first_ones_first(qtbot):
     qtbot.wait(50)
     assert ran == ["c", "a", "b"]
     qtbot.waitUntil(lambda: ran[-1] == "a", timeout=LaterLane.HOLD_MS + 2000)  # held no longer
+    prediction = Worker(c)
+    lane.pause_for(prediction)  # none starts while a prediction runs
+    lane.add(Worker(b))
+    running[-1].run()
+    qtbot.wait(50)
+    assert ran[-1] == "a"
+    prediction.run()
+    qtbot.waitUntil(lambda: ran[-1] == "b")

@@ -17,7 +17,7 @@ from ..core.session import Session
 class AppContext:
     session: Session
     model: Callable[[], object]  # the loaded runtime.Predictor, or None
-    run_worker: Callable  # (Worker, on_result, on_error=None, *, later=False, first=False)
+    run_worker: Callable  # (Worker, on_result, on_error=None, *, later, first, pause_later)
     notify: Callable[[str, str], None]  # (text, kind: error | note | info), replaces the last
     status: Callable[[str, int], None]  # (text, milliseconds) in the status bar
     settings: Callable[[], QSettings]

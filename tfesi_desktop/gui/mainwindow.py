@@ -274,14 +274,17 @@ class MainWindow(QMainWindow):
 
     # --- workers and messages ----------------------------------------------------------------
 
-    def run_worker(self, worker: Worker, on_result, on_error=None, *,
-                   later: bool = False, first: bool = False) -> Worker:
+    def run_worker(self, worker: Worker, on_result, on_error=None, *, later: bool = False,
+                   first: bool = False, pause_later: bool = False) -> Worker:
         """Start ``worker``; ``later``: in the later lane (gui/workers.py LaterLane: one at a
-        time, after a series' first slice has been painted), ``first`` of those queued."""
+        time, after a series' first slice has been painted), ``first`` of those queued;
+        ``pause_later``: none of those starts while it runs."""
         self._workers[worker.signals] = worker
         worker.signals.result.connect(on_result)
         worker.signals.error.connect(on_error or self._worker_error)
         worker.signals.finished.connect(self._worker_done)
+        if pause_later:
+            self.later.pause_for(worker)
         if later:
             self.later.add(worker, first)
         else:

@@ -75,7 +75,7 @@ class PredictController(QObject):
         _, canal = s.canal(sel.slice_key)
         self.ctx.run_worker(Worker(predict_selection, self.ctx.model(), s.stack(), sel,
                                    values=self._values_of(sel.slice_key), canal=canal),
-                            self._predicted, self._failed)
+                            self._predicted, self._failed, pause_later=True)
 
     @Slot(object)
     def _predicted(self, result):

@@ -114,6 +114,7 @@ class LaterLane(QObject):
         self._queue: deque[Worker] = deque()
         self._running: Worker | None = None
         self._held = False
+        self._pausing = 0  # workers the physician waits for (a prediction) running
         self._watched = None
         self._timer = QTimer(self, singleShot=True, interval=self.HOLD_MS)
         self._timer.timeout.connect(self.release)
@@ -125,6 +126,17 @@ class LaterLane(QObject):
             self._queue.appendleft(worker)
         else:
             self._queue.append(worker)
+        self._next()
+
+    def pause_for(self, worker: Worker) -> None:
+        """Start none while ``worker`` (a prediction, started at once) runs: beside it they
+        slowed the result."""
+        self._pausing += 1
+        worker.signals.finished.connect(self._pauser_done)
+
+    @Slot()
+    def _pauser_done(self) -> None:
+        self._pausing -= 1
         self._next()
 
     def hold(self) -> None:
@@ -169,7 +181,7 @@ class LaterLane(QObject):
         self._next()
 
     def _next(self) -> None:
-        if self._held or self._running is not None or not self._queue:
+        if self._held or self._pausing or self._running is not None or not self._queue:
             return
         self._running = self._queue.popleft()
         self._start(self._running)
