@@ -92,7 +92,7 @@ def cmd_predict(args) -> int:
                          f"{pred.probability:.2f}{demo}")
         out["heatmap"] = str(args.heatmap)
     combined = None
-    if args.clinical is not None:  # issue 25: image + clinical data (cli_clinical.py)
+    if args.clinical is not None:  # issue 25: image + clinical data (cli/clinical.py)
         from .clinical import predict_clinical
 
         combined = predict_clinical(predictor, pred, args.clinical)
