@@ -25,7 +25,6 @@ def _stack_summary(stack, proposed) -> dict:
     }
 
 
-
 def cmd_info(args) -> int:
     from ..core.dicom import propose_stack, scan
 

@@ -149,7 +149,6 @@ def _default_bundle():
     return default_bundle_path()
 
 
-
 # --- tfesi bench -------------------------------------------------------------------------------
 
 def cmd_bench(args) -> int:

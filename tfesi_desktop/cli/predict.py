@@ -35,7 +35,6 @@ def _slice_index(stack, text: str) -> int:
     return stack.find_slice(t)
 
 
-
 def run_prediction(args):
     """Open, select, check the safety gates and predict through the commands the window uses:
     shared by predict and report. Returns (scan, stack, index, predictor, outcome)."""

@@ -122,7 +122,6 @@ def _federate_parser(sub) -> None:
     s.set_defaults(func=cmd_federate)
 
 
-
 def register(sub) -> None:
     """``federate`` and ``site-check``."""
     _federate_parser(sub)
