@@ -182,8 +182,8 @@ def test_compact_network_learns_from_random_weights_with_adam():
 
 
 def test_the_command_line_offers_every_network():
-    """cli.py spells the variants out so that building its parser does not import Keras; they
-    must stay the ones the network module builds."""
+    """cli/model.py spells the variants out so that building its parser does not import Keras;
+    they must stay the ones the network module builds."""
     from tfesi_desktop.cli import TRAIN_VARIANTS
     from tfesi_desktop.core.training.network import ARCHITECTURES
 

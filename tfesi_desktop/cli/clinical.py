@@ -7,12 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_common import progress_printer as _progress
-from .core.errors import TfesiError
+from ..core.errors import TfesiError
+from .common import progress_printer as _progress
 
 
 def _variables(text: str | None):
-    from .core.clinical import DEFAULT_VARIABLES, canonical_name
+    from ..core.clinical import DEFAULT_VARIABLES, canonical_name
 
     if not text:
         return DEFAULT_VARIABLES
@@ -20,8 +20,8 @@ def _variables(text: str | None):
 
 
 def cmd_fuse(args) -> int:
-    from .core.bundle import default_bundle_path
-    from .core.clinical import fuse_bundle
+    from ..core.bundle import default_bundle_path
+    from ..core.clinical import fuse_bundle
 
     out, model = fuse_bundle(Path(args.model) if args.model else default_bundle_path(),
                              args.manifest, args.out, variables=_variables(args.variables),
@@ -33,8 +33,8 @@ def cmd_fuse(args) -> int:
 
 
 def cmd_clinical_study(args) -> int:
-    from .core.bundle import default_bundle_path
-    from .core.clinical import clinical_study_text, run_clinical_study
+    from ..core.bundle import default_bundle_path
+    from ..core.clinical import clinical_study_text, run_clinical_study
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
@@ -61,7 +61,7 @@ def cmd_clinical_study(args) -> int:
 
 def predict_clinical(predictor, prediction, text: str):
     """``tfesi predict --clinical ...``: the :class:`..core.clinical.CombinedPrediction`."""
-    from .core.clinical import combine, load_clinical_model, parse_clinical_arg
+    from ..core.clinical import combine, load_clinical_model, parse_clinical_arg
 
     model = load_clinical_model(predictor.bundle)
     if model is None:
@@ -70,7 +70,8 @@ def predict_clinical(predictor, prediction, text: str):
     return combine(prediction, parse_clinical_arg(text), model)
 
 
-def add_clinical_commands(sub) -> None:
+def register(sub) -> None:
+    """``fuse`` and ``clinical-study``."""
     s = sub.add_parser("fuse", help="add a clinical model (image logit + clinical variables) "
                        "to a bundle, fitted on held-out patients of a manifest")
     s.add_argument("--model", help="image bundle (default: the model in use)")

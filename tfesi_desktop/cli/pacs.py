@@ -1,5 +1,5 @@
-"""``tfesi pacs``: echo, find, get, store and the saved nodes, for the command line
-(:mod:`.cli`); the same core functions (``core/pacs``) as the window's PACS dialog."""
+"""``tfesi pacs``: echo, find, get, store and the saved nodes, and ``tfesi cache``: the studies
+retrieved; the same core functions (``core/pacs``) as the window's PACS dialog."""
 
 from __future__ import annotations
 
@@ -7,8 +7,34 @@ import json
 import sys
 import time
 
-from .cli_common import Parser as _Parser
-from .cli_common import progress_printer as _progress
+from .common import Parser as _Parser
+from .common import progress_printer as _progress
+
+# --- tfesi cache ------------------------------------------------------------------------------
+
+def _mb(n: int) -> str:
+    return f"{n / 1024**2:,.1f} MB"
+
+
+def cmd_cache(args) -> int:
+    from ..core.pacs import cache_root
+    from ..core.pacs.eviction import cached_studies, clear, limit_bytes
+
+    root = cache_root()
+    if args.cache_command == "clear":
+        n, size = clear(root, older_than_days=args.older_than_days)
+        result = {"removed_studies": n, "removed_bytes": size, "folder": str(root)}
+        text = f"removed {n} retrieved studies ({_mb(size)}) from {root}"
+    else:
+        studies = cached_studies(root)
+        used = sum(s.bytes for s in studies)
+        result = {"folder": str(root), "studies": len(studies), "bytes": used,
+                  "limit_bytes": limit_bytes()}
+        text = (f"{len(studies)} retrieved studies, {_mb(used)} of {_mb(limit_bytes())} "
+                f"(TFESI_CACHE_LIMIT_GB) in {root}")
+    print(json.dumps(result, indent=1) if args.json else text)
+    return 0
+
 
 # --- tfesi pacs --------------------------------------------------------------------------------
 
@@ -16,7 +42,7 @@ def _node(args):
     """The node of ``--pacs``, with ``--tls``/``--ca-file`` when given."""
     from dataclasses import replace
 
-    from .core import pacs
+    from ..core import pacs
 
     node = pacs.resolve(args.pacs)
     if getattr(args, "tls", False) or getattr(args, "ca_file", None):
@@ -25,8 +51,8 @@ def _node(args):
 
 
 def cmd_pacs_echo(args) -> int:
-    from .core import pacs
-    from .core.pacs.dimse import echo
+    from ..core import pacs
+    from ..core.pacs.dimse import echo
 
     node = _node(args)
     if node.dimse:
@@ -43,7 +69,7 @@ def cmd_pacs_echo(args) -> int:
 
 
 def cmd_pacs_find(args) -> int:
-    from .core import pacs
+    from ..core import pacs
 
     node = _node(args)
     if args.study:
@@ -71,7 +97,7 @@ def cmd_pacs_find(args) -> int:
 
 
 def cmd_pacs_get(args) -> int:
-    from .core import pacs
+    from ..core import pacs
 
     node = _node(args)
     got = pacs.retrieve(node, args.study_uid, args.out, series_uid=args.series,
@@ -89,7 +115,7 @@ def cmd_pacs_get(args) -> int:
 
 
 def cmd_pacs_store(args) -> int:
-    from .core import pacs
+    from ..core import pacs
 
     node = _node(args)
     n = pacs.send_to_pacs(args.files, node, calling_aet=args.aet, progress=_progress("sending"))
@@ -101,7 +127,7 @@ def cmd_pacs_store(args) -> int:
 def cmd_pacs_nodes(args) -> int:
     from dataclasses import asdict
 
-    from .core import pacs
+    from ..core import pacs
 
     if args.nodes_command == "add":
         node = pacs.add_node(args.name, args.address, url=args.url, replace=args.replace,
@@ -123,7 +149,8 @@ def cmd_pacs_nodes(args) -> int:
     return 0
 
 
-def add_pacs_commands(sub) -> None:
+def register(sub) -> None:
+    """``pacs echo|find|get|store|nodes``."""
     s = sub.add_parser("pacs", help="query, retrieve and send studies: PACS (DIMSE or DICOMweb)")
     psub = s.add_subparsers(dest="pacs_command", required=True, parser_class=_Parser)
 
@@ -190,3 +217,17 @@ def add_pacs_commands(sub) -> None:
     n = nsub.add_parser("remove", help="remove a node")
     n.add_argument("name")
     n.set_defaults(func=cmd_pacs_nodes)
+
+
+def register_cache(sub) -> None:
+    """``cache info|clear``."""
+    s = sub.add_parser("cache", help="the cache of studies retrieved from a PACS")
+    csub = s.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
+    c = csub.add_parser("info", help="the cache's folder, size and limit")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=cmd_cache)
+    c = csub.add_parser("clear", help="remove retrieved studies (saved work is kept)")
+    c.add_argument("--older-than-days", type=float, metavar="N",
+                   help="only studies retrieved more than N days ago")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=cmd_cache)

@@ -1,6 +1,7 @@
-"""What the ``tfesi`` command modules share (:mod:`.cli`, :mod:`.cli_pacs`): the argument parser
-class, the progress printer, and the terminal guard. A leaf: it imports no command module, so
-that no import circle can form between them (tests/test_cli_imports.py)."""
+"""What the ``tfesi`` command modules share: the argument parser class, the progress printer,
+the terminal guard, strict JSON and the model loader. A leaf: it imports no command module and
+not the package's entry point, so that no import circle can form between them
+(tests/test_cli_imports.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import argparse
 import contextlib
 import sys
 import time
+from pathlib import Path
 
-from .core.safe_text import printable
+from ..core.safe_text import printable
 
-__all__ = ["Parser", "progress_printer", "say", "one_line", "safe_terminal"]
+__all__ = ["Parser", "progress_printer", "say", "one_line", "safe_terminal", "finite",
+           "load_predictor"]
 
-QUIET = False  # -q: no progress on stderr (set by cli.main)
+QUIET = False  # -q: no progress on stderr (set by cli.main, cli/__init__.py)
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,3 +83,22 @@ def safe_terminal():
         yield
     finally:
         sys.stdout, sys.stderr = out, err
+
+
+def finite(obj):
+    """``obj`` with every NaN or infinity replaced by None, so that the JSON is strict."""
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def load_predictor(model: str | None):
+    """The predictor of ``--model``, or of the model in use."""
+    from ..core.bundle import default_bundle_path
+    from ..core.runtime import Predictor
+
+    return Predictor(Path(model) if model else default_bundle_path(), quiet=True)

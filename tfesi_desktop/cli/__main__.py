@@ -1,0 +1,7 @@
+"""``python -m tfesi_desktop.cli``: the ``tfesi`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
