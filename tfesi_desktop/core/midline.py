@@ -52,6 +52,7 @@ CANAL_SHAPES = ((10.0, 5.5), (11.75, 7.0), (13.5, 8.5))
 CORD_FRACTIONS = (0.55, 0.8)
 _MARGIN = (8.0, 6.5)  # template half-size beyond the canal (mm): the bone and ligaments around
 CLOSE_RIM_MM = 2.5  # the close templates see the canal and this much around it
+CANDIDATES_APART_MM = 8.0  # canal_candidates' places lie this far apart at least
 Rect = tuple[int, int, int, int]
 @dataclass(frozen=True)
 class Canal:
@@ -288,44 +289,69 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
     series of the same frame of reference (the sagittal's cord) puts the canal on this slice,
     patient coordinates; the search then stays within :data:`GUIDE_MM` of it. Raises
     :class:`~.errors.GeometryError` for a slice that is not axial."""
+    found = canal_candidates(values, geometry, expected_mm=expected_mm, n=1)
+    return found[0] if found else None
+
+
+def canal_candidates(values: np.ndarray, geometry: SliceGeometry, *,
+                     expected_mm: tuple[float, float, float] | None = None, n: int = 4,
+                     weak: bool = False) -> list[Canal]:
+    """Up to ``n`` places on the slice that pass every check of a canal, at least
+    :data:`CANDIDATES_APART_MM` apart, best score first: the first is :func:`find_canal`'s.
+    ``weak``: where none passes, the close templates' matches that fail only the close-match
+    symmetry rule (symmetry between :data:`MIN_SYMMETRY` and :data:`CLOSE_MIN_SYMMETRY`), for
+    a search that confirms them from the neighbouring slices (core/stackcanal.py)."""
     img, d, cshape, (sr, sc) = _canonical_grid(values, geometry)
     if not np.isfinite(img).all():
         img = np.nan_to_num(img)
     if float(img.min()) < CT_AIR:
-        return None
+        return []
     lo, hi = np.percentile(img, [1, 99])
     if hi - lo <= 1e-6 * max(1.0, abs(float(hi))):
-        return None
+        return []
     img = np.clip((img - lo) / (hi - lo), 0, 1).astype(np.float32)
     gr, gc = img.shape
     window = _window(img.shape, geometry, d, cshape, (sr, sc), expected_mm)
     if window is None:
-        return None
+        return []
     # every shape upright, then the best verified shape turned (the canal's outline is
     # near-symmetric, so the shape and the rotation can be found one after the other)
     if max(x[2].shape[0] for x in _templates(0.0)) >= gr or \
             max(x[2].shape[1] for x in _templates(0.0)) >= gc:
-        return None
+        return []
     ncc = _Correlator(img, window)
-    best, body = None, {}
-    for close in (False, True):  # the whole templates first; the close ones where they fail
-        cands = []
-        for angle in ANGLES_DEG:
-            for canal, fraction, t, mask in _templates(angle):
-                if (mask is not None) != close:
-                    continue
-                smap = ncc(t, mask)
-                cands += [(v, (canal, fraction), angle, r, c, smap)
-                          for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
-        best = next((x for x in sorted(cands, key=lambda x: -x[0])
-                     if _looks_like_canal(img, x[3], x[4], *x[1], x[2], body,
-                                          CLOSE_MIN_SYMMETRY if close else MIN_SYMMETRY)),
-                    None)
-        if best is not None:
+    body: dict = {}
+    passes = [(False, MIN_SYMMETRY), (True, CLOSE_MIN_SYMMETRY)]
+    if weak:
+        passes.append((True, MIN_SYMMETRY))
+    chosen: list = []
+    matches: dict[bool, list] = {}
+    for close, min_sym in passes:  # the whole templates first; the close ones where they fail
+        if close not in matches:
+            matches[close] = [
+                (v, (canal, fraction), angle, r, c, smap)
+                for angle in ANGLES_DEG for canal, fraction, t, mask in _templates(angle)
+                if (mask is not None) == close
+                for smap in (ncc(t, mask),)
+                for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
+        cands = matches[close]
+        apart = (CANDIDATES_APART_MM / GRID_MM) ** 2
+        for x in sorted(cands, key=lambda x: -x[0]):
+            if len(chosen) >= n:
+                break
+            if any((x[3] - y[3]) ** 2 + (x[4] - y[4]) ** 2 < apart for y in chosen):
+                continue
+            if _looks_like_canal(img, x[3], x[4], *x[1], x[2], body, min_sym):
+                chosen.append(x)
+        if chosen:
             break
-    if best is None:
-        return None
-    score, shape, angle, r, c, smap = best
+    return [_to_canal(x, geometry, d, cshape, (sr, sc)) for x in chosen]
+
+
+def _to_canal(match, geometry: SliceGeometry, d, cshape, spacing) -> Canal:
+    """A match (score, shape, angle, grid row, grid column, score map) as a :class:`Canal`."""
+    score, shape, angle, r, c, smap = match
+    sr, sc = spacing
     dr, dc = _subpixel(smap, r, c)
     # 1 mm grid -> canonical pixels (pixel-centre convention) -> stored pixels
     rr = ((r + dr + 0.5) * GRID_MM / sr) - 0.5
