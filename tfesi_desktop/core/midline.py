@@ -33,6 +33,8 @@ ANGLES_DEG = (-15.0, -7.5, 0.0, 7.5, 15.0)
 MIN_SCORE = 0.45  # normalised cross-correlation below which the canal counts as not found
 ROOM_MM = 25.0  # a canal must lie this far inside the image: the foramina lie beside it
 RING_CONTRAST = 0.15  # the canal's lead over the rim around it (0..1 intensities)
+WEAK_RING_CONTRAST = 0.10  # ... and WEAK_CORE of the rim for the core: canal_candidates(weak)
+WEAK_CORE = 0.7
 MIN_SECTORS = 6  # of 8 around the canal, where it is brighter than its rim
 AIR = 0.1  # 0..1 intensity (percentiles 1-99 of the slice) below which a ray is air
 MIN_SYMMETRY = 0.3  # left-right symmetry of the neighbourhood about the canal (correlation)
@@ -298,9 +300,11 @@ def canal_candidates(values: np.ndarray, geometry: SliceGeometry, *,
                      weak: bool = False) -> list[Canal]:
     """Up to ``n`` places on the slice that pass every check of a canal, at least
     :data:`CANDIDATES_APART_MM` apart, best score first: the first is :func:`find_canal`'s.
-    ``weak``: where none passes, the close templates' matches that fail only the close-match
-    symmetry rule (symmetry between :data:`MIN_SYMMETRY` and :data:`CLOSE_MIN_SYMMETRY`), for
-    a search that confirms them from the neighbouring slices (core/stackcanal.py)."""
+    ``weak``: where none passes, matches that pass weaker checks (symmetry above
+    :data:`MIN_SYMMETRY` for the close templates too, a lead over the rim of
+    :data:`WEAK_RING_CONTRAST`, a cord's core not darker than :data:`WEAK_CORE` of the rim:
+    the MS patient's T2, a dark cord amid bright CSF and fat), for a search that the
+    neighbouring slices' canals confirm (core/stackcanal.py)."""
     img, d, cshape, (sr, sc) = _canonical_grid(values, geometry)
     if not np.isfinite(img).all():
         img = np.nan_to_num(img)
@@ -321,12 +325,12 @@ def canal_candidates(values: np.ndarray, geometry: SliceGeometry, *,
         return []
     ncc = _Correlator(img, window)
     body: dict = {}
-    passes = [(False, MIN_SYMMETRY), (True, CLOSE_MIN_SYMMETRY)]
+    passes = [(False, MIN_SYMMETRY, False), (True, CLOSE_MIN_SYMMETRY, False)]
     if weak:
-        passes.append((True, MIN_SYMMETRY))
+        passes += [(False, MIN_SYMMETRY, True), (True, MIN_SYMMETRY, True)]
     chosen: list = []
     matches: dict[bool, list] = {}
-    for close, min_sym in passes:  # the whole templates first; the close ones where they fail
+    for close, min_sym, relaxed in passes:  # the whole templates first; the close ones where they fail
         if close not in matches:
             matches[close] = [
                 (v, (canal, fraction), angle, r, c, smap)
@@ -341,7 +345,7 @@ def canal_candidates(values: np.ndarray, geometry: SliceGeometry, *,
                 break
             if any((x[3] - y[3]) ** 2 + (x[4] - y[4]) ** 2 < apart for y in chosen):
                 continue
-            if _looks_like_canal(img, x[3], x[4], *x[1], x[2], body, min_sym):
+            if _looks_like_canal(img, x[3], x[4], *x[1], x[2], body, min_sym, relaxed):
                 chosen.append(x)
         if chosen:
             break
@@ -368,7 +372,7 @@ def _to_canal(match, geometry: SliceGeometry, d, cshape, spacing) -> Canal:
 
 def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float],
                       fraction: float, angle_deg: float, body: dict | None = None,
-                      min_symmetry: float = MIN_SYMMETRY) -> bool:
+                      min_symmetry: float = MIN_SYMMETRY, weak: bool = False) -> bool:
     """Is the match at grid pixel (r, c) a canal: room around it for the foramina, and the
     canal (CSF and cord: on T2* the cord is as bright as the CSF) brighter than the rim of bone
     and ligament around it, all round (in at least 6 of 8 sectors), tissue all round, a
@@ -379,7 +383,8 @@ def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float
     if stats is None:
         return False
     inside, rim, bright, spread, core = stats
-    return (inside > rim + RING_CONTRAST and core > rim and bright >= MIN_SECTORS
+    lead, core_min = (WEAK_RING_CONTRAST, WEAK_CORE * rim) if weak else (RING_CONTRAST, rim)
+    return (inside > rim + lead and core > core_min and bright >= MIN_SECTORS
             and spread > MIN_SPREAD and _inside_neck(img, r, c)
             and _symmetry(img, r, c, angle_deg) > min_symmetry
             and _body_width(img, r, c, angle_deg, {} if body is None else body) < MAX_WIDTH_MM)
