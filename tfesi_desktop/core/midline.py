@@ -54,7 +54,8 @@ CANAL_SHAPES = ((10.0, 5.5), (11.75, 7.0), (13.5, 8.5))
 CORD_FRACTIONS = (0.55, 0.8)
 _MARGIN = (8.0, 6.5)  # template half-size beyond the canal (mm): the bone and ligaments around
 CLOSE_RIM_MM = 2.5  # the close templates see the canal and this much around it
-CANDIDATES_APART_MM = 8.0  # canal_candidates' places lie this far apart at least
+CANDIDATES_APART_MM = 8.0  # canal_candidates' places lie this far apart at least, and score
+CANDIDATES_MARGIN = 0.2  # ... at most this much below the best one
 Rect = tuple[int, int, int, int]
 @dataclass(frozen=True)
 class Canal:
@@ -299,7 +300,8 @@ def canal_candidates(values: np.ndarray, geometry: SliceGeometry, *,
                      expected_mm: tuple[float, float, float] | None = None, n: int = 4,
                      weak: bool = False) -> list[Canal]:
     """Up to ``n`` places on the slice that pass every check of a canal, at least
-    :data:`CANDIDATES_APART_MM` apart, best score first: the first is :func:`find_canal`'s.
+    :data:`CANDIDATES_APART_MM` apart and within :data:`CANDIDATES_MARGIN` of the best score,
+    best score first: the first is :func:`find_canal`'s.
     ``weak``: where none passes, matches that pass weaker checks (symmetry above
     :data:`MIN_SYMMETRY` for the close templates too, a lead over the rim of
     :data:`WEAK_RING_CONTRAST`, a cord's core not darker than :data:`WEAK_CORE` of the rim:
@@ -341,7 +343,7 @@ def canal_candidates(values: np.ndarray, geometry: SliceGeometry, *,
         cands = matches[close]
         apart = (CANDIDATES_APART_MM / GRID_MM) ** 2
         for x in sorted(cands, key=lambda x: -x[0]):
-            if len(chosen) >= n:
+            if len(chosen) >= n or (chosen and x[0] < chosen[0][0] - CANDIDATES_MARGIN):
                 break
             if any((x[3] - y[3]) ** 2 + (x[4] - y[4]) ** 2 < apart for y in chosen):
                 continue
