@@ -341,14 +341,18 @@ def canal_candidates(values: np.ndarray, geometry: SliceGeometry, *,
                 for smap in (ncc(t, mask),)
                 for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
         cands = matches[close]
-        apart = (CANDIDATES_APART_MM / GRID_MM) ** 2
+        apart, refused = (CANDIDATES_APART_MM / GRID_MM) ** 2, []
         for x in sorted(cands, key=lambda x: -x[0]):
             if len(chosen) >= n or (chosen and x[0] < chosen[0][0] - CANDIDATES_MARGIN):
                 break
             if any((x[3] - y[3]) ** 2 + (x[4] - y[4]) ** 2 < apart for y in chosen):
                 continue
+            if chosen and any(abs(x[3] - y[0]) + abs(x[4] - y[1]) <= 2 for y in refused):
+                continue  # the first is the best that passes; the others need not be exact
             if _looks_like_canal(img, x[3], x[4], *x[1], x[2], body, min_sym, relaxed):
                 chosen.append(x)
+            else:
+                refused.append((x[3], x[4]))
         if chosen:
             break
     return [_to_canal(x, geometry, d, cshape, (sr, sc)) for x in chosen]
