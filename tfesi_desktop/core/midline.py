@@ -332,7 +332,7 @@ def canal_candidates(values: np.ndarray, geometry: SliceGeometry, *,
         passes += [(False, MIN_SYMMETRY, True), (True, MIN_SYMMETRY, True)]
     chosen: list = []
     matches: dict[bool, list] = {}
-    for close, min_sym, relaxed in passes:  # the whole templates first; the close ones where they fail
+    for close, min_sym, relaxed in passes:  # the whole templates first, the close ones next
         if close not in matches:
             matches[close] = [
                 (v, (canal, fraction), angle, r, c, smap)

@@ -8,8 +8,13 @@ import threading
 
 import numpy as np
 
-from ..core.commands import (anatomy_candidates, find_anatomy, find_anatomy_in_stack,
-                             predict_selection, sagittal_guide)
+from ..core.commands import (
+    anatomy_candidates,
+    find_anatomy,
+    find_anatomy_in_stack,
+    predict_selection,
+    sagittal_guide,
+)
 from ..core.dicom import default_window, modality_values
 from ..core.errors import TfesiError
 from ..core.resample import resample
