@@ -74,3 +74,29 @@ def test_the_real_t2_case_where_the_true_canal_is_second_on_two_slices():
     cands = [[_canal(x, y, i * SPACING, s) for x, y, s in row] for i, row in enumerate(rows)]
     out = consistent_canals(cands, _geometries(4))
     assert [c.centre_mm[1] for c in out] == [-7, -12, -12, -14]
+
+
+def test_the_stack_search_uses_the_neighbours_within_reach(monkeypatch):
+    """commands.find_anatomy_in_stack: slice 5 of 12 is judged with slices 2-8 (STACK_REACH
+    3) and gets its true canal, the second candidate; a one-slice stack keeps the best."""
+    from tfesi_desktop.core import commands
+
+    geoms = _geometries(12)
+    for g in geoms:
+        g.is_axial = lambda: True
+    stack = SimpleNamespace(slices=[SimpleNamespace(geometry=g) for g in geoms])
+    cands = {i: [_canal(*_course(i), 0.6)] for i in range(12)}
+    x, y, z = _course(5)
+    cands[5] = [_canal(x, y + 22.0, z, 0.63), _canal(x, y, z, 0.55)]
+    asked = []
+
+    def candidates_of(i):
+        asked.append(i)
+        return cands[i]
+
+    got = commands.find_anatomy_in_stack(stack, 5, values=np.zeros((8, 8)),
+                                         candidates_of=candidates_of)
+    assert got is cands[5][1] and sorted(asked) == [2, 3, 4, 5, 6, 7, 8]
+    lone = SimpleNamespace(slices=[stack.slices[5]])
+    assert commands.find_anatomy_in_stack(lone, 0, values=np.zeros((8, 8)),
+                                          candidates_of=lambda i: cands[5]) is cands[5][0]
