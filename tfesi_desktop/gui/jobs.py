@@ -92,7 +92,9 @@ def find_canal(key, values, geometry, scan=None, stack=None):
         if scan is None or stack is None:
             return key, find_anatomy(values, geometry)
         guide = _guide(scan, stack)
-        index = stack.find_slice(key)
+        index = next((i for i, r in enumerate(stack.slices) if r.key == key), None)
+        if index is None:  # not a slice of this stack: searched alone
+            return key, find_anatomy(values, geometry, guide=guide)
 
         def candidates_of(i):
             ref = stack.slices[i]
