@@ -148,7 +148,7 @@ def run_table(study: Path, refs: dict[int, np.ndarray], predictor, *, out=sys.st
     from tfesi_desktop.core import commands
 
     guide = commands.sagittal_guide(scan, stack) if use_sagittal else None
-    finder = _finder(guide)
+    finder = _finder(guide, stack)
     totals = {"slices": 0, "found": 0, "near": 0, "rois": 0, "side_ok": 0, "ood": [],
               "unreliable": 0}
     print("| slice | z mm | canal | off ref mm | score | ROI right | ROI left | OOD/thr (R / L) |",
@@ -205,11 +205,23 @@ def run_table(study: Path, refs: dict[int, np.ndarray], predictor, *, out=sys.st
     return scan, stack, totals
 
 
-def _finder(guide):
-    """The canal search as the program runs it (with the sagittal's cord course, if any)."""
+def _finder(guide, stack):
+    """The canal search as the program runs it (with the sagittal's cord course, if any, and
+    checked against the neighbouring slices' canals, core/stackcanal.py)."""
     from tfesi_desktop.core import commands
+    from tfesi_desktop.core.dicom.pixels import modality_values
 
-    return lambda i, values, g: commands.find_anatomy(values, g, guide=guide)
+    cache = {}
+
+    def candidates_of(i):
+        if i not in cache:
+            ref = stack.slices[i]
+            cache[i] = commands.anatomy_candidates(modality_values(ref), ref.geometry,
+                                                   guide=guide)
+        return cache[i]
+
+    return lambda i, values, g: commands.find_anatomy_in_stack(
+        stack, i, values=values, guide=guide, candidates_of=candidates_of)
 
 
 def screenshot(study: Path, stack, slice_index: int, roi, out_png: Path, *,

@@ -73,8 +73,13 @@ def test_the_window_and_the_cli_search_the_canal_with_the_sagittal_as_guide(monk
     monkeypatch.setattr(jobs, "sagittal_guide", lambda scan, stack: calls.append(stack) or "G")
     monkeypatch.setattr(jobs, "find_anatomy",
                         lambda values, geometry, guide=None: seen.append(guide) or "canal")
-    stack = SimpleNamespace(key="s1")
+    monkeypatch.setattr(jobs, "find_anatomy_in_stack",
+                        lambda stack, index, values=None, guide=None, candidates_of=None:
+                        seen.append(("stack", index, guide)) or "canal")
+    stack = SimpleNamespace(key="s1", slices=[SimpleNamespace(key="k0"), SimpleNamespace(key="k1")])
     assert jobs.find_canal("k1", None, None, "scan", stack) == ("k1", "canal")
     assert jobs.find_canal("k2", None, None, "scan", stack) == ("k2", "canal")
-    assert len(calls) == 1 and seen == ["G", "G"]  # one decode of the sagittal per stack
+    # one decode of the sagittal per stack; a slice of the stack is judged with its neighbours
+    # (core/stackcanal.py), another is searched alone
+    assert len(calls) == 1 and seen == [("stack", 1, "G"), "G"]
     assert jobs.find_canal("k3", None, None) == ("k3", "canal") and seen[-1] is None

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RoiError, TfesiError
-from .midline import Canal, find_canal, roi_position
+from .midline import Canal, canal_candidates, find_canal, roi_position
 from .preprocess import MIN_ROI_PIXELS, ModelInput, check_roi, model_inputs
 from .selection import Result, Selection
 from .site_note import with_site_note
@@ -132,6 +132,60 @@ def find_anatomy(values: np.ndarray, geometry, *, guide=None) -> Canal | None:
     return canal
 
 
+STACK_REACH = 3  # a slice's canal is checked against this many slices each side of it
+
+
+def anatomy_candidates(values: np.ndarray, geometry, *, guide=None) -> list[Canal]:
+    """The places on a slice that may be its canal, best first (:func:`.midline.
+    canal_candidates`); with the sagittal's course on this slice, :func:`find_anatomy`'s
+    canal alone (the course already chose)."""
+    if geometry is None or not geometry.is_axial():
+        return []
+    if guide is not None and guide.at(geometry) is not None:
+        canal = find_anatomy(values, geometry, guide=guide)
+        return [] if canal is None else [canal]
+    return canal_candidates(values, geometry)
+
+
+def find_anatomy_in_stack(stack, index: int, *, values=None, guide=None,
+                          candidates_of=None) -> Canal | None:
+    """The canal on slice ``index`` of ``stack`` as it fits the canals of the
+    :data:`STACK_REACH` slices each side (:func:`.stackcanal.consistent_canals`): the slice's
+    best match unless a look-alike far from its neighbours' canal; a slice refused alone is
+    searched again near their course. ``values``: slice ``index``'s, if decoded;
+    ``candidates_of(i)``: slice i's :func:`anatomy_candidates` (a caller's cache), else they
+    are decoded and searched here. A lone slice: :func:`find_anatomy`'s canal."""
+    from .dicom.pixels import modality_values
+    from .stackcanal import consistent_canals
+
+    ref = stack.slices[index]
+    if ref.geometry is None or not ref.geometry.is_axial():
+        return None
+    if values is None:
+        values = modality_values(ref)
+    near = [i for i in range(max(0, index - STACK_REACH),
+                             min(len(stack.slices), index + STACK_REACH + 1))
+            if stack.slices[i].geometry is not None]
+
+    def candidates(i):
+        if candidates_of is not None:
+            return candidates_of(i)
+        if i == index:
+            return anatomy_candidates(values, ref.geometry, guide=guide)
+        return anatomy_candidates(modality_values(stack.slices[i]), stack.slices[i].geometry,
+                                  guide=guide)
+
+    def refind(k, expected_mm):
+        if near[k] != index:  # only this slice's answer is wanted
+            return None
+        found = canal_candidates(values, ref.geometry, expected_mm=expected_mm, n=1, weak=True)
+        return found[0] if found else None
+
+    canals = consistent_canals([candidates(i) for i in near],
+                               [stack.slices[i].geometry for i in near], refind)
+    return canals[near.index(index)]
+
+
 def sagittal_guide(scan, stack):
     """The cord's course (:class:`.cordpath.CordCourse`) from the study's sagittal series that
     shares ``stack``'s Frame of Reference, or None. Reads headers and decodes the sagittal:
@@ -214,7 +268,7 @@ def predict_selection(predictor, stack, selection: Selection, *, values=None,
         raise TfesiError("Draw the ROI and choose the injection side first.")
     check_roi(selection.roi, values.shape)
     if canal is _SEARCH:
-        canal = find_anatomy(values, geometry, guide=guide)
+        canal = find_anatomy_in_stack(stack, index, values=values, guide=guide)
     gates = check_selection(selection, geometry, canal)
     block = blocking(gates, selection)
     if block:

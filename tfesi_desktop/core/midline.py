@@ -33,6 +33,8 @@ ANGLES_DEG = (-15.0, -7.5, 0.0, 7.5, 15.0)
 MIN_SCORE = 0.45  # normalised cross-correlation below which the canal counts as not found
 ROOM_MM = 25.0  # a canal must lie this far inside the image: the foramina lie beside it
 RING_CONTRAST = 0.15  # the canal's lead over the rim around it (0..1 intensities)
+WEAK_RING_CONTRAST = 0.10  # ... and WEAK_CORE of the rim for the core: canal_candidates(weak)
+WEAK_CORE = 0.7
 MIN_SECTORS = 6  # of 8 around the canal, where it is brighter than its rim
 AIR = 0.1  # 0..1 intensity (percentiles 1-99 of the slice) below which a ray is air
 MIN_SYMMETRY = 0.3  # left-right symmetry of the neighbourhood about the canal (correlation)
@@ -52,6 +54,8 @@ CANAL_SHAPES = ((10.0, 5.5), (11.75, 7.0), (13.5, 8.5))
 CORD_FRACTIONS = (0.55, 0.8)
 _MARGIN = (8.0, 6.5)  # template half-size beyond the canal (mm): the bone and ligaments around
 CLOSE_RIM_MM = 2.5  # the close templates see the canal and this much around it
+CANDIDATES_APART_MM = 8.0  # canal_candidates' places lie this far apart at least, and score
+CANDIDATES_MARGIN = 0.2  # ... at most this much below the best one
 Rect = tuple[int, int, int, int]
 @dataclass(frozen=True)
 class Canal:
@@ -288,44 +292,76 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
     series of the same frame of reference (the sagittal's cord) puts the canal on this slice,
     patient coordinates; the search then stays within :data:`GUIDE_MM` of it. Raises
     :class:`~.errors.GeometryError` for a slice that is not axial."""
+    found = canal_candidates(values, geometry, expected_mm=expected_mm, n=1)
+    return found[0] if found else None
+
+
+def canal_candidates(values: np.ndarray, geometry: SliceGeometry, *,
+                     expected_mm: tuple[float, float, float] | None = None, n: int = 4,
+                     weak: bool = False) -> list[Canal]:
+    """Up to ``n`` places on the slice that pass every check of a canal, at least
+    :data:`CANDIDATES_APART_MM` apart and within :data:`CANDIDATES_MARGIN` of the best score,
+    best score first: the first is :func:`find_canal`'s.
+    ``weak``: where none passes, matches that pass weaker checks (symmetry above
+    :data:`MIN_SYMMETRY` for the close templates too, a lead over the rim of
+    :data:`WEAK_RING_CONTRAST`, a cord's core not darker than :data:`WEAK_CORE` of the rim:
+    the MS patient's T2, a dark cord amid bright CSF and fat), for a search that the
+    neighbouring slices' canals confirm (core/stackcanal.py)."""
     img, d, cshape, (sr, sc) = _canonical_grid(values, geometry)
     if not np.isfinite(img).all():
         img = np.nan_to_num(img)
     if float(img.min()) < CT_AIR:
-        return None
+        return []
     lo, hi = np.percentile(img, [1, 99])
     if hi - lo <= 1e-6 * max(1.0, abs(float(hi))):
-        return None
+        return []
     img = np.clip((img - lo) / (hi - lo), 0, 1).astype(np.float32)
     gr, gc = img.shape
     window = _window(img.shape, geometry, d, cshape, (sr, sc), expected_mm)
     if window is None:
-        return None
+        return []
     # every shape upright, then the best verified shape turned (the canal's outline is
     # near-symmetric, so the shape and the rotation can be found one after the other)
     if max(x[2].shape[0] for x in _templates(0.0)) >= gr or \
             max(x[2].shape[1] for x in _templates(0.0)) >= gc:
-        return None
+        return []
     ncc = _Correlator(img, window)
-    best, body = None, {}
-    for close in (False, True):  # the whole templates first; the close ones where they fail
-        cands = []
-        for angle in ANGLES_DEG:
-            for canal, fraction, t, mask in _templates(angle):
-                if (mask is not None) != close:
-                    continue
-                smap = ncc(t, mask)
-                cands += [(v, (canal, fraction), angle, r, c, smap)
-                          for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
-        best = next((x for x in sorted(cands, key=lambda x: -x[0])
-                     if _looks_like_canal(img, x[3], x[4], *x[1], x[2], body,
-                                          CLOSE_MIN_SYMMETRY if close else MIN_SYMMETRY)),
-                    None)
-        if best is not None:
+    body: dict = {}
+    passes = [(False, MIN_SYMMETRY, False), (True, CLOSE_MIN_SYMMETRY, False)]
+    if weak:
+        passes += [(False, MIN_SYMMETRY, True), (True, MIN_SYMMETRY, True)]
+    chosen: list = []
+    matches: dict[bool, list] = {}
+    for close, min_sym, relaxed in passes:  # the whole templates first, the close ones next
+        if close not in matches:
+            matches[close] = [
+                (v, (canal, fraction), angle, r, c, smap)
+                for angle in ANGLES_DEG for canal, fraction, t, mask in _templates(angle)
+                if (mask is not None) == close
+                for smap in (ncc(t, mask),)
+                for v, r, c in _peaks(smap, window) if v <= 1.0 + 1e-6]
+        cands = matches[close]
+        apart, refused = (CANDIDATES_APART_MM / GRID_MM) ** 2, []
+        for x in sorted(cands, key=lambda x: -x[0]):
+            if len(chosen) >= n or (chosen and x[0] < chosen[0][0] - CANDIDATES_MARGIN):
+                break
+            if any((x[3] - y[3]) ** 2 + (x[4] - y[4]) ** 2 < apart for y in chosen):
+                continue
+            if chosen and any(abs(x[3] - y[0]) + abs(x[4] - y[1]) <= 2 for y in refused):
+                continue  # the first is the best that passes; the others need not be exact
+            if _looks_like_canal(img, x[3], x[4], *x[1], x[2], body, min_sym, relaxed):
+                chosen.append(x)
+            else:
+                refused.append((x[3], x[4]))
+        if chosen:
             break
-    if best is None:
-        return None
-    score, shape, angle, r, c, smap = best
+    return [_to_canal(x, geometry, d, cshape, (sr, sc)) for x in chosen]
+
+
+def _to_canal(match, geometry: SliceGeometry, d, cshape, spacing) -> Canal:
+    """A match (score, shape, angle, grid row, grid column, score map) as a :class:`Canal`."""
+    score, shape, angle, r, c, smap = match
+    sr, sc = spacing
     dr, dc = _subpixel(smap, r, c)
     # 1 mm grid -> canonical pixels (pixel-centre convention) -> stored pixels
     rr = ((r + dr + 0.5) * GRID_MM / sr) - 0.5
@@ -342,7 +378,7 @@ def find_canal(values: np.ndarray, geometry: SliceGeometry, *,
 
 def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float],
                       fraction: float, angle_deg: float, body: dict | None = None,
-                      min_symmetry: float = MIN_SYMMETRY) -> bool:
+                      min_symmetry: float = MIN_SYMMETRY, weak: bool = False) -> bool:
     """Is the match at grid pixel (r, c) a canal: room around it for the foramina, and the
     canal (CSF and cord: on T2* the cord is as bright as the CSF) brighter than the rim of bone
     and ligament around it, all round (in at least 6 of 8 sectors), tissue all round, a
@@ -353,7 +389,8 @@ def _looks_like_canal(img: np.ndarray, r: int, c: int, canal: tuple[float, float
     if stats is None:
         return False
     inside, rim, bright, spread, core = stats
-    return (inside > rim + RING_CONTRAST and core > rim and bright >= MIN_SECTORS
+    lead, core_min = (WEAK_RING_CONTRAST, WEAK_CORE * rim) if weak else (RING_CONTRAST, rim)
+    return (inside > rim + lead and core > core_min and bright >= MIN_SECTORS
             and spread > MIN_SPREAD and _inside_neck(img, r, c)
             and _symmetry(img, r, c, angle_deg) > min_symmetry
             and _body_width(img, r, c, angle_deg, {} if body is None else body) < MAX_WIDTH_MM)

@@ -8,7 +8,13 @@ import threading
 
 import numpy as np
 
-from ..core.commands import find_anatomy, predict_selection, sagittal_guide
+from ..core.commands import (
+    anatomy_candidates,
+    find_anatomy,
+    find_anatomy_in_stack,
+    predict_selection,
+    sagittal_guide,
+)
 from ..core.dicom import default_window, modality_values
 from ..core.errors import TfesiError
 from ..core.resample import resample
@@ -74,12 +80,32 @@ def _guide(scan, stack):
         return _GUIDES[stack.key]
 
 
+_CANDIDATES: dict[tuple[str, str], list] = {}  # (stack key, slice key) -> canal candidates
+
+
 def find_canal(key, values, geometry, scan=None, stack=None):
     """(slice key, the anatomy found on it, or None); with the scan and the stack, guided by the
-    study's sagittal where it shares the frame of reference (core/commands.py)."""
+    study's sagittal where it shares the frame of reference and checked against the canals of
+    the neighbouring slices (core/commands.py ``find_anatomy_in_stack``), whose candidates are
+    searched once per slice and kept."""
     try:
-        guide = _guide(scan, stack) if scan is not None and stack is not None else None
-        return key, find_anatomy(values, geometry, guide=guide)
+        if scan is None or stack is None:
+            return key, find_anatomy(values, geometry)
+        guide = _guide(scan, stack)
+        index = next((i for i, r in enumerate(stack.slices) if r.key == key), None)
+        if index is None:  # not a slice of this stack: searched alone
+            return key, find_anatomy(values, geometry, guide=guide)
+
+        def candidates_of(i):
+            ref = stack.slices[i]
+            if (stack.key, ref.key) not in _CANDIDATES:
+                v = values if i == index else modality_values(ref)
+                _CANDIDATES[(stack.key, ref.key)] = anatomy_candidates(v, ref.geometry,
+                                                                       guide=guide)
+            return _CANDIDATES[(stack.key, ref.key)]
+
+        return key, find_anatomy_in_stack(stack, index, values=values, guide=guide,
+                                          candidates_of=candidates_of)
     except TfesiError:
         return key, None
 
