@@ -169,6 +169,7 @@ def probability_histograms(p: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
 def pooled_metrics(favourable: np.ndarray, poor: np.ndarray) -> dict:
     """AUC with DeLong CI, accuracy at 0.5 and the calibration summary of the pooled held-out
     patients, from the per-bin counts (each bin scored at its centre: whole percent)."""
+    from ..model_gate import probability_spread
     from ..stats import calibration_summary
     from .train import binary_metrics
 
@@ -178,8 +179,7 @@ def pooled_metrics(favourable: np.ndarray, poor: np.ndarray) -> dict:
     y = np.concatenate([np.ones(fav.sum(), int), np.zeros(poor.sum(), int)])
     out = binary_metrics(y, p)
     out["calibration"] = calibration_summary(y, p)
-    lo, hi = np.percentile(p, [5, 95])
-    out["calibration"]["probability_spread"] = round(float(hi - lo), 4)
+    out["calibration"]["probability_spread"] = round(probability_spread(p), 4)
     return out
 
 
