@@ -354,10 +354,11 @@ SITE_ROUTES = (SHIPPED, SHIPPED_RECAL, FINE_TUNED, SCRATCH, BASELINE)
 
 def _recalibrated(z_fit, y_fit, z_test) -> tuple[np.ndarray, float]:
     """The test probabilities after Platt scaling fitted on (z_fit, y_fit), and its temperature."""
+    from ..runtime import sigmoid
     from ..stats import fit_platt
 
     temperature, intercept = fit_platt(y_fit, z_fit)
-    return 1 / (1 + np.exp(-(np.asarray(z_test) / temperature + intercept))), temperature
+    return sigmoid(np.asarray(z_test) / temperature + intercept), temperature
 
 
 def _test_metrics(y, p, temperature: float | None = None) -> dict:
