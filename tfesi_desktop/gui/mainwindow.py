@@ -115,9 +115,10 @@ class MainWindow(QMainWindow):
             self.ctx, self.opener, self.edits, self.nav, self.viewports, self.predictions,
             self.comparison, self.report, self.axial, self.localizer, self.view, self.panel,
             self.current_values, warm, self.viewports.actions))
-        # held back until the model worker's imports are done (gui/startup.py); the browser's
-        # thumbnails also wait for the first canal search (it imports scipy: beside it they
-        # stalled the window 40-70 ms), see _session_changed
+        # held back until the model is loaded (gui/startup.py); the browser's thumbnails also
+        # wait while a canal search runs (the side proposal the physician waits for goes
+        # first; the later lane alone would let thumbnails asked for earlier run before it),
+        # see _session_changed
         self.startup.when_warm(self.canals.find)
         self.startup.when_warm(self.localizer.request_frames)
         self.startup.when_warm(self._thumbnails_when_free)

@@ -30,7 +30,7 @@ class StudyOpener(QObject):
         """``busy(state)``: show the progress (``(done, total)``, total 0: not known yet) or hide
         it (None); ``remember(paths)``: File > Open recent; ``restored()``: a selection restored
         with the study is to be predicted; ``hold_back()``: whether the thumbnails must wait
-        (the model loads, or the first canal search imports scipy); ``browser``: the series
+        (the model loads, or a canal search runs); ``browser``: the series
         tree."""
         super().__init__(ctx.parent)
         self.ctx = ctx
